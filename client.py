@@ -1,0 +1,934 @@
+"""Client for the video-translation backend: start a job, learn the moment it is done.
+
+    from client import VideoTranslationClient
+    with VideoTranslationClient("http://127.0.0.1:8000", username="admin", password="...") as api:
+        status = api.wait_for_completion(api.start_job())   # status.result: completed | error
+
+How the wait decides when to ask again, per answer, in this order of preference:
+
+1. **Long-poll.** Every status request carries ``Prefer: wait=N`` (RFC 7240) and ``?wait=N``. A
+   server that holds the request answers the moment the job ends: one request, one round trip. A
+   server that ignores both answers at once and costs nothing extra.
+2. **Server hints.** ``eta_seconds`` in the body (precise) or ``Retry-After`` (whole seconds). The
+   first long ETA gets one check-in halfway, which measures how fast the server's ETA really runs
+   against our clock; the next ask lands just after the job ends instead of up to the ETA's error late.
+3. **Exponential backoff with jitter** when the server says nothing (:class:`PollingPolicy`):
+   1 s growing x1.3 up to 20 s, each delay shortened by up to 20 % at random.
+
+Transient faults (connection refused or reset, read timeouts, 429, 502, 503, 504) are retried by
+urllib3's ``Retry`` on the session's adapter, honouring ``Retry-After``; its sleeps use the injected
+sleep function and never pass the wait's deadline. A poll that still fails is an unanswered poll:
+the wait goes on until its deadline. The decisions live in :class:`WaitPlanner`, which does no I/O.
+
+All durations are in seconds. Exceptions::
+
+    VideoTranslationError
+    ├── AuthenticationError      401/403; never retried
+    ├── JobNotFoundError         404 (also LookupError)
+    ├── InvalidRequestError      another 4xx: the server rejected what was sent (also ValueError)
+    ├── ServerError              5xx or 429 still answered after the retries
+    ├── ServerUnreachableError   no answer at all after the retries (also ConnectionError)
+    ├── ProtocolError            an answer with no usable status in it (also ValueError)
+    └── WaitTimeout              deadline or attempt budget spent (also TimeoutError)
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.utils
+import enum
+import json
+import logging
+import math
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_WAIT_TIMEOUT",
+    "AuthenticationError",
+    "Decision",
+    "InvalidRequestError",
+    "JobNotFoundError",
+    "JobResult",
+    "JobStatus",
+    "PollingPolicy",
+    "ProtocolError",
+    "RetryPolicy",
+    "ServerError",
+    "ServerUnreachableError",
+    "TranslationStatusClient",
+    "VideoTranslationClient",
+    "VideoTranslationError",
+    "WaitPlanner",
+    "WaitTimeout",
+    "equal_jitter",
+    "exponential_delays",
+    "full_jitter",
+    "scaled_jitter",
+    "parse_preference_applied",
+    "parse_retry_after",
+    "parse_status_document",
+]
+
+logger = logging.getLogger("client")
+
+#: Where ``python server.py`` listens by default.
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+#: How long ``wait_for_completion`` waits unless told otherwise: real translation jobs take
+#: minutes, so an hour is generous but finite. Pass ``timeout=math.inf`` to wait forever.
+DEFAULT_WAIT_TIMEOUT = 3600.0
+#: Connect and read timeouts of one request; a long-poll adds its wait to the read timeout.
+DEFAULT_REQUEST_TIMEOUT = (3.05, 10.0)
+
+_TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+# Time a long-poll ETA check-in waits for, as a share of the ETA; and how late after the predicted
+# end the final ask is placed, so that it lands after the server's own timer rather than just before.
+_ETA_CHECK_IN_SHARE = 0.5
+_ETA_LANDING_MARGIN = 0.005
+# Bounds on the measured speed of the server's ETA against our clock (1.0 = the ETA is honest).
+_ETA_RATE_BOUNDS = (0.5, 2.0)
+
+
+def _require(ok: bool, name: str, value: object, rule: str) -> None:
+    if not ok:
+        raise ValueError(f"{name} {rule}, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------- errors
+class VideoTranslationError(Exception):
+    """Base of every error this client raises."""
+
+    def __init__(self, message: str, *, job_id: str | None = None, status_code: int | None = None):
+        super().__init__(message)
+        self.job_id = job_id
+        self.status_code = status_code
+
+
+class AuthenticationError(VideoTranslationError):
+    """The server refused the credentials (401) or the action (403); retrying will not help."""
+
+
+class JobNotFoundError(VideoTranslationError, LookupError):
+    """The server does not know the job (404)."""
+
+
+class InvalidRequestError(VideoTranslationError, ValueError):
+    """The server rejected the request as malformed (a 4xx other than 401, 403, 404 and 429)."""
+
+
+class ServerError(VideoTranslationError):
+    """The server kept failing (5xx) or refusing (429) after the transient retries."""
+
+
+class ServerUnreachableError(VideoTranslationError, ConnectionError):
+    """No answer from the server after the transient retries (refused, reset, timed out)."""
+
+
+class ProtocolError(VideoTranslationError, ValueError):
+    """The server answered, but not with a status this client can read."""
+
+
+class WaitTimeout(VideoTranslationError, TimeoutError):
+    """The deadline or the attempt budget ran out before the job reached a final status."""
+
+    def __init__(self, message: str, *, job_id: str | None, last_status: JobStatus | None,
+                 attempts: int, elapsed: float):
+        super().__init__(message, job_id=job_id)
+        self.last_status = last_status
+        self.attempts = attempts
+        self.elapsed = elapsed
+
+
+# ---------------------------------------------------------------------------------- value types
+class JobResult(str, enum.Enum):
+    """A job's state as the server reports it."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINAL_RESULTS = frozenset({JobResult.COMPLETED, JobResult.ERROR})
+
+# Status words seen in the wild, mapped onto ours (compared lower-cased, '-' and ' ' as '_').
+_RESULT_WORDS = {
+    **dict.fromkeys(("pending", "queued", "running", "processing", "in_progress", "started",
+                     "waiting", "accepted", "scheduled"), JobResult.PENDING),
+    **dict.fromkeys(("completed", "complete", "succeeded", "success", "successful", "done",
+                     "finished", "ok"), JobResult.COMPLETED),
+    **dict.fromkeys(("error", "failed", "failure", "errored", "cancelled", "canceled", "aborted"),
+                    JobResult.ERROR),
+}
+_STATUS_KEYS = ("result", "status", "state")
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """One answer about a job: its state, and the server's hints for when to ask again."""
+
+    job_id: str | None
+    result: JobResult
+    progress: float | None = None  #: 0.0 to 1.0, when the server says
+    eta_seconds: float | None = None  #: the server's estimate of the time left
+    finished_at: float | None = None  #: Unix time the job became final, when the server says
+    retry_after: float | None = None  #: the ``Retry-After`` header, in seconds from the answer
+    wait_applied: float | None = None  #: the long-poll wait the server says it applied
+    error: str | None = None  #: the server's message for a job that ended in error
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        """True once the job is ``completed`` or ``error``."""
+        return self.result in FINAL_RESULTS
+
+    def __str__(self) -> str:
+        return self.result.value
+
+
+Jitter = Callable[[float, random.Random], float]
+
+
+def full_jitter(delay: float, rng: random.Random) -> float:
+    """A delay drawn uniformly from [0, delay] (AWS 'full jitter'): spreads clients the most."""
+    return rng.uniform(0.0, delay)
+
+
+def equal_jitter(delay: float, rng: random.Random) -> float:
+    """A delay drawn uniformly from [delay/2, delay]."""
+    return delay / 2 + rng.uniform(0.0, delay / 2)
+
+
+def scaled_jitter(share: float) -> Jitter:
+    """A jitter that draws each delay uniformly from [(1 - share) * delay, delay].
+
+    ``scaled_jitter(1.0)`` is full jitter, ``scaled_jitter(0.5)`` equal jitter.
+    """
+    _require(0 <= share <= 1, "share", share, "must be in [0, 1]")
+
+    def jitter(delay: float, rng: random.Random) -> float:
+        return delay * (1 - share * rng.random())
+
+    return jitter
+
+
+#: The default: 20 % is enough to spread clients started together over time; full jitter
+#: spreads them more but, measured on 3-7 s jobs, asks more often *and* learns later than
+#: polling once a second (its long random tail), so it is opt-in.
+DEFAULT_JITTER = scaled_jitter(0.2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollingPolicy:
+    """How a wait asks: long-poll, hints, and the backoff used when the server gives neither.
+
+    The defaults suit jobs of seconds to minutes. ``PollingPolicy.doubling(retries=5)`` is what simple
+    clients do; ``PollingPolicy.fixed(1.0)`` is the trivial loop.
+    """
+
+    #: First backoff delay, used when the server gives no hint.
+    initial_delay: float = 1.0
+    #: Each further backoff delay is the previous one times this.
+    multiplier: float = 1.3
+    #: Cap on one backoff delay.
+    max_delay: float = 20.0
+    #: Applied to each backoff delay (``full_jitter``, ``equal_jitter``, ``scaled_jitter(s)``);
+    #: None for none.
+    jitter: Jitter | None = DEFAULT_JITTER
+    #: Status requests a wait may make; None for no limit but the deadline.
+    max_attempts: int | None = None
+    #: Ask the server to hold the request (long-poll).
+    long_poll: bool = True
+    #: The longest hold to ask for; servers cap it further.
+    max_long_poll: float = 30.0
+    #: Follow ``eta_seconds`` and ``Retry-After`` when the server gives them.
+    use_hints: bool = True
+    #: Clamp on a delay taken from a hint (absurd hints are cut to it).
+    max_hint_delay: float = 300.0
+    #: Consecutive unreadable answers a wait tolerates before raising ProtocolError.
+    max_protocol_errors: int = 2
+
+    def __post_init__(self) -> None:
+        _require(self.initial_delay >= 0, "initial_delay", self.initial_delay, "must be >= 0")
+        _require(self.multiplier >= 1, "multiplier", self.multiplier, "must be >= 1")
+        _require(self.max_delay >= self.initial_delay, "max_delay", self.max_delay,
+                 "must be >= initial_delay")
+        _require(self.max_attempts is None or self.max_attempts >= 1, "max_attempts",
+                 self.max_attempts, "must be None or >= 1")
+        _require(self.max_long_poll >= 0, "max_long_poll", self.max_long_poll, "must be >= 0")
+        _require(self.max_hint_delay > 0, "max_hint_delay", self.max_hint_delay, "must be > 0")
+        _require(self.max_protocol_errors >= 0, "max_protocol_errors", self.max_protocol_errors,
+                 "must be >= 0")
+
+    @classmethod
+    def doubling(cls, *, initial: float = 1.0, retries: int | None = 10) -> PollingPolicy:
+        """Plain doubling from ``initial``, no jitter, no hints, no long-poll, ``retries`` re-asks."""
+        return cls(initial_delay=initial, multiplier=2.0, max_delay=math.inf, jitter=None,
+                   max_attempts=None if retries is None else retries + 1,
+                   long_poll=False, use_hints=False)
+
+    @classmethod
+    def fixed(cls, interval: float = 1.0) -> PollingPolicy:
+        """The trivial loop: one request every ``interval`` seconds, nothing else."""
+        return cls(initial_delay=interval, multiplier=1.0, max_delay=interval, jitter=None,
+                   long_poll=False, use_hints=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """Retries of one request on transient faults, done by urllib3's ``Retry``.
+
+    Attempts of one request: at most ``1 + max_retries``. Sleeps between them: ``Retry-After`` when
+    the server sends one (clamped to ``max_retry_after``), else 0, then ``backoff_factor * 2**n``
+    capped at ``backoff_max``; never past the deadline of the wait in progress.
+    """
+
+    max_retries: int = 5
+    backoff_factor: float = 0.2
+    backoff_max: float = 5.0
+    backoff_jitter: float = 0.1
+    max_retry_after: float = 60.0
+
+    def __post_init__(self) -> None:
+        _require(self.max_retries >= 0, "max_retries", self.max_retries, "must be >= 0")
+        _require(self.backoff_factor >= 0, "backoff_factor", self.backoff_factor, "must be >= 0")
+        _require(self.backoff_max >= 0, "backoff_max", self.backoff_max, "must be >= 0")
+        _require(self.max_retry_after >= 0, "max_retry_after", self.max_retry_after,
+                 "must be >= 0")
+
+
+# -------------------------------------------------------------------------------- pure helpers
+def exponential_delays(initial: float, multiplier: float, maximum: float) -> Iterator[float]:
+    """Yield ``initial``, ``initial * multiplier``, ... each capped at ``maximum``, forever."""
+    delay = initial
+    while True:
+        yield min(delay, maximum)
+        delay = min(delay * multiplier, maximum)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None,
+                      maximum: float = math.inf) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date), or None.
+
+    Unreadable values give None. Negative and past values give 0 ("now"), huge ones ``maximum``.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less one is read as such
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return maximum if seconds > 0 else None
+    return min(max(seconds, 0.0), maximum)
+
+
+def parse_preference_applied(value: str | None) -> float | None:
+    """The ``wait`` a server reports in ``Preference-Applied`` (RFC 7240), or None."""
+    if not value:
+        return None
+    for token in value.split(","):
+        name, _, arg = token.partition("=")
+        if name.strip().lower() == "wait":
+            seconds = _number(arg.strip().strip('"'))
+            return seconds if seconds is not None and seconds >= 0 else None
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """A finite float from a JSON number or numeric string, else None (bools are not numbers)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _describe(payload: Any, limit: int = 120) -> str:
+    text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def parse_status_document(document: Any, *, job_id: str | None = None) -> JobStatus:
+    """Read a status document from our server or a plainer one; raise ProtocolError if unusable.
+
+    The state may sit under ``result``, ``status`` or ``state``, at the top or one level down
+    (``{"status": {"status": "running", "progress": 40}}``), in any case; common synonyms are read
+    (``failed`` as error, ``succeeded`` as completed, ``queued``/``running`` as pending). Progress
+    may be a fraction or a percentage.
+    """
+    if not isinstance(document, Mapping):
+        raise ProtocolError(f"expected a JSON object with a job status, got {_describe(document)}",
+                            job_id=job_id)
+    body: Mapping[str, Any] = document
+    word = None
+    for key in _STATUS_KEYS:
+        value = document.get(key)
+        if isinstance(value, Mapping):  # nested one level down
+            body = {**document, **value}
+            value = next((value.get(k) for k in _STATUS_KEYS if isinstance(value.get(k), str)),
+                         None)
+        if isinstance(value, str):
+            word = value
+            break
+    if word is None:
+        raise ProtocolError(f"no 'result' or 'status' in the answer: {_describe(document)}",
+                            job_id=job_id)
+    result = _RESULT_WORDS.get(word.strip().lower().replace("-", "_").replace(" ", "_"))
+    if result is None:
+        raise ProtocolError(f"unknown job status {word!r} in the answer: {_describe(document)}",
+                            job_id=job_id)
+
+    progress = _number(body.get("progress"))
+    if progress is not None:
+        progress = min(max(progress / 100 if progress > 1 else progress, 0.0), 1.0)
+    eta = _number(body.get("eta_seconds", body.get("eta")))
+    error = body.get("error") if result is JobResult.ERROR else None
+    if isinstance(error, Mapping):
+        error = error.get("message")
+    found_id = body.get("job_id", body.get("id"))
+    return JobStatus(
+        job_id=str(found_id) if isinstance(found_id, str | int) else job_id,
+        result=result,
+        progress=progress,
+        eta_seconds=max(eta, 0.0) if eta is not None else None,
+        finished_at=_number(body.get("finished_at")),
+        error=str(error) if error is not None else None,
+        raw=dict(document),
+    )
+
+
+# --------------------------------------------------------------------------- the sans-IO core
+@dataclass(frozen=True)
+class Decision:
+    """What to do after an answer: sleep ``delay``, then ask with a long-poll of ``wait``."""
+
+    delay: float
+    reason: str
+
+
+class WaitPlanner:
+    """The waiting strategy with no I/O: feed it each answer, it says how long to wait and why.
+
+    Drive it with any transport: call :meth:`long_poll_for` before each request,
+    :meth:`after_answer` with what came back (or :meth:`after_failure`), then sleep the delay.
+    """
+
+    def __init__(self, policy: PollingPolicy, *, rng: random.Random | None = None):
+        self.policy = policy
+        self._rng = rng or random.Random()
+        self._backoff = exponential_delays(policy.initial_delay, policy.multiplier,
+                                           policy.max_delay)
+        self._last_eta: tuple[float, float] | None = None  # (received at, eta then)
+        self.long_poll_seen = False
+
+    def long_poll_for(self, time_left: float) -> int | None:
+        """Whole seconds of long-poll to ask for, bounded by the time left, or None for none."""
+        if not self.policy.long_poll:
+            return None
+        seconds = math.floor(min(self.policy.max_long_poll, time_left))
+        return seconds if seconds >= 1 else None
+
+    def after_answer(self, status: JobStatus, *, asked_wait: float | None, sent_at: float,
+                     received_at: float) -> Decision:
+        """The delay before the next request, given a pending answer."""
+        took = received_at - sent_at
+        if asked_wait:
+            # Held for most of the window, or said so and held at least half of it: the server
+            # long-polls, so ask again at once. A bare echo with no hold is not trusted (no spin).
+            if took >= 0.8 * asked_wait or (status.wait_applied is not None
+                                            and took >= 0.5 * asked_wait):
+                self.long_poll_seen = True
+                return Decision(0.0, f"long-poll window of {asked_wait:g} s ended")
+        if self.policy.use_hints:
+            decision = self._from_hints(status, received_at)
+            if decision is not None:
+                return decision
+        return self._next_backoff("no hint from the server: backoff")
+
+    def after_failure(self, error: Exception) -> Decision:
+        """The delay before the next request after a poll that got no usable answer."""
+        return self._next_backoff(f"poll failed ({type(error).__name__}): backoff")
+
+    def _from_hints(self, status: JobStatus, received_at: float) -> Decision | None:
+        eta = status.eta_seconds
+        if eta is not None and eta > 0:
+            previous, self._last_eta = self._last_eta, (received_at, eta)
+            rate = None
+            if previous is not None and received_at - previous[0] >= 0.05 and eta < previous[1]:
+                low, high = _ETA_RATE_BOUNDS
+                rate = min(max((previous[1] - eta) / (received_at - previous[0]), low), high)
+            if rate is None and eta > 1.0 and previous is None:
+                return self._clamp_hint(eta * _ETA_CHECK_IN_SHARE,
+                                        f"check in halfway through the ETA of {eta:.3f} s")
+            remaining = eta / (rate or 1.0)
+            why = f"ETA {eta:.3f} s" + (f" running at {rate:.2f}x our clock" if rate else "")
+            return self._clamp_hint(remaining + _ETA_LANDING_MARGIN, why)
+        if status.retry_after is not None:
+            return self._clamp_hint(status.retry_after, f"Retry-After {status.retry_after:g} s")
+        return None
+
+    def _clamp_hint(self, delay: float, why: str) -> Decision:
+        if delay > self.policy.max_hint_delay:
+            return Decision(self.policy.max_hint_delay, f"{why}, cut to max_hint_delay")
+        return Decision(max(delay, 0.0), why)
+
+    def _next_backoff(self, why: str) -> Decision:
+        delay = next(self._backoff)
+        if self.policy.jitter is not None:
+            delay = self.policy.jitter(delay, self._rng)
+        return Decision(delay, why)
+
+
+# ------------------------------------------------------------------------------ the transport
+class _OutOfTime(Exception):
+    """Raised from a retry sleep that would pass the deadline: give up instead of sleeping."""
+
+
+class _DeadlineRetry(Retry):
+    """urllib3's Retry with the client's sleep function, a clamp on Retry-After, and a deadline."""
+
+    def __init__(self, *args: Any, sleep: Callable[[float], None] = time.sleep,
+                 time_left: Callable[[], float] = lambda: math.inf,
+                 max_retry_after: float = 60.0, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._sleep, self._time_left, self._max_retry_after = sleep, time_left, max_retry_after
+
+    def new(self, **kw: Any) -> _DeadlineRetry:
+        retry = super().new(**kw)
+        retry._sleep, retry._time_left = self._sleep, self._time_left
+        retry._max_retry_after = self._max_retry_after
+        return retry
+
+    def sleep(self, response: Any = None) -> None:
+        delay = None
+        if response is not None and self.respect_retry_after_header:
+            # Unlike urllib3's own, 'Retry-After: 0' means now, not "no header".
+            delay = parse_retry_after(response.headers.get("Retry-After"),
+                                      maximum=self._max_retry_after)
+        if delay is None:
+            delay = self.get_backoff_time()
+        if delay >= self._time_left():
+            raise _OutOfTime(f"{self._last_fault()}, and the next retry, in {delay:.3f} s, "
+                             "would pass the deadline")
+        logger.warning("transient fault (%s); retrying in %.3f s", self._last_fault(), delay)
+        if delay > 0:
+            self._sleep(delay)
+
+    def _last_fault(self) -> str:
+        last = self.history[-1] if self.history else None
+        if last is None:
+            return "unknown"
+        return f"HTTP {last.status}" if last.status else type(last.error).__name__
+
+
+class VideoTranslationClient:
+    """Starts video-translation jobs and waits for their final status.
+
+    Args:
+        base_url: The server, e.g. ``http://127.0.0.1:8000``.
+        username, password: HTTP Basic credentials; default to ``API_USERNAME`` / ``API_PASSWORD``.
+        auth: Anything ``requests`` takes as ``auth`` (overrides username and password).
+        policy: How to wait (:class:`PollingPolicy`).
+        retry: How to retry transient faults (:class:`RetryPolicy`).
+        wait_timeout: Default deadline of :meth:`wait_for_completion`.
+        request_timeout: (connect, read) timeout of one request.
+        status_url: Template of a job's status URL; ``{job_id}`` is filled in (URL-quoted).
+        single_status_url: The single-job status URL, used when no job id is given.
+        start_url: Where ``start_job`` posts.
+        session: A ``requests.Session`` to use instead of a new one (its adapters are kept).
+        clock, sleep, rng: Injected for tests: a monotonic clock, a sleep function, a Random.
+    """
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, username: str | None = None,
+                 password: str | None = None, *, auth: Any = None,
+                 policy: PollingPolicy | None = None, retry: RetryPolicy | None = None,
+                 wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+                 request_timeout: tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
+                 status_url: str = "/status/{job_id}", single_status_url: str = "/status",
+                 start_url: str = "/start", session: requests.Session | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep,
+                 rng: random.Random | None = None):
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, "
+                             f"got {base_url!r}")
+        if "{job_id}" not in status_url:
+            raise ValueError(f"status_url must contain '{{job_id}}', got {status_url!r}")
+        _require(wait_timeout > 0, "wait_timeout", wait_timeout, "must be > 0")
+        self.base_url = base_url.rstrip("/")
+        self.policy = policy or PollingPolicy()
+        self.retry = retry or RetryPolicy()
+        self.wait_timeout = wait_timeout
+        self.request_timeout = request_timeout
+        self.status_url, self.single_status_url = status_url, single_status_url
+        self.start_url = start_url
+        self._clock, self._sleep = clock, sleep
+        self._rng = rng or random.Random()
+        self._deadline = threading.local()  # per thread: a client may serve several threads
+
+        username = username if username is not None else os.environ.get("API_USERNAME")
+        password = password if password is not None else os.environ.get("API_PASSWORD")
+        if auth is None and username and password is not None:
+            auth = (username, password)
+        self._owns_session = session is None
+        self.session = session or requests.Session()
+        if auth is not None:
+            self.session.auth = auth
+        if self._owns_session:
+            adapter = HTTPAdapter(max_retries=self._urllib3_retry(), pool_maxsize=32)
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
+        self.session.headers.setdefault("Accept", "application/json")
+
+    def __repr__(self) -> str:  # never shows credentials
+        return f"{type(self).__name__}({self.base_url!r})"
+
+    def __enter__(self) -> VideoTranslationClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections this client opened."""
+        if self._owns_session:
+            self.session.close()
+
+    # ------------------------------------------------------------------------------ public API
+    def start_job(self, delay: float | None = None, outcome: str | None = None) -> str:
+        """Start a job and return its id.
+
+        Args:
+            delay: Fix the job's duration (a test and demo feature of the simulator).
+            outcome: Fix its fate, ``"completed"`` or ``"error"``.
+
+        A fresh ``Idempotency-Key`` goes with each call, so a start that is retried after a dropped
+        connection never makes two jobs.
+        """
+        body = {k: v for k, v in (("delay", delay), ("outcome", outcome)) if v is not None}
+        headers = {"Idempotency-Key": uuid.uuid4().hex}
+        response = self._send("POST", self.base_url + self.start_url, json=body or None,
+                              headers=headers, timeout=self.request_timeout)
+        document = self._json(response, job_id=None)
+        job_id = document.get("job_id", document.get("id")) if isinstance(document, Mapping) \
+            else None
+        if not isinstance(job_id, str | int) or isinstance(job_id, bool):
+            location = response.headers.get("Location", "")
+            job_id = location.rstrip("/").rsplit("/", 1)[-1] if location else None
+        if not job_id:
+            raise ProtocolError(f"the start answer has no job id: {_describe(document)}")
+        logger.info("started job %s", job_id)
+        return str(job_id)
+
+    def get_status(self, job_id: str | None = None) -> JobStatus:
+        """One status request. ``job_id=None`` asks the server's single-job ``GET /status``."""
+        return self._poll(job_id, wait=None)[0]
+
+    def wait_for_completion(self, job_id: str | None = None, *, timeout: float | None = None,
+                            max_attempts: int | None = None,
+                            on_update: Callable[[JobStatus], None] | None = None) -> JobStatus:
+        """Wait until the job is ``completed`` or ``error`` and return that final status.
+
+        An ``error`` result is a normal return. Args: ``timeout`` seconds (default
+        ``wait_timeout``; ``math.inf`` to wait forever), ``max_attempts`` status requests (default
+        the policy's), ``on_update(status)`` called whenever the result or progress changes.
+
+        Raises:
+            WaitTimeout: the deadline or attempt budget ran out (carries the last status seen).
+            JobNotFoundError, AuthenticationError, InvalidRequestError, ProtocolError: as named.
+        """
+        timeout = self.wait_timeout if timeout is None else timeout
+        _require(timeout > 0, "timeout", timeout, "must be > 0")
+        max_attempts = max_attempts if max_attempts is not None else self.policy.max_attempts
+        _require(max_attempts is None or max_attempts >= 1, "max_attempts", max_attempts,
+                 "must be None or >= 1")
+        planner = WaitPlanner(self.policy, rng=self._rng)
+        started = self._clock()
+        deadline = started + timeout
+        self._deadline.value = deadline
+        last: JobStatus | None = None
+        last_error: Exception | None = None
+        attempts = protocol_errors = 0
+        try:
+            while True:
+                now = self._clock()
+                wait = planner.long_poll_for(deadline - now)
+                attempts += 1
+                try:
+                    status, sent_at, received_at = self._poll(job_id, wait)
+                except (ServerError, ServerUnreachableError, ProtocolError, _OutOfTime) as exc:
+                    if isinstance(exc, ProtocolError):
+                        protocol_errors += 1
+                        if protocol_errors > self.policy.max_protocol_errors:
+                            raise
+                    last_error = exc if not isinstance(exc, _OutOfTime) else last_error or exc
+                    decision = planner.after_failure(exc)
+                    logger.warning("job %s: attempt %d failed: %s", job_id, attempts, exc)
+                except JobNotFoundError as exc:
+                    if last is not None:
+                        raise JobNotFoundError(
+                            f"job {job_id} was known to the server and is unknown now: the "
+                            "server may have restarted, or the job expired", job_id=job_id,
+                            status_code=404) from exc
+                    raise
+                else:
+                    protocol_errors, last_error = 0, None
+                    if on_update and (last is None or (status.result, status.progress)
+                                      != (last.result, last.progress)):
+                        on_update(status)
+                    last = status
+                    if status.done:
+                        logger.info("job %s %s after %d status requests in %.3f s", job_id,
+                                    status.result, attempts, received_at - started)
+                        return status
+                    decision = planner.after_answer(status, asked_wait=wait, sent_at=sent_at,
+                                                    received_at=received_at)
+                    logger.debug("job %s: attempt %d: %s (progress %s, took %.3f s); next in "
+                                 "%.3f s: %s", job_id, attempts, status.result, status.progress,
+                                 received_at - sent_at, decision.delay, decision.reason)
+                if max_attempts is not None and attempts >= max_attempts:
+                    raise self._timeout(job_id, last, attempts, started,
+                                        f"no final status after {attempts} status requests "
+                                        "(max_attempts)", last_error)
+                now = self._clock()
+                if now >= deadline:
+                    raise self._timeout(job_id, last, attempts, started,
+                                        f"no final status within {timeout:g} s", last_error)
+                # The last sleep is cut to end at the deadline; one last ask happens there.
+                self._sleep(min(decision.delay, deadline - now))
+        finally:
+            self._deadline.value = None
+
+    # -------------------------------------------------------------------------------- internals
+    def _timeout(self, job_id: str | None, last: JobStatus | None, attempts: int,
+                 started: float, why: str, cause: Exception | None) -> WaitTimeout:
+        elapsed = self._clock() - started
+        seen = f"last seen {last.result}" if last else "never answered"
+        because = f"; last failure: {cause}" if cause else ""
+        error = WaitTimeout(f"job {job_id or '(default)'}: {why} ({seen}{because}); pass a "
+                            "larger timeout or check the server", job_id=job_id, last_status=last,
+                            attempts=attempts, elapsed=elapsed)
+        error.__cause__ = cause
+        logger.info("%s", error)
+        return error
+
+    def _time_left(self) -> float:
+        deadline = getattr(self._deadline, "value", None)
+        return math.inf if deadline is None else deadline - self._clock()
+
+    def _urllib3_retry(self) -> Retry:
+        policy = self.retry
+        return _DeadlineRetry(
+            total=policy.max_retries, status_forcelist=_TRANSIENT_STATUSES,
+            # POST is safe to retry: every start carries an Idempotency-Key.
+            allowed_methods=frozenset({"GET", "HEAD", "POST"}),
+            backoff_factor=policy.backoff_factor, backoff_max=policy.backoff_max,
+            backoff_jitter=policy.backoff_jitter, raise_on_status=False,
+            respect_retry_after_header=True, sleep=self._sleep, time_left=self._time_left,
+            max_retry_after=policy.max_retry_after)
+
+    def _status_url(self, job_id: str | None) -> str:
+        if job_id is None:
+            return self.base_url + self.single_status_url
+        return self.base_url + self.status_url.format(job_id=quote(str(job_id), safe=""))
+
+    def _poll(self, job_id: str | None, wait: int | None) -> tuple[JobStatus, float, float]:
+        headers, params, (connect, read) = {}, {}, self.request_timeout
+        if wait:
+            headers["Prefer"] = f"wait={wait}"
+            params["wait"] = wait
+            read += wait
+        sent_at = self._clock()
+        response = self._send("GET", self._status_url(job_id), headers=headers, params=params,
+                              timeout=(connect, read), job_id=job_id)
+        received_at = self._clock()
+        status = parse_status_document(self._json(response, job_id=job_id), job_id=job_id)
+        status = replace(
+            status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After"),
+                                          maximum=self.policy.max_hint_delay),
+            wait_applied=parse_preference_applied(response.headers.get("Preference-Applied")))
+        return status, sent_at, received_at
+
+    def _send(self, method: str, url: str, *, job_id: str | None = None,
+              **kwargs: Any) -> requests.Response:
+        try:
+            response = self.session.request(method, url, **kwargs)
+        except requests.exceptions.RetryError as exc:  # status retries spent with raise_on_status
+            raise ServerError(f"{method} {url}: the server kept failing: {exc}",
+                              job_id=job_id) from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ServerUnreachableError(
+                f"{method} {url}: no answer from the server after {self.retry.max_retries} "
+                f"retries ({type(exc).__name__}); is it running?", job_id=job_id) from exc
+        except requests.RequestException as exc:
+            raise ServerUnreachableError(f"{method} {url}: {exc}", job_id=job_id) from exc
+        code = response.status_code
+        if code < 400:
+            return response
+        detail = _error_message(response)
+        if code in (401, 403):
+            raise AuthenticationError(
+                f"{method} {url}: the server refused the credentials (HTTP {code}: {detail}); "
+                "check API_USERNAME and API_PASSWORD", job_id=job_id, status_code=code)
+        if code == 404:
+            raise JobNotFoundError(
+                f"job {job_id} not found (HTTP 404: {detail}); it may have expired, or the "
+                "server may have restarted" if job_id else f"{method} {url}: not found "
+                f"(HTTP 404: {detail}); check base_url and the status URL",
+                job_id=job_id, status_code=code)
+        if code in _TRANSIENT_STATUSES or code >= 500:
+            raise ServerError(f"{method} {url}: HTTP {code} after {self.retry.max_retries} "
+                              f"retries: {detail}", job_id=job_id, status_code=code)
+        raise InvalidRequestError(f"{method} {url}: the server rejected the request (HTTP {code}: "
+                                  f"{detail})", job_id=job_id, status_code=code)
+
+    @staticmethod
+    def _json(response: requests.Response, *, job_id: str | None) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("Content-Type", "no content type")
+            raise ProtocolError(f"HTTP {response.status_code} answer is not JSON ({kind}): "
+                                f"{_describe(response.text)}", job_id=job_id,
+                                status_code=response.status_code) from None
+
+
+def _error_message(response: requests.Response) -> str:
+    """The server's own words from a JSON error body, else the start of the body."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return _describe(response.text, 80) if response.text else response.reason or "no body"
+    if isinstance(error, Mapping):
+        return str(error.get("message") or error.get("code") or error)
+    return str(error) if error else response.reason or "no detail"
+
+
+#: The name earlier tools used.
+TranslationStatusClient = VideoTranslationClient
+
+
+# ----------------------------------------------------------------------------- command line
+EXIT_COMPLETED, EXIT_JOB_ERROR, EXIT_USAGE, EXIT_TIMEOUT, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+# Anything else (ServerError, ServerUnreachableError, ProtocolError) exits EXIT_UNREACHABLE.
+_EXIT_CODES = ((WaitTimeout, EXIT_TIMEOUT), (AuthenticationError, EXIT_USAGE),
+               (JobNotFoundError, EXIT_USAGE), (InvalidRequestError, EXIT_USAGE))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="client.py",
+        description="Start a video-translation job (or pick an existing one) and wait until it is "
+                    "completed or failed, with as few status requests as the server allows.",
+        epilog="Credentials: set API_USERNAME and API_PASSWORD in the environment (--password is "
+               "accepted, but a command line is visible to other users of the machine). Exit "
+               "codes: 0 completed, 1 the job ended in error, 2 usage or authentication error "
+               "(or unknown job), 3 timed out, 4 server unreachable or unusable.")
+    parser.add_argument("--base-url", default=os.environ.get("API_BASE_URL", DEFAULT_BASE_URL),
+                        help="server URL (default: $API_BASE_URL or %(default)s)")
+    parser.add_argument("--username", help="Basic auth user (default: $API_USERNAME)")
+    parser.add_argument("--password", help="Basic auth password (default: $API_PASSWORD)")
+    parser.add_argument("--job-id", help="wait for this existing job instead of starting one")
+    parser.add_argument("--delay", type=float, help="ask the simulator for this job duration")
+    parser.add_argument("--outcome", choices=("completed", "error"),
+                        help="ask the simulator for this final result")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_WAIT_TIMEOUT,
+                        help="give up after this many seconds (default: %(default)g)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the final status document as JSON on stdout")
+    parser.add_argument("--log-file", help="also write the client's log to this file")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log every status request and why the next one comes when it does")
+    return parser
+
+
+class _ProgressLine:
+    """Live progress on one updating line on a terminal; plain lines when piped."""
+
+    def __init__(self, stream: Any):
+        self.stream, self.tty = stream, stream.isatty()
+
+    def __call__(self, status: JobStatus) -> None:
+        parts = [f"job {status.job_id or '(default)'}: {status.result}"]
+        if status.progress is not None:
+            parts.append(f"{status.progress:.0%}")
+        if status.eta_seconds is not None and not status.done:
+            parts.append(f"eta {status.eta_seconds:.1f} s")
+        line = "  ".join(parts)
+        if self.tty:
+            self.stream.write("\r\033[K" + line + ("\n" if status.done else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    args = _parser().parse_args(argv)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if args.log_file:
+        handlers.append(logging.FileHandler(args.log_file))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=handlers,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    if args.log_file:  # the file always gets the outcome, the terminal only with -v
+        handlers[0].setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+
+    progress = _ProgressLine(sys.stderr)
+    policy = PollingPolicy()
+    if progress.tty:  # short long-poll windows, so that the progress line moves
+        policy = replace(policy, max_long_poll=2.0)
+    try:
+        with VideoTranslationClient(args.base_url, args.username, args.password,
+                                    policy=policy) as api:
+            job_id = args.job_id or api.start_job(delay=args.delay, outcome=args.outcome)
+            status = api.wait_for_completion(job_id, timeout=args.timeout, on_update=progress)
+    except VideoTranslationError as exc:
+        code = next((c for kind, c in _EXIT_CODES if isinstance(exc, kind)), EXIT_UNREACHABLE)
+        return _fail(str(exc), code)
+    except ValueError as exc:  # a bad argument, e.g. the URL or the timeout
+        return _fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    if args.json:
+        print(json.dumps(dict(status.raw), indent=2, sort_keys=True))
+    else:
+        detail = f": {status.error}" if status.error else ""
+        print(f"job {status.job_id or job_id}: {status.result}{detail}")
+    return EXIT_COMPLETED if status.result is JobResult.COMPLETED else EXIT_JOB_ERROR
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"client.py: error: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
