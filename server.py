@@ -1,0 +1,1023 @@
+"""A mock video-translation backend: jobs that take a while, and a status API to poll them.
+
+Usage::
+
+    python server.py --port 8000                      # serve on http://127.0.0.1:8000
+    curl -X POST http://127.0.0.1:8000/start          # 201 {"job_id": ..., "result": "pending"}
+    curl "http://127.0.0.1:8000/status/<job_id>?wait=10"  # long-poll until the job is final
+
+Routes:
+
+* ``POST /start`` starts a job and answers 201 with its status document. Optional: a JSON body
+  ``{"delay": s, "outcome": "completed" | "error"}``, an ``Idempotency-Key`` header.
+* ``GET /status/<job_id>`` (or ``GET /status?job_id=<id>``) answers the job's status document;
+  ``GET /status`` answers the server's default job, started with the server and never evicted.
+* ``GET /healthz`` answers ``{"status": "ok"}``, without authentication.
+
+A pending answer carries hints: ``Retry-After`` and ``eta_seconds``. ``?wait=N`` or
+``Prefer: wait=N`` holds the request until the job is final or N seconds pass (long-poll).
+Every error is JSON:
+``{"error": {"code": "not_found", "message": "..."}}``. All durations are in seconds.
+
+Settings come from the environment, then a ``.env`` file next to this module, then defaults;
+command line flags override all three (``python server.py --help`` lists them).
+
+Exceptions::
+
+    ConfigError(ValueError)      a setting is invalid; the message names it
+    StoreFullError(RuntimeError) MAX_JOBS live jobs already; carries retry_after
+    ApiError(Exception)          an error answer: HTTP status, code, message, headers
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import dataclasses
+import enum
+import hmac
+import heapq
+import itertools
+import json
+import logging
+import math
+import os
+import random
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from dotenv import dotenv_values
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import make_server
+
+__all__ = [
+    "ApiError",
+    "ConfigError",
+    "FINAL_RESULTS",
+    "JobResult",
+    "JobStore",
+    "Settings",
+    "StoreFullError",
+    "create_app",
+    "main",
+]
+
+logger = logging.getLogger("server")
+
+PROG = "server.py"
+#: The ``.env`` file read by default: the one next to this module.
+DEFAULT_ENV_FILE = Path(__file__).resolve().with_name(".env")
+#: Shortest and longest job duration, when ``POST /start`` does not fix it.
+DEFAULT_MIN_DELAY = 3.0
+DEFAULT_MAX_DELAY = 7.0
+#: Chance that a job ends in ``error``.
+DEFAULT_ERROR_PROBABILITY = 0.3
+#: Longest long-poll hold; longer requested waits are cut to it.
+DEFAULT_MAX_WAIT = 30.0
+#: Most requests held at once by long-poll; past it requests answer at once.
+DEFAULT_MAX_WAITERS = 1000
+#: How long a finished job stays readable (and its idempotency key remembered).
+DEFAULT_JOB_TTL = 3600.0
+#: Most live jobs (pending or finished, not yet evicted) started by ``POST /start``.
+DEFAULT_MAX_JOBS = 20000
+#: Relative error of ``eta_seconds``: each job's estimate is off by a fixed factor in 1 ± this.
+DEFAULT_ETA_NOISE = 0.2
+#: Largest accepted request body.
+MAX_CONTENT_LENGTH = 64 * 1024
+#: Largest ``delay`` accepted by ``POST /start``: one day.
+MAX_START_DELAY = 86400.0
+#: Realm named in ``WWW-Authenticate``.
+REALM = "video-translation"
+#: Body of a ``FAULT_GARBAGE`` answer: what a misbehaving proxy might send.
+GARBAGE_BODY = "<html>upstream garbage</html>"
+#: Message of a job that ends in ``error``.
+JOB_ERROR_MESSAGE = "translation failed (simulated error)"
+
+_JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9_:.-]{1,255}")
+# A wait is plain decimal digits: no sign, exponent, "_", "inf" or "nan" (float() takes them all).
+_WAIT_RE = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+_START_KEYS = frozenset({"delay", "outcome"})
+# Endpoints that answer without credentials (readiness checks, the API description).
+_OPEN_ENDPOINTS = frozenset({"healthz", "openapi"})
+_STATUS_ENDPOINTS = frozenset({"status_default", "status_job"})
+_ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+# --- exceptions -------------------------------------------------------------------------------
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the setting by its environment variable."""
+
+
+class StoreFullError(RuntimeError):
+    """``MAX_JOBS`` live jobs exist already; ``retry_after`` is the wait until a slot frees."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many live jobs; a slot frees in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": {"code": ..., "message": ...}}`` with an HTTP status."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+class JobResult(str, enum.Enum):
+    """The state of a job, as reported in the status document's ``result``."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    ERROR = "error"
+
+
+#: Results after which a job never changes again.
+FINAL_RESULTS = frozenset({JobResult.COMPLETED, JobResult.ERROR})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything that shapes the server's behaviour; each field is its environment variable in
+    lower case (``MIN_DELAY`` is ``min_delay``).
+
+    Raises:
+        ConfigError: from construction, when a value is invalid (the message names the setting).
+    """
+
+    api_username: str | None = None
+    api_password: str | None = dataclasses.field(default=None, repr=False)
+    min_delay: float = DEFAULT_MIN_DELAY
+    max_delay: float = DEFAULT_MAX_DELAY
+    error_probability: float = DEFAULT_ERROR_PROBABILITY
+    max_wait: float = DEFAULT_MAX_WAIT
+    max_waiters: int = DEFAULT_MAX_WAITERS
+    job_ttl: float = DEFAULT_JOB_TTL
+    max_jobs: int = DEFAULT_MAX_JOBS
+    seed: int | None = None
+    log_file: str | None = None
+    plain: bool = False
+    eta_noise: float = DEFAULT_ETA_NOISE
+    fault_503: float = 0.0
+    fault_429: float = 0.0
+    fault_latency: float = 0.0
+    fault_drop: float = 0.0
+    fault_garbage: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("api_username", "api_password", "log_file"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{name.upper()} must be a string, got {value!r}")
+            if value == "":  # an empty variable means "not set"
+                object.__setattr__(self, name, None)
+        if self.api_username is not None and ":" in self.api_username:
+            raise ConfigError("API_USERNAME must not contain ':' (HTTP Basic auth cannot carry it)")
+        for name, maximum, open_top in _NUMBER_RANGES:
+            number = _check_number(name, getattr(self, name), maximum, open_top)
+            object.__setattr__(self, name, number)
+        for name, minimum in (("max_waiters", 0), ("max_jobs", 1)):
+            _check_int(name, getattr(self, name), minimum)
+        if self.seed is not None:
+            _check_int("seed", self.seed, None)
+        if not isinstance(self.plain, bool):
+            raise ConfigError(f"PLAIN must be true or false, got {self.plain!r}")
+        if self.min_delay > self.max_delay:
+            raise ConfigError(
+                f"MIN_DELAY must not exceed MAX_DELAY, got {self.min_delay:g} > {self.max_delay:g}"
+            )
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether HTTP Basic auth is required: only when both credentials are set."""
+        return self.api_username is not None and self.api_password is not None
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, env_file: str | os.PathLike | None = None
+    ) -> Settings:
+        """Reads settings from environment variables, over a ``.env`` file, over the defaults.
+
+        Args:
+            environ: the variables; ``None`` means ``os.environ``. Empty values count as unset.
+            env_file: a ``.env`` file whose values the variables override. ``None`` means the
+                ``.env`` next to this module when ``environ`` is ``None``, and no file otherwise
+                (so tests that pass ``environ`` are not affected by a developer's ``.env``).
+
+        Raises:
+            ConfigError: a value is not valid; the message names the variable.
+        """
+        if environ is None:
+            environ = os.environ
+            if env_file is None:
+                env_file = DEFAULT_ENV_FILE
+        merged: dict[str, str] = {}
+        if env_file is not None:
+            from_file = dotenv_values(env_file, interpolate=False)  # values are taken literally
+            merged.update({k: v for k, v in from_file.items() if v})
+        merged.update({k: v for k, v in environ.items() if v})
+        values: dict[str, Any] = {}
+        for option in _OPTIONS:
+            raw = merged.get(option.env, "").strip()
+            if raw:
+                values[option.env.lower()] = _PARSERS[option.kind](option.env, raw)
+        return cls(**values)
+
+
+class _Option(NamedTuple):
+    env: str
+    kind: str  # "str", "float", "int", "bool"
+    help: str
+    flag: bool = True
+
+
+# One table drives Settings.from_env, the command line flags and --help.
+_OPTIONS: tuple[_Option, ...] = (
+    _Option("API_USERNAME", "str", "HTTP Basic user; auth is on when both are set", False),
+    _Option("API_PASSWORD", "str", "HTTP Basic password (environment or .env only)", False),
+    _Option("MIN_DELAY", "float", "shortest job duration, seconds"),
+    _Option("MAX_DELAY", "float", "longest job duration, seconds"),
+    _Option("ERROR_PROBABILITY", "float", "chance in [0, 1] that a job ends in error"),
+    _Option("MAX_WAIT", "float", "longest long-poll hold, seconds"),
+    _Option("MAX_WAITERS", "int", "most requests held by long-poll at once"),
+    _Option("JOB_TTL", "float", "seconds a finished job is kept before it is forgotten"),
+    _Option("MAX_JOBS", "int", "most live jobs; past it POST /start answers 429"),
+    _Option("SEED", "int", "seed for job durations, outcomes and fault dice (reproducible runs)"),
+    _Option("LOG_FILE", "str", "also append logs to this file"),
+    _Option("PLAIN", "bool", "no hints (Retry-After, eta_seconds) and no long-poll"),
+    _Option("ETA_NOISE", "float", "relative error in [0, 1) of eta_seconds"),
+    _Option("FAULT_503", "float", "rate in [0, 1] of status requests answered 503"),
+    _Option("FAULT_429", "float", "rate in [0, 1] of status requests answered 429"),
+    _Option("FAULT_LATENCY", "float", "extra seconds slept before each status answer"),
+    _Option("FAULT_DROP", "float", "rate in [0, 1] of status requests whose connection is dropped"),
+    _Option("FAULT_GARBAGE", "float", "rate in [0, 1] of status requests answered with non-JSON"),
+)
+
+# (field, maximum, maximum excluded); every number is finite and at least 0.
+_NUMBER_RANGES: tuple[tuple[str, float, bool], ...] = (
+    ("min_delay", math.inf, False),
+    ("max_delay", math.inf, False),
+    ("error_probability", 1.0, False),
+    ("max_wait", math.inf, False),
+    ("job_ttl", math.inf, False),
+    ("eta_noise", 1.0, True),
+    ("fault_503", 1.0, False),
+    ("fault_429", 1.0, False),
+    ("fault_latency", math.inf, False),
+    ("fault_drop", 1.0, False),
+    ("fault_garbage", 1.0, False),
+)
+
+
+def _check_number(name: str, value: Any, maximum: float, open_top: bool) -> float:
+    env = name.upper()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{env} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(f"{env} must be a finite number, got {value!r}")
+    if number < 0 or number > maximum or (open_top and number == maximum):
+        if maximum == math.inf:
+            raise ConfigError(f"{env} must be at least 0, got {value!r}")
+        bracket = ")" if open_top else "]"
+        raise ConfigError(f"{env} must be in [0, {maximum:g}{bracket}, got {value!r}")
+    return number
+
+
+def _check_int(name: str, value: Any, minimum: int | None) -> None:
+    env = name.upper()
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{env} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{env} must be at least {minimum}, got {value!r}")
+
+
+def _parse_float(env: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{env} must be a number, got {raw!r}") from None
+
+
+def _parse_int(env: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{env} must be an integer, got {raw!r}") from None
+
+
+def _parse_bool(env: str, raw: str) -> bool:
+    word = raw.lower()
+    if word in _TRUE_WORDS or word in _FALSE_WORDS:
+        return word in _TRUE_WORDS
+    raise ConfigError(f"{env} must be true or false (1/0, yes/no, on/off), got {raw!r}")
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "str": lambda env, raw: raw,
+    "float": _parse_float,
+    "int": _parse_int,
+    "bool": _parse_bool,
+}
+
+
+# --- job store --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class _Job:
+    job_id: str
+    created_at: float  # wall clock
+    started: float  # monotonic clock
+    due: float  # monotonic clock
+    outcome: JobResult  # the fate, revealed at ``due``
+    eta_factor: float  # systematic error of this job's estimates
+    idempotency_key: str | None
+    result: JobResult = JobResult.PENDING
+    finished_at: float | None = None  # wall clock
+    event: threading.Event | None = None  # created by the first waiter, set by the finisher
+
+
+class JobStore:
+    """The jobs of one app, safe to share between request threads (one lock guards everything).
+
+    One background thread (``start_worker``) finishes jobs when they are due and forgets them
+    ``JOB_TTL`` later; every call also does that work first, so reads are right even without it.
+
+    Args:
+        settings: delays, error rate, limits.
+        clock: monotonic seconds, for durations and expiry.
+        wall_clock: Unix seconds, for ``created_at`` and ``finished_at``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._rng = random.Random(settings.seed)
+        self._cond = threading.Condition(threading.Lock())
+        self._jobs: dict[str, _Job] = {}
+        self._keys: dict[str, _Job] = {}  # idempotency key -> job
+        self._due: list[tuple[float, int, _Job]] = []  # heap of pending jobs by due time
+        self._expiry: collections.deque[tuple[float, _Job]] = collections.deque()  # finish order
+        self._seq = itertools.count()
+        self._waiters = 0
+        self._stopping = False
+        self._worker: threading.Thread | None = None
+        self.default_job_id: str | None = None
+
+    # public API
+
+    def start(
+        self,
+        *,
+        delay: float | None = None,
+        outcome: JobResult | None = None,
+        idempotency_key: str | None = None,
+        default: bool = False,
+    ) -> tuple[dict[str, Any], bool]:
+        """Starts a job, or finds the one started with the same idempotency key.
+
+        Args:
+            delay: the job's duration; ``None`` draws it from ``[MIN_DELAY, MAX_DELAY]``.
+            outcome: the job's fate; ``None`` draws it with ``ERROR_PROBABILITY``.
+            idempotency_key: a key already seen (within ``JOB_TTL``) returns that key's job.
+            default: this is the server's default job: never evicted, not counted in MAX_JOBS.
+
+        Returns:
+            The status document, and whether a job was created (``False`` for a replay).
+
+        Raises:
+            StoreFullError: ``MAX_JOBS`` live jobs exist already.
+        """
+        with self._cond:
+            now = self._clock()
+            events = self._advance(now)
+            job = self._keys.get(idempotency_key) if idempotency_key is not None else None
+            created = job is None
+            full = created and not default and self._live() >= self.settings.max_jobs
+            if full:
+                retry_after = self._retry_after(now)
+            elif created:
+                job = self._create(delay, outcome, idempotency_key, now)
+                if default:
+                    self.default_job_id = job.job_id
+                fate = f"started (delay {job.due - now:.3f} s, fated {job.outcome.value})"
+                events.append((job, fate))
+                events += self._advance(now)  # a zero delay finishes at once
+            doc = None if full else self._document(job, now)
+        self._log(events)
+        if doc is None:
+            raise StoreFullError(retry_after)
+        return doc, created
+
+    def status(self, job_id: str) -> dict[str, Any] | None:
+        """Returns the job's status document, or ``None`` for an unknown (or forgotten) job."""
+        with self._cond:
+            now = self._clock()
+            events = self._advance(now)
+            job = self._jobs.get(job_id)
+            doc = None if job is None else self._document(job, now)
+        self._log(events)
+        return doc
+
+    def wait(self, job_id: str, timeout: float) -> tuple[dict[str, Any] | None, bool]:
+        """Holds until the job is final or ``timeout`` seconds pass, then returns its status.
+
+        The thread that finishes the job wakes its waiters at once. A job already final, or a
+        full house of ``MAX_WAITERS`` waiters, returns at once.
+
+        Returns:
+            The status document (``None`` for an unknown job), and whether the call held.
+        """
+        with self._cond:
+            now = self._clock()
+            events = self._advance(now)
+            job = self._jobs.get(job_id)
+            if job is None or job.result in FINAL_RESULTS or timeout <= 0 or self._stopping:
+                doc = None if job is None else self._document(job, now)
+                event = None
+            elif self._waiters >= self.settings.max_waiters:
+                logger.debug("%d waiters already; answering at once", self._waiters)
+                doc, event = self._document(job, now), None
+            else:
+                if job.event is None:
+                    job.event = threading.Event()
+                event = job.event
+                self._waiters += 1
+        self._log(events)
+        if event is None:
+            return doc, False
+        try:
+            event.wait(timeout)
+        finally:
+            with self._cond:
+                self._waiters -= 1
+        return self.status(job_id), True
+
+    def process_due(self) -> int:
+        """Finishes the jobs that are due and forgets the expired ones; returns how many changed."""
+        with self._cond:
+            events = self._advance(self._clock())
+        self._log(events)
+        return len(events)
+
+    @property
+    def waiters(self) -> int:
+        """How many requests are held by long-poll right now."""
+        with self._cond:
+            return self._waiters
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._jobs)
+
+    def start_worker(self) -> None:
+        """Starts the background thread that finishes due jobs on time."""
+        with self._cond:
+            if self._worker is not None:
+                return
+            self._worker = threading.Thread(target=self._run, name="job-timer", daemon=True)
+        self._worker.start()
+
+    def shutdown(self) -> None:
+        """Stops the worker thread (joins it) and releases every held request."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            for job in self._jobs.values():
+                if job.event is not None:
+                    job.event.set()
+            worker, self._worker = self._worker, None
+        if worker is not None and worker is not threading.current_thread():
+            worker.join()
+
+    # internals; every method below runs with the lock held, except _run and _log
+
+    def _live(self) -> int:
+        return len(self._jobs) - (self.default_job_id is not None)
+
+    def _create(
+        self, delay: float | None, outcome: JobResult | None, key: str | None, now: float
+    ) -> _Job:
+        settings = self.settings
+        # Always draw all three, so a fixed delay or outcome keeps the SEED sequence in step.
+        drawn_delay = self._rng.uniform(settings.min_delay, settings.max_delay)
+        fails = self._rng.random() < settings.error_probability
+        noise = self._rng.uniform(-settings.eta_noise, settings.eta_noise)
+        if outcome is None:
+            outcome = JobResult.ERROR if fails else JobResult.COMPLETED
+        job = _Job(
+            job_id=uuid.uuid4().hex,
+            created_at=self._wall_clock(),
+            started=now,
+            due=now + (drawn_delay if delay is None else delay),
+            outcome=outcome,
+            eta_factor=1.0 + noise,
+            idempotency_key=key,
+        )
+        self._jobs[job.job_id] = job
+        if key is not None:
+            self._keys[key] = job
+        wake_worker = not self._due or job.due < self._due[0][0]
+        heapq.heappush(self._due, (job.due, next(self._seq), job))
+        if wake_worker:  # the timer thread sleeps until the old earliest due time
+            self._cond.notify()
+        return job
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
+                events = self._advance(self._clock())
+                if not events:
+                    self._cond.wait(self._next_timeout())
+                    continue
+            self._log(events)
+
+    def _next_timeout(self) -> float | None:
+        deadlines = [self._due[0][0]] if self._due else []
+        if self._expiry:
+            deadlines.append(self._expiry[0][0])
+        if not deadlines:
+            return None  # nothing scheduled; start() notifies
+        # The cap only guards against a clock that jumps; the timeout normally ends the wait.
+        return min(max(min(deadlines) - self._clock(), 0.0), 3600.0)
+
+    def _advance(self, now: float) -> list[tuple[_Job, str]]:
+        events: list[tuple[_Job, str]] = []
+        wall = None
+        while self._due and self._due[0][0] <= now:
+            job = heapq.heappop(self._due)[2]
+            if wall is None:
+                wall = self._wall_clock()
+            job.result = job.outcome
+            job.finished_at = wall
+            if job.event is not None:
+                job.event.set()
+            if job.job_id != self.default_job_id:
+                # `now` only grows under the lock, so the deque stays sorted by expiry.
+                self._expiry.append((now + self.settings.job_ttl, job))
+            if job.result is JobResult.ERROR:
+                events.append((job, f"error: {JOB_ERROR_MESSAGE}"))
+            else:
+                events.append((job, "completed"))
+        while self._expiry and self._expiry[0][0] <= now:
+            job = self._expiry.popleft()[1]
+            del self._jobs[job.job_id]
+            if job.idempotency_key is not None:
+                self._keys.pop(job.idempotency_key, None)
+            events.append((job, "evicted"))
+        return events
+
+    def _retry_after(self, now: float) -> int:
+        """Whole seconds until the earliest live job is forgotten and its slot frees."""
+        candidates = [self._expiry[0][0]] if self._expiry else []
+        for due, _, job in heapq.nsmallest(2, self._due):
+            if job.job_id != self.default_job_id:
+                candidates.append(due + self.settings.job_ttl)
+                break
+        return max(1, math.ceil(min(candidates, default=now + 1) - now))
+
+    def _document(self, job: _Job, now: float) -> dict[str, Any]:
+        doc: dict[str, Any] = {"job_id": job.job_id, "result": job.result.value}
+        if job.result is JobResult.PENDING:
+            duration = job.due - job.started  # > 0: a due job is never pending here
+            doc["progress"] = min(round(max(now - job.started, 0.0) / duration, 3), 0.999)
+            doc["created_at"] = job.created_at
+            doc["eta_seconds"] = round(job.eta_factor * (job.due - now), 3)
+        else:
+            doc["progress"] = 1.0
+            doc["created_at"] = job.created_at
+            doc["finished_at"] = job.finished_at
+            if job.result is JobResult.ERROR:
+                doc["error"] = JOB_ERROR_MESSAGE
+        return doc
+
+    @staticmethod
+    def _log(events: list[tuple[_Job, str]]) -> None:
+        # Called outside the lock: a slow log handler must not stall every request.
+        for job, what in events:
+            logger.info("job %s %s", job.job_id, what)
+
+
+# --- HTTP -------------------------------------------------------------------------------------
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
+    start_worker: bool = True,
+) -> Flask:
+    """Builds the Flask app with its own job store and starts the default job.
+
+    Args:
+        settings: the behaviour; ``None`` reads ``Settings.from_env()``.
+        clock: monotonic seconds for the store (tests pass a fake one).
+        wall_clock: Unix seconds for ``created_at`` / ``finished_at``.
+        start_worker: start the timer thread; tests with a fake clock pass ``False`` and call
+            ``app.extensions["job_store"].process_due()`` instead.
+
+    Returns:
+        The app. Its store is ``app.extensions["job_store"]``; call its ``shutdown()`` when done.
+    """
+    settings = Settings.from_env() if settings is None else settings
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    store = JobStore(settings, clock=clock, wall_clock=wall_clock)
+    app.extensions["job_store"] = store
+    app.extensions["video_translation"] = store
+    # Seeded like the job store but a separate stream, so faults do not shift job outcomes.
+    fault_rng = random.Random(None if settings.seed is None else f"faults:{settings.seed}")
+    if (settings.api_username is None) != (settings.api_password is None):
+        logger.warning("only one of API_USERNAME / API_PASSWORD is set: authentication is OFF")
+    store.start(default=True)
+    if start_worker:
+        store.start_worker()
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.before_request
+    def _authenticate() -> None:
+        if settings.auth_enabled and request.endpoint not in _OPEN_ENDPOINTS:
+            if not _credentials_ok(request.headers.get("Authorization"), settings):
+                logger.warning("authentication failed for %s %s", request.method, request.path)
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    "valid HTTP Basic credentials required",
+                    headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
+                )
+
+    @app.after_request
+    def _log_request(response: Response) -> Response:
+        path = request.path
+        if request.query_string:
+            path += "?" + request.query_string.decode("latin-1")
+        status = "dropped" if g.get("dropped") else response.status_code
+        elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        logger.info("%s %s %s %.1fms", request.method, path, status, elapsed_ms)
+        if request.endpoint != "healthz" and response.mimetype == "application/json":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError) -> Response:
+        return _error_response(error.status, error.code, error.message, error.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        response = error.get_response()  # keeps headers such as Allow on a 405
+        code = error.code or 500
+        messages = {
+            404: "no such route",
+            405: f"method {request.method} not allowed here",
+            413: f"request body larger than {MAX_CONTENT_LENGTH} bytes",
+        }
+        message = messages.get(code, error.description or error.name)
+        body = _error_body(_error_code(error), message)
+        response.set_data(json.dumps(body, separators=(",", ":")))
+        response.mimetype = "application/json"
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected_error(error: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return _error_response(500, "internal_error", "internal server error")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/start")
+    def start() -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not _IDEMPOTENCY_KEY_RE.fullmatch(key):
+            raise ApiError(
+                400, "bad_request", "Idempotency-Key must be 1 to 255 characters of [A-Za-z0-9_:.-]"
+            )
+        delay, outcome = _parse_start_body(request.get_data(cache=False))
+        try:
+            doc, created = store.start(delay=delay, outcome=outcome, idempotency_key=key)
+        except StoreFullError as exc:
+            raise ApiError(
+                429,
+                "too_many_jobs",
+                f"{settings.max_jobs} live jobs already; retry later",
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from exc
+        response = _status_answer(doc, settings, 201 if created else 200)
+        response.headers["Location"] = f"/status/{doc['job_id']}"
+        if not created:
+            response.headers["Idempotent-Replayed"] = "true"
+        return response
+
+    @app.get("/status")
+    def status_default() -> Response:
+        job_id = request.args.get("job_id")
+        return _status(store.default_job_id if job_id is None else job_id)
+
+    @app.get("/status/<job_id>")
+    def status_job(job_id: str) -> Response:
+        return _status(job_id)
+
+    def _status(job_id: str) -> Response:
+        fault = _inject_fault(settings, fault_rng)
+        if fault is not None:
+            return fault
+        wait = None if settings.plain else _requested_wait()
+        if not _JOB_ID_RE.fullmatch(job_id):
+            raise ApiError(404, "not_found", "no such job")
+        held = False
+        if wait is not None and wait > 0:
+            wait = min(wait, settings.max_wait)
+            doc, held = store.wait(job_id, wait)
+        else:
+            doc = store.status(job_id)
+        if doc is None:
+            raise ApiError(404, "not_found", f"no job {job_id}")
+        response = _status_answer(doc, settings, 200)
+        if held:
+            response.headers["Preference-Applied"] = f"wait={_format_seconds(wait)}"
+        return response
+
+    return app
+
+
+def _status_answer(doc: dict[str, Any], settings: Settings, status: int) -> Response:
+    """The status document as a response, with hints on a pending job unless PLAIN."""
+    if settings.plain:
+        doc.pop("eta_seconds", None)
+    eta = doc.get("eta_seconds")
+    response = jsonify(doc)
+    response.status_code = status
+    if eta is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(eta)))
+    return response
+
+
+def _credentials_ok(header: str | None, settings: Settings) -> bool:
+    """Checks an ``Authorization: Basic`` header in constant time; any malformed header fails."""
+    if not header:
+        return False
+    scheme, _, param = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        user, sep, password = base64.b64decode(param.strip(), validate=True).decode().partition(":")
+    except (ValueError, UnicodeError):  # binascii.Error is a ValueError
+        return False
+    # Compare both, always: stopping at a wrong user would tell an attacker it was wrong.
+    user_ok = hmac.compare_digest(user.encode(), (settings.api_username or "").encode())
+    password_ok = hmac.compare_digest(password.encode(), (settings.api_password or "").encode())
+    return bool(sep) & user_ok & password_ok
+
+
+def _parse_start_body(raw: bytes) -> tuple[float | None, JobResult | None]:
+    """Reads ``{"delay": s, "outcome": ...}``; an empty body means neither is fixed."""
+    if not raw.strip():
+        return None, None
+    try:
+        body = json.loads(raw)
+    except ValueError:  # also UnicodeDecodeError, and ints longer than Python parses
+        raise ApiError(400, "bad_request", "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "body must be a JSON object")
+    unknown = sorted(set(body) - _START_KEYS)
+    if unknown:
+        raise ApiError(400, "bad_request", f"unknown keys in body: {', '.join(unknown)}")
+    delay = body.get("delay")
+    if delay is not None:
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+            raise ApiError(400, "bad_request", "delay must be a number")
+        if not (math.isfinite(delay) and 0 <= delay <= MAX_START_DELAY):
+            raise ApiError(400, "bad_request", f"delay must be in [0, {MAX_START_DELAY:g}]")
+        delay = float(delay)
+    outcome = body.get("outcome")
+    if outcome is not None:
+        if outcome not in ("completed", "error"):
+            raise ApiError(400, "bad_request", 'outcome must be "completed" or "error"')
+        outcome = JobResult(outcome)
+    return delay, outcome
+
+
+def _requested_wait() -> float | None:
+    """The long-poll wait asked by ``?wait=N`` and ``Prefer: wait=N`` (the smaller), or None."""
+    waits = []
+    query = request.args.get("wait")
+    if query is not None:
+        waits.append(_parse_wait(query, "wait"))
+    prefer = _prefer_wait(request.headers.getlist("Prefer"))
+    if prefer is not None:
+        waits.append(_parse_wait(prefer, "Prefer: wait"))
+    return min(waits, default=None)
+
+
+def _prefer_wait(headers: list[str]) -> str | None:
+    """The raw value of the first ``wait`` preference (RFC 7240: later ones do not count)."""
+    for header in headers:
+        for preference in header.split(","):
+            token, _, value = preference.split(";", 1)[0].partition("=")
+            if token.strip().lower() == "wait":
+                return value.strip().strip('"')
+    return None
+
+
+def _parse_wait(raw: str, where: str) -> float:
+    seconds = float(raw) if _WAIT_RE.fullmatch(raw) else math.nan
+    if not math.isfinite(seconds):
+        raise ApiError(400, "bad_request", f"{where} must be a non-negative number of seconds")
+    return seconds
+
+
+def _inject_fault(settings: Settings, rng: random.Random) -> Response | None:
+    """Plays the faults configured for status requests; returns the faulty answer, if any.
+
+    Raises:
+        ApiError: an injected 503 or 429.
+    """
+    where = f"{request.method} {request.path}"
+    if settings.fault_latency > 0:
+        logger.warning("fault: %.3f s of extra latency on %s", settings.fault_latency, where)
+        time.sleep(settings.fault_latency)
+    retry_soon = {"Retry-After": "1"}
+    if settings.fault_drop and rng.random() < settings.fault_drop:
+        sock = request.environ.get("werkzeug.socket")
+        if sock is None:  # not served by werkzeug (e.g. app.test_client()): nothing to drop
+            logger.warning("fault: no socket to drop on %s; answering 503 instead", where)
+            raise ApiError(503, "service_unavailable", "injected fault: drop", headers=retry_soon)
+        logger.warning("fault: dropping the connection of %s", where)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        # werkzeug's write of this answer now fails with BrokenPipeError, which its request
+        # handler treats as a client that went away: no traceback, and the server keeps serving.
+        g.dropped = True
+        return Response(status=500)
+    if settings.fault_503 and rng.random() < settings.fault_503:
+        logger.warning("fault: 503 on %s", where)
+        raise ApiError(
+            503, "service_unavailable", "injected fault: unavailable", headers=retry_soon
+        )
+    if settings.fault_429 and rng.random() < settings.fault_429:
+        logger.warning("fault: 429 on %s", where)
+        raise ApiError(429, "too_many_requests", "injected fault: rate limited", headers=retry_soon)
+    if settings.fault_garbage and rng.random() < settings.fault_garbage:
+        logger.warning("fault: garbage body on %s", where)
+        return Response(GARBAGE_BODY, 200, mimetype="text/html")
+    return None
+
+
+def _error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    response = jsonify(_error_body(code, message))
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def _error_code(error: HTTPException) -> str:
+    code = error.code or 500
+    return _ERROR_CODES.get(code) or re.sub(r"\W+", "_", error.name.lower()).strip("_")
+
+
+def _format_seconds(seconds: float) -> str:
+    """``5.0`` as ``5``, ``0.25`` as ``0.25``: how Preference-Applied echoes a wait."""
+    return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Mock video-translation server: POST /start, GET /status[/<id>], GET /healthz.",
+        epilog=(
+            "Each setting is also read from the environment and from a .env file next to the "
+            "server (the environment wins; flags win over both). Credentials come only from "
+            "the environment or .env, never from flags (they would show in `ps`): "
+            "API_USERNAME, API_PASSWORD. A bad setting exits with status 2."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port, 0 for any (default 8000)")
+    parser.add_argument("--env-file", help="read settings from this file (default: .env beside it)")
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    for option in _OPTIONS:
+        if not option.flag:
+            continue
+        flag = "--" + option.env.lower().replace("_", "-")
+        default = defaults[option.env.lower()]
+        shown = "unset" if default is None else ("off" if default is False else f"{default:g}")
+        help_text = f"{option.help} (env {option.env}; default {shown})"
+        if option.kind == "bool":
+            kind = {"action": argparse.BooleanOptionalAction}
+        else:
+            kind = {"metavar": {"float": "NUMBER", "int": "INT", "str": "PATH"}[option.kind]}
+        parser.add_argument(flag, dest=option.env, default=None, help=help_text, **kind)
+    return parser
+
+
+def _configure_logging(log_file: str | None) -> None:
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    # We log every request ourselves; werkzeug's own lines would double them.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the server until Ctrl+C or SIGTERM; returns the exit status."""
+    args = _build_parser().parse_args(argv)
+    environ = dict(os.environ)
+    for option in _OPTIONS:
+        value = getattr(args, option.env, None)
+        if value is not None:
+            environ[option.env] = ("1" if value else "0") if option.kind == "bool" else value
+    try:
+        env_file = DEFAULT_ENV_FILE if args.env_file is None else Path(args.env_file)
+        if args.env_file is not None and not env_file.is_file():
+            raise ConfigError(f"--env-file: no such file {args.env_file!r}")
+        settings = Settings.from_env(environ, env_file=env_file)
+        _configure_logging(settings.log_file)
+    except (ConfigError, OSError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings)
+    store: JobStore = app.extensions["job_store"]
+    server = make_server(args.host, args.port, app, threaded=True)  # exits 1 if it cannot bind
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    auth = f"user {settings.api_username!r}" if settings.auth_enabled else "off"
+    logger.info("settings: %r; auth %s", settings, auth)
+    print(f"Listening on http://{args.host}:{server.port} (Ctrl+C to stop)", flush=True)
+    try:
+        server.serve_forever()  # returns on Ctrl+C
+    finally:
+        server.server_close()
+        store.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
