@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from werkzeug.serving import make_server
 
 
 class FakeClock:
@@ -72,3 +75,18 @@ def pending(progress: float = 0.0, **extra: Any) -> dict[str, Any]:
 
 def final(result: str = "completed", **extra: Any) -> dict[str, Any]:
     return {"job_id": "j1", "result": result, "progress": 1.0, "finished_at": 1.0, **extra}
+
+
+@contextlib.contextmanager
+def serve_wsgi(app: Any) -> Iterator[str]:
+    """Serve any WSGI app on 127.0.0.1 and a free port in a thread; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
