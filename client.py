@@ -42,6 +42,7 @@ import logging
 import math
 import os
 import random
+import reprlib
 import sys
 import threading
 import time
@@ -49,7 +50,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -98,6 +99,8 @@ _TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 # end the final ask is placed, so that it lands after the server's own timer rather than just before.
 _ETA_CHECK_IN_SHARE = 0.5
 _ETA_LANDING_MARGIN = 0.005
+# First step after the ETA has run out with the job still pending; the steps double from it.
+_OVERDUE_FIRST_DELAY = 0.01
 # Bounds on the measured speed of the server's ETA against our clock (1.0 = the ETA is honest).
 _ETA_RATE_BOUNDS = (0.5, 2.0)
 
@@ -369,7 +372,10 @@ def _number(value: Any) -> float | None:
 
 
 def _describe(payload: Any, limit: int = 120) -> str:
-    text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
+    try:
+        text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
+    except (RecursionError, TypeError, ValueError):  # nested too deeply, or not JSON-like at all
+        text = reprlib.repr(payload)  # depth-limited
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
@@ -444,6 +450,8 @@ class WaitPlanner:
         self._backoff = exponential_delays(policy.initial_delay, policy.multiplier,
                                            policy.max_delay)
         self._last_eta: tuple[float, float] | None = None  # (received at, eta then)
+        # After the ETA has run out and the job is still pending: short, growing steps.
+        self._overdue = exponential_delays(_OVERDUE_FIRST_DELAY, 2.0, policy.max_delay)
         self.long_poll_seen = False
 
     def long_poll_for(self, time_left: float) -> int | None:
@@ -488,6 +496,8 @@ class WaitPlanner:
             remaining = eta / (rate or 1.0)
             why = f"ETA {eta:.3f} s" + (f" running at {rate:.2f}x our clock" if rate else "")
             return self._clamp_hint(remaining + _ETA_LANDING_MARGIN, why)
+        if eta is not None:  # 0 while pending: due any moment, which beats a whole-second hint
+            return Decision(next(self._overdue), "ETA ran out, job still pending: short step")
         if status.retry_after is not None:
             return self._clamp_hint(status.retry_after, f"Retry-After {status.retry_after:g} s")
         return None
@@ -575,6 +585,13 @@ class VideoTranslationClient:
                  sleep: Callable[[float], None] = time.sleep,
                  rng: random.Random | None = None):
         parts = urlsplit(base_url)
+        # Credentials in the URL would show in every message, log line and repr: use them as
+        # auth (explicit arguments win) and keep them out of base_url.
+        if parts.username is not None or parts.password is not None:
+            username = username if username is not None else unquote(parts.username or "")
+            password = password if password is not None else unquote(parts.password or "")
+            base_url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+            parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, "
                              f"got {base_url!r}")
@@ -813,7 +830,7 @@ class VideoTranslationClient:
     def _json(response: requests.Response, *, job_id: str | None) -> Any:
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than json parses
             kind = response.headers.get("Content-Type", "no content type")
             raise ProtocolError(f"HTTP {response.status_code} answer is not JSON ({kind}): "
                                 f"{_describe(response.text)}", job_id=job_id,
@@ -824,7 +841,7 @@ def _error_message(response: requests.Response) -> str:
     """The server's own words from a JSON error body, else the start of the body."""
     try:
         error = response.json().get("error")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return _describe(response.text, 80) if response.text else response.reason or "no body"
     if isinstance(error, Mapping):
         return str(error.get("message") or error.get("code") or error)

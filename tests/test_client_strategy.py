@@ -285,11 +285,12 @@ def test_hints_are_ignored_when_the_policy_says_so():
     assert decision.delay == 2.0
 
 
-def test_an_overdue_eta_falls_back_to_backoff():
-    """ETA 0 while still pending: the estimate has run out, back to backoff."""
-    decision = WaitPlanner(PollingPolicy()).after_answer(
-        status(eta_seconds=0.0), asked_wait=None, sent_at=0, received_at=0)
-    assert "backoff" in decision.reason
+def test_an_overdue_eta_is_followed_by_short_growing_steps():
+    """ETA 0 while still pending: due any moment; short doubling steps, not Retry-After's 1 s."""
+    planner = WaitPlanner(PollingPolicy())
+    delays = [planner.after_answer(status(eta_seconds=0.0, retry_after=1.0), asked_wait=None,
+                                   sent_at=0, received_at=0).delay for _ in range(4)]
+    assert delays == [0.01, 0.02, 0.04, 0.08]
 
 
 # ---------------------------------------------------------------------- the wait, scripted
