@@ -13,6 +13,8 @@ Routes:
 * ``GET /status/<job_id>`` (or ``GET /status?job_id=<id>``) answers the job's status document;
   ``GET /status`` answers the server's default job, started with the server and never evicted.
 * ``GET /healthz`` answers ``{"status": "ok"}``, without authentication.
+* ``GET /openapi.yaml`` and ``GET /openapi.json`` answer the API description (``openapi.yaml``
+  beside this module), without authentication; the JSON form needs PyYAML, else it is a 404.
 
 A pending answer carries hints: ``Retry-After`` and ``eta_seconds``. ``?wait=N`` or
 ``Prefer: wait=N`` holds the request until the job is final or N seconds pass (long-poll).
@@ -36,6 +38,7 @@ import base64
 import collections
 import dataclasses
 import enum
+import functools
 import hmac
 import heapq
 import itertools
@@ -57,8 +60,13 @@ from typing import Any, NamedTuple
 
 from dotenv import dotenv_values
 from flask import Flask, Response, g, jsonify, request
-from werkzeug.exceptions import HTTPException
-from werkzeug.serving import make_server
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+try:  # optional: without PyYAML, /openapi.json is a 404 and /openapi.yaml still answers
+    import yaml
+except ImportError:  # pragma: no cover - PyYAML is installed wherever the tests run
+    yaml = None  # type: ignore[assignment]
 
 __all__ = [
     "ApiError",
@@ -77,6 +85,8 @@ logger = logging.getLogger("server")
 PROG = "server.py"
 #: The ``.env`` file read by default: the one next to this module.
 DEFAULT_ENV_FILE = Path(__file__).resolve().with_name(".env")
+#: The API description served at ``/openapi.yaml`` and ``/openapi.json``.
+OPENAPI_FILE = Path(__file__).resolve().with_name("openapi.yaml")
 #: Shortest and longest job duration, when ``POST /start`` does not fix it.
 DEFAULT_MIN_DELAY = 3.0
 DEFAULT_MAX_DELAY = 7.0
@@ -96,6 +106,9 @@ DEFAULT_ETA_NOISE = 0.2
 MAX_CONTENT_LENGTH = 64 * 1024
 #: Largest ``delay`` accepted by ``POST /start``: one day.
 MAX_START_DELAY = 86400.0
+#: Longest silence of a connection (no request, or a request that stops mid-way) before it is
+#: closed; a held long-poll is not silence, the server is the one waiting then.
+REQUEST_TIMEOUT = 30.0
 #: Realm named in ``WWW-Authenticate``.
 REALM = "video-translation"
 #: Body of a ``FAULT_GARBAGE`` answer: what a misbehaving proxy might send.
@@ -107,9 +120,10 @@ _JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9_:.-]{1,255}")
 # A wait is plain decimal digits: no sign, exponent, "_", "inf" or "nan" (float() takes them all).
 _WAIT_RE = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+_DIGITS_RE = re.compile(r"[0-9]+")
 _START_KEYS = frozenset({"delay", "outcome"})
 # Endpoints that answer without credentials (readiness checks, the API description).
-_OPEN_ENDPOINTS = frozenset({"healthz", "openapi"})
+_OPEN_ENDPOINTS = frozenset({"healthz", "openapi", "openapi_yaml"})
 _STATUS_ENDPOINTS = frozenset({"status_default", "status_job"})
 _ERROR_CODES = {
     400: "bad_request",
@@ -117,9 +131,19 @@ _ERROR_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
+    414: "uri_too_long",
     429: "too_many_requests",
+    431: "request_header_fields_too_large",
     500: "internal_error",
     503: "service_unavailable",
+    505: "http_version_not_supported",
+}
+# Messages of the errors answered by the HTTP layer, before the app sees a request.
+_RAW_ERROR_MESSAGES = {
+    400: "malformed HTTP request",
+    414: "request line longer than 65536 bytes",
+    431: "too many header fields, or one longer than 65536 bytes",
+    505: "only HTTP/1.0 and HTTP/1.1 are served",
 }
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -736,6 +760,22 @@ def create_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/openapi.yaml")
+    def openapi_yaml() -> Response:
+        text = _openapi_text(OPENAPI_FILE)
+        if text is None:
+            raise ApiError(404, "not_found", f"no {OPENAPI_FILE.name} beside the server")
+        return Response(text, 200, mimetype="application/yaml")
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        if yaml is None:
+            raise ApiError(404, "not_found", "/openapi.json needs PyYAML; see /openapi.yaml")
+        document = _openapi_document(OPENAPI_FILE)
+        if document is None:
+            raise ApiError(404, "not_found", f"no {OPENAPI_FILE.name} beside the server")
+        return jsonify(document)
+
     @app.post("/start")
     def start() -> Response:
         key = request.headers.get("Idempotency-Key")
@@ -743,7 +783,7 @@ def create_app(
             raise ApiError(
                 400, "bad_request", "Idempotency-Key must be 1 to 255 characters of [A-Za-z0-9_:.-]"
             )
-        delay, outcome = _parse_start_body(request.get_data(cache=False))
+        delay, outcome = _parse_start_body(_read_body())
         try:
             doc, created = store.start(delay=delay, outcome=outcome, idempotency_key=key)
         except StoreFullError as exc:
@@ -820,6 +860,27 @@ def _credentials_ok(header: str | None, settings: Settings) -> bool:
     return bool(sep) & user_ok & password_ok
 
 
+def _read_body() -> bytes:
+    """The request body, at most MAX_CONTENT_LENGTH bytes, else a 413 (chunked bodies too).
+
+    werkzeug checks a Content-Length against the limit, but cuts a chunked body at the limit
+    without a word, and a cut body may still parse; so a chunked body is read here, up to one
+    byte past the limit.
+    """
+    if not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)  # werkzeug answers 413 to a long Content-Length
+    stream = request.environ["wsgi.input"]
+    body = bytearray()
+    try:
+        while chunk := stream.read(MAX_CONTENT_LENGTH + 1 - len(body)):
+            body += chunk
+            if len(body) > MAX_CONTENT_LENGTH:
+                raise RequestEntityTooLarge()
+    except OSError:  # a malformed chunk, or the client went away mid-body
+        raise ApiError(400, "bad_request", "malformed chunked body") from None
+    return bytes(body)
+
+
 def _parse_start_body(raw: bytes) -> tuple[float | None, JobResult | None]:
     """Reads ``{"delay": s, "outcome": ...}``; an empty body means neither is fixed."""
     if not raw.strip():
@@ -828,6 +889,8 @@ def _parse_start_body(raw: bytes) -> tuple[float | None, JobResult | None]:
         body = json.loads(raw)
     except ValueError:  # also UnicodeDecodeError, and ints longer than Python parses
         raise ApiError(400, "bad_request", "body is not valid JSON") from None
+    except RecursionError:  # "[[[[...": deeper than the parser goes
+        raise ApiError(400, "bad_request", "body is not valid JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_request", "body must be a JSON object")
     unknown = sorted(set(body) - _START_KEYS)
@@ -837,7 +900,9 @@ def _parse_start_body(raw: bytes) -> tuple[float | None, JobResult | None]:
     if delay is not None:
         if isinstance(delay, bool) or not isinstance(delay, (int, float)):
             raise ApiError(400, "bad_request", "delay must be a number")
-        if not (math.isfinite(delay) and 0 <= delay <= MAX_START_DELAY):
+        # Not math.isfinite(): it overflows on ints past 1e308. The comparisons are exact for
+        # ints of any size and false for NaN and infinities.
+        if not 0 <= delay <= MAX_START_DELAY:
             raise ApiError(400, "bad_request", f"delay must be in [0, {MAX_START_DELAY:g}]")
         delay = float(delay)
     outcome = body.get("outcome")
@@ -914,6 +979,74 @@ def _inject_fault(settings: Settings, rng: random.Random) -> Response | None:
         logger.warning("fault: garbage body on %s", where)
         return Response(GARBAGE_BODY, 200, mimetype="text/html")
     return None
+
+
+@functools.cache
+def _openapi_text(path: Path) -> str | None:
+    """The API description's YAML source, read once; None if the file is missing."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+@functools.cache
+def _openapi_document(path: Path) -> dict[str, Any] | None:
+    """The API description parsed once (needs PyYAML); None if the file is missing."""
+    text = _openapi_text(path)
+    return None if text is None else yaml.safe_load(text)
+
+
+class _RequestHandler(WSGIRequestHandler):
+    """werkzeug's request handler, with JSON error bodies from the HTTP layer and an idle timeout.
+
+    Requests that never reach the app (a request line that is not HTTP, one over 64 KiB, too many
+    or too long header fields, HTTP/2) are answered by ``http.server``'s ``send_error``, which
+    writes an HTML page, and no status line at all when the request line had no version. Here they
+    get a status line and the API's JSON error body. ``timeout`` closes a connection that stays
+    silent for REQUEST_TIMEOUT seconds, so one that connects and sends nothing does not hold a
+    thread forever.
+    """
+
+    timeout = REQUEST_TIMEOUT
+
+    def parse_request(self) -> bool:
+        """http.server's parsing, minus HTTP/0.9, with the body's framing checked (RFC 9112 6)."""
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":  # "GET /path" with no version: an answer would
+            self.send_error(400, "HTTP/0.9 request")  # have no status line, so refuse it
+            return False
+        # werkzeug would read an invalid length, or a coding other than chunked, as "no body"
+        # and act on a request it misread.
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(set(lengths)) > 1 or not all(_DIGITS_RE.fullmatch(v.strip()) for v in lengths):
+            self.send_error(400, f"bad Content-Length {lengths!r}")
+            return False
+        codings = [coding.strip().lower() for value in self.headers.get_all("Transfer-Encoding", [])
+                   for coding in value.split(",")]
+        if codings and codings[-1] != "chunked":
+            self.send_error(400, f"Transfer-Encoding {codings!r} does not end in chunked")
+            return False
+        return True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # The message may quote the client's bytes; logged cut short, never echoed back.
+        logger.warning("malformed request from %s: %d %.200s", self.client_address[0], code,
+                       message or "")
+        if self.request_version == "HTTP/0.9":  # http.server's default before it read a version
+            self.request_version = "HTTP/1.0"
+        error = _error_body(_ERROR_CODES.get(code, "bad_request"),
+                            _RAW_ERROR_MESSAGES.get(code, "malformed HTTP request"))
+        body = json.dumps(error, separators=(",", ":")).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
 
 def _error_body(code: str, message: str) -> dict[str, Any]:
@@ -1006,7 +1139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     app = create_app(settings)
     store: JobStore = app.extensions["job_store"]
-    server = make_server(args.host, args.port, app, threaded=True)  # exits 1 if it cannot bind
+    # Exits 1 if it cannot bind.
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=_RequestHandler)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     auth = f"user {settings.api_username!r}" if settings.auth_enabled else "off"
     logger.info("settings: %r; auth %s", settings, auth)

@@ -1,15 +1,19 @@
-"""Helpers shared by the test files: fast settings, a fake clock, a live server on a free port."""
+"""Helpers shared by the test files: fast settings, a fake clock, a live server on a free port,
+and ``server.py`` run as a subprocess."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the project is a flat set of scripts, not an installed package
@@ -63,8 +67,8 @@ class FakeClock:
         self.now += seconds
 
 
-class QuietRequestHandler(WSGIRequestHandler):
-    """werkzeug's handler without its per-request access lines (the app logs its own)."""
+class QuietRequestHandler(server._RequestHandler):
+    """server.py's request handler without werkzeug's access lines (the app logs its own)."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
@@ -113,3 +117,85 @@ def start_live_server(settings: server.Settings | None = None, **create_app_kwar
         _server=wsgi_server,
         _thread=thread,
     )
+
+
+@dataclasses.dataclass
+class ServerProcess:
+    """``python server.py`` in a subprocess; its output (stdout and stderr) is kept line by line."""
+
+    process: subprocess.Popen
+    url: str
+    port: int
+    output: list[str]
+    _reader: threading.Thread
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        return self.process.pid
+
+    def kill(self) -> None:
+        """Kills the server at once (SIGKILL): no cleanup, no goodbye, like a crash."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        self._reader.join(timeout=5)
+
+    def stop(self) -> None:
+        """Stops the server politely (SIGTERM), killing it if it does not exit within 10 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._reader.join(timeout=5)
+
+
+def spawn_server(
+    tmp_path: Path, *flags: str, port: int = 0, env: dict[str, str] | None = None,
+    host: str | None = "127.0.0.1", timeout: float = 20.0,
+) -> ServerProcess:
+    """Starts ``server.py --host HOST --port PORT FLAGS...`` and waits until it listens.
+
+    The server reads no ``.env`` and none of the caller's server settings (an empty
+    ``--env-file`` and a scrubbed environment), only ``env``. ``port=0`` lets the OS choose;
+    restart a killed server on its old port with ``port=old.port``. ``host=None`` passes no
+    ``--host`` (the server's default, 127.0.0.1).
+
+    Raises:
+        RuntimeError: the server exited or did not print its address within ``timeout`` s.
+    """
+    env_file = tmp_path / "empty.env"
+    env_file.touch()
+    settings = {option.env for option in server._OPTIONS}
+    environment = {k: v for k, v in os.environ.items() if k not in settings}
+    environment.update(env or {}, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "server.py"), *(["--host", host] if host else []),
+         "--port", str(port), "--env-file", str(env_file), *flags],
+        cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    output: list[str] = []
+    found: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:  # drains the pipe for the server's whole life, so it never blocks
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line.rstrip("\n"))
+            match = re.search(r"Listening on (http://127\.0\.0\.1:(\d+))", line)
+            if match and not found:
+                found.append(match.group(1))
+                ready.set()
+        ready.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    if not ready.wait(timeout) or not found:
+        process.kill()
+        process.wait(timeout=10)
+        raise RuntimeError(f"server.py did not start: {output[-20:]}")
+    url = found[0]
+    return ServerProcess(process, url, int(url.rsplit(":", 1)[1]), output, reader)
