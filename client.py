@@ -686,6 +686,7 @@ class VideoTranslationClient:
         _require(max_attempts is None or max_attempts >= 1, "max_attempts", max_attempts,
                  "must be None or >= 1")
         planner = WaitPlanner(self.policy, rng=self._rng)
+        label = job_id or "(default job)"
         started = self._clock()
         deadline = started + timeout
         self._deadline.value = deadline
@@ -706,7 +707,7 @@ class VideoTranslationClient:
                             raise
                     last_error = exc if not isinstance(exc, _OutOfTime) else last_error or exc
                     decision = planner.after_failure(exc)
-                    logger.warning("job %s: attempt %d failed: %s", job_id, attempts, exc)
+                    logger.warning("job %s: attempt %d failed: %s", label, attempts, exc)
                 except JobNotFoundError as exc:
                     if last is not None:
                         raise JobNotFoundError(
@@ -721,13 +722,13 @@ class VideoTranslationClient:
                         on_update(status)
                     last = status
                     if status.done:
-                        logger.info("job %s %s after %d status requests in %.3f s", job_id,
+                        logger.info("job %s %s after %d status requests in %.3f s", label,
                                     status.result, attempts, received_at - started)
                         return status
                     decision = planner.after_answer(status, asked_wait=wait, sent_at=sent_at,
                                                     received_at=received_at)
                     logger.debug("job %s: attempt %d: %s (progress %s, took %.3f s); next in "
-                                 "%.3f s: %s", job_id, attempts, status.result, status.progress,
+                                 "%.3f s: %s", label, attempts, status.result, status.progress,
                                  received_at - sent_at, decision.delay, decision.reason)
                 if max_attempts is not None and attempts >= max_attempts:
                     raise self._timeout(job_id, last, attempts, started,
@@ -748,7 +749,7 @@ class VideoTranslationClient:
         elapsed = self._clock() - started
         seen = f"last seen {last.result}" if last else "never answered"
         because = f"; last failure: {cause}" if cause else ""
-        error = WaitTimeout(f"job {job_id or '(default)'}: {why} ({seen}{because}); pass a "
+        error = WaitTimeout(f"job {job_id or '(default job)'}: {why} ({seen}{because}); pass a "
                             "larger timeout or check the server", job_id=job_id, last_status=last,
                             attempts=attempts, elapsed=elapsed)
         error.__cause__ = cause

@@ -50,6 +50,7 @@ import random
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -75,6 +76,7 @@ __all__ = [
     "JobResult",
     "JobStore",
     "Settings",
+    "ServerProcess",
     "StoreFullError",
     "create_app",
     "main",
@@ -109,6 +111,8 @@ MAX_START_DELAY = 86400.0
 #: Longest silence of a connection (no request, or a request that stops mid-way) before it is
 #: closed; a held long-poll is not silence, the server is the one waiting then.
 REQUEST_TIMEOUT = 30.0
+#: What ``python server.py`` prints once it listens (ServerProcess reads it back).
+LISTENING_LINE = "Listening on {url} (Ctrl+C to stop)"
 #: Realm named in ``WWW-Authenticate``.
 REALM = "video-translation"
 #: Body of a ``FAULT_GARBAGE`` answer: what a misbehaving proxy might send.
@@ -121,6 +125,7 @@ _IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9_:.-]{1,255}")
 # A wait is plain decimal digits: no sign, exponent, "_", "inf" or "nan" (float() takes them all).
 _WAIT_RE = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 _DIGITS_RE = re.compile(r"[0-9]+")
+_LISTENING_RE = re.compile(re.escape(LISTENING_LINE).replace(r"\{url\}", r"(https?://\S+)"))
 _START_KEYS = frozenset({"delay", "outcome"})
 # Endpoints that answer without credentials (readiness checks, the API description).
 _OPEN_ENDPOINTS = frozenset({"healthz", "openapi", "openapi_yaml"})
@@ -1120,6 +1125,105 @@ def _configure_logging(log_file: str | None) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
+@dataclasses.dataclass
+class ServerProcess:
+    """``python server.py`` in a subprocess, for demos, tests and benchmarks.
+
+    :meth:`start` returns once the server listens. Its settings come only from the flags and
+    ``env``: the caller's own server settings are cleared from the environment and no ``.env`` is
+    read. Every line the server prints (stdout and stderr) is kept in ``output`` and handed to
+    ``echo``, if given.
+    """
+
+    process: subprocess.Popen
+    url: str
+    output: list[str]
+    _reader: threading.Thread
+
+    @classmethod
+    def start(
+        cls,
+        *flags: str,
+        port: int = 0,
+        host: str | None = "127.0.0.1",
+        env: Mapping[str, str] | None = None,
+        echo: Callable[[str], None] | None = None,
+        timeout: float = 20.0,
+    ) -> ServerProcess:
+        """Starts ``server.py --host HOST --port PORT FLAGS...`` and waits until it listens.
+
+        ``port=0`` lets the OS choose (restart a killed server on its old port with
+        ``port=old.port``); ``host=None`` passes no ``--host``, leaving the server's default.
+
+        Raises:
+            RuntimeError: the server exited, or did not say where it listens within ``timeout``.
+        """
+        names = {option.env for option in _OPTIONS}
+        environment = {k: v for k, v in os.environ.items() if k not in names}
+        environment.update(env or {}, PYTHONUNBUFFERED="1")
+        command = [sys.executable, str(Path(__file__).resolve()), *(["--host", host] if host else []),
+                   "--port", str(port), "--env-file", os.devnull, *flags]
+        process = subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        output: list[str] = []
+        urls: list[str] = []
+        ready = threading.Event()
+
+        def pump() -> None:  # drains the pipe for the server's whole life, so it never blocks
+            assert process.stdout is not None
+            for line in process.stdout:
+                output.append(line.rstrip("\n"))
+                if echo is not None:
+                    echo(output[-1])
+                found = _LISTENING_RE.search(line)
+                if found and not urls:
+                    urls.append(found.group(1))
+                    ready.set()
+            ready.set()
+
+        reader = threading.Thread(target=pump, name="server-output", daemon=True)
+        reader.start()
+        if not ready.wait(timeout) or not urls:
+            process.kill()
+            process.wait(timeout=10)
+            raise RuntimeError(f"server.py did not start: {output[-20:]}")
+        return cls(process, urls[0], output, reader)
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        return self.process.pid
+
+    def kill(self) -> None:
+        """Kills the server at once (SIGKILL), like a crash."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        self._reader.join(timeout=5)
+
+    def stop(self) -> None:
+        """Stops the server politely (SIGTERM), killing it if it does not exit within 10 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._reader.join(timeout=5)
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the server until Ctrl+C or SIGTERM; returns the exit status."""
     args = _build_parser().parse_args(argv)
@@ -1130,7 +1234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             environ[option.env] = ("1" if value else "0") if option.kind == "bool" else value
     try:
         env_file = DEFAULT_ENV_FILE if args.env_file is None else Path(args.env_file)
-        if args.env_file is not None and not env_file.is_file():
+        if args.env_file is not None and not env_file.exists():
             raise ConfigError(f"--env-file: no such file {args.env_file!r}")
         settings = Settings.from_env(environ, env_file=env_file)
         _configure_logging(settings.log_file)
@@ -1144,7 +1248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     auth = f"user {settings.api_username!r}" if settings.auth_enabled else "off"
     logger.info("settings: %r; auth %s", settings, auth)
-    print(f"Listening on http://{args.host}:{server.port} (Ctrl+C to stop)", flush=True)
+    print(LISTENING_LINE.format(url=f"http://{args.host}:{server.port}"), flush=True)
     try:
         server.serve_forever()  # returns on Ctrl+C
     finally:

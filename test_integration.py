@@ -16,10 +16,8 @@ import concurrent.futures
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 import requests
 
 from client import VideoTranslationClient
+from server import ServerProcess
 
 ROOT = Path(__file__).resolve().parent
 LOGS = ROOT / "logs"
@@ -55,51 +54,17 @@ class Outcome:
         return not self.problem and self.result in self.expected
 
 
-class ServerProcess:
-    """``python server.py`` on a free port; its output is echoed and kept, line by line."""
-
-    def __init__(self, log_file: Path):
-        env = {**os.environ, "API_USERNAME": USERNAME, "API_PASSWORD": PASSWORD,
-               "MIN_DELAY": str(MIN_DELAY), "MAX_DELAY": str(MAX_DELAY),
-               "ERROR_PROBABILITY": "0.3", "LOG_FILE": str(log_file), "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "server.py"), "--host", "127.0.0.1", "--port", "0"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.url = ""
-        self._ready = threading.Event()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            print(f"[server] {line.rstrip()}", flush=True)
-            found = re.search(r"Listening on (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                self.url = found.group(1)
-                self._ready.set()
-        self._ready.set()
-
-    def wait_ready(self, timeout: float = 15.0) -> None:
-        """Block until the server listens and /healthz answers, or raise."""
-        if not self._ready.wait(timeout) or not self.url:
-            raise RuntimeError(f"server did not start (exit code {self.process.poll()})")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).ok:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("server never answered /healthz")
-
-    def stop(self) -> None:
-        self.process.terminate()
+def wait_healthy(url: str, timeout: float = 15.0) -> None:
+    """Block until ``/healthz`` answers, or raise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            if requests.get(url + "/healthz", timeout=1).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} never answered /healthz")
 
 
 def _counting_session() -> tuple[requests.Session, list[int]]:
@@ -174,9 +139,12 @@ def main() -> int:
 
     server_log = LOGS / "server.log"
     server_log.unlink(missing_ok=True)
-    server = ServerProcess(server_log)
+    server = ServerProcess.start(
+        "--min-delay", str(MIN_DELAY), "--max-delay", str(MAX_DELAY), "--error-probability",
+        "0.3", "--log-file", str(server_log), echo=lambda line: print(f"[server] {line}", flush=True),
+        env={"API_USERNAME": USERNAME, "API_PASSWORD": PASSWORD})
     try:
-        server.wait_ready()
+        wait_healthy(server.url)
         log.info("server ready at %s", server.url)
         jobs = [
             dict(name="forced completed (1.0 s)", delay=1.0, outcome="completed",

@@ -1,14 +1,16 @@
-"""Helpers shared by the test files: fast settings, a fake clock, a live server on a free port,
-and ``server.py`` run as a subprocess."""
+"""Helpers shared by the test files: fast settings, a fake clock, live servers on free ports.
+
+``server.py`` as a subprocess is ``server.ServerProcess``; the client's test doubles are in
+``fakes.py``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import os
-import re
-import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +48,27 @@ def fast_settings(**overrides: Any) -> server.Settings:
 class FakeClock:
     """A monotonic clock and a wall clock that move only when told, together.
 
-    Pass ``clock=fake.monotonic, wall_clock=fake.wall, start_worker=False`` to ``create_app`` and
-    call ``store.process_due()`` after ``advance()``.
+    Server: pass ``clock=fake.monotonic, wall_clock=fake.wall, start_worker=False`` to
+    ``create_app`` and call ``store.process_due()`` after ``advance()``. Client: pass
+    ``clock=fake, sleep=fake.sleep``; every sleep is recorded in ``sleeps`` and moves the clock.
     """
 
     def __init__(self, start: float = 1000.0, wall_start: float = 1_700_000_000.0) -> None:
         self.now = start
         self.wall_offset = wall_start - start
+        self.sleeps: list[float] = []
 
     def monotonic(self) -> float:
         """The fake monotonic time, in seconds."""
         return self.now
+
+    __call__ = monotonic
+
+    def sleep(self, seconds: float) -> None:
+        """Records the sleep and moves both clocks forward by it, at once."""
+        assert seconds >= 0, f"negative sleep {seconds}"
+        self.sleeps.append(seconds)
+        self.now += seconds
 
     def wall(self) -> float:
         """The fake Unix time, in seconds; it moves with the monotonic one."""
@@ -96,12 +108,8 @@ class LiveServer:
         self._server.server_close()
 
 
-def start_live_server(settings: server.Settings | None = None, **create_app_kwargs: Any) -> LiveServer:
-    """Serves ``create_app(settings or fast_settings(), **create_app_kwargs)`` on a free port.
-
-    The port is chosen by the OS (port 0) and read back, so parallel runs never race for one.
-    """
-    app = server.create_app(settings or fast_settings(), **create_app_kwargs)
+def _serve(app: Any) -> tuple[BaseWSGIServer, threading.Thread]:
+    """Any WSGI app on 127.0.0.1 and a port the OS chooses (read back, so runs never race)."""
     wsgi_server = make_server(
         "127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler
     )
@@ -110,6 +118,25 @@ def start_live_server(settings: server.Settings | None = None, **create_app_kwar
         target=wsgi_server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
     thread.start()
+    return wsgi_server, thread
+
+
+@contextlib.contextmanager
+def serve_wsgi(app: Any) -> Iterator[str]:
+    """Serves any WSGI app (a plain test backend, say) in a thread; yields its base URL."""
+    wsgi_server, thread = _serve(app)
+    try:
+        yield f"http://127.0.0.1:{wsgi_server.port}"
+    finally:
+        wsgi_server.shutdown()
+        thread.join()
+        wsgi_server.server_close()
+
+
+def start_live_server(settings: server.Settings | None = None, **create_app_kwargs: Any) -> LiveServer:
+    """Serves ``create_app(settings or fast_settings(), **create_app_kwargs)`` on a free port."""
+    app = server.create_app(settings or fast_settings(), **create_app_kwargs)
+    wsgi_server, thread = _serve(app)
     return LiveServer(
         url=f"http://127.0.0.1:{wsgi_server.port}",
         app=app,
@@ -117,85 +144,3 @@ def start_live_server(settings: server.Settings | None = None, **create_app_kwar
         _server=wsgi_server,
         _thread=thread,
     )
-
-
-@dataclasses.dataclass
-class ServerProcess:
-    """``python server.py`` in a subprocess; its output (stdout and stderr) is kept line by line."""
-
-    process: subprocess.Popen
-    url: str
-    port: int
-    output: list[str]
-    _reader: threading.Thread
-
-    @property
-    def pid(self) -> int:
-        """The server's process id."""
-        return self.process.pid
-
-    def kill(self) -> None:
-        """Kills the server at once (SIGKILL): no cleanup, no goodbye, like a crash."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
-        self._reader.join(timeout=5)
-
-    def stop(self) -> None:
-        """Stops the server politely (SIGTERM), killing it if it does not exit within 10 s."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._reader.join(timeout=5)
-
-
-def spawn_server(
-    tmp_path: Path, *flags: str, port: int = 0, env: dict[str, str] | None = None,
-    host: str | None = "127.0.0.1", timeout: float = 20.0,
-) -> ServerProcess:
-    """Starts ``server.py --host HOST --port PORT FLAGS...`` and waits until it listens.
-
-    The server reads no ``.env`` and none of the caller's server settings (an empty
-    ``--env-file`` and a scrubbed environment), only ``env``. ``port=0`` lets the OS choose;
-    restart a killed server on its old port with ``port=old.port``. ``host=None`` passes no
-    ``--host`` (the server's default, 127.0.0.1).
-
-    Raises:
-        RuntimeError: the server exited or did not print its address within ``timeout`` s.
-    """
-    env_file = tmp_path / "empty.env"
-    env_file.touch()
-    settings = {option.env for option in server._OPTIONS}
-    environment = {k: v for k, v in os.environ.items() if k not in settings}
-    environment.update(env or {}, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "server.py"), *(["--host", host] if host else []),
-         "--port", str(port), "--env-file", str(env_file), *flags],
-        cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    output: list[str] = []
-    found: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:  # drains the pipe for the server's whole life, so it never blocks
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line.rstrip("\n"))
-            match = re.search(r"Listening on (http://127\.0\.0\.1:(\d+))", line)
-            if match and not found:
-                found.append(match.group(1))
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    if not ready.wait(timeout) or not found:
-        process.kill()
-        process.wait(timeout=10)
-        raise RuntimeError(f"server.py did not start: {output[-20:]}")
-    url = found[0]
-    return ServerProcess(process, url, int(url.rsplit(":", 1)[1]), output, reader)

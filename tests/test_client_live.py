@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,8 +32,7 @@ from client import (
     VideoTranslationClient,
     WaitTimeout,
 )
-from fakes import serve_wsgi
-from helpers import fast_settings
+from helpers import fast_settings, serve_wsgi
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_RETRY = RetryPolicy(max_retries=2, backoff_factor=0.01, backoff_max=0.05)

@@ -9,7 +9,7 @@ import logging
 import math
 import random
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -28,7 +28,8 @@ from client import (
     WaitPlanner,
     WaitTimeout,
 )
-from fakes import Call, FakeClock, FakeSession, final, pending, response
+from fakes import Call, FakeSession, final, pending, response
+from helpers import FakeClock
 
 BASE = "http://127.0.0.1:9"  # never contacted: every test here uses a FakeSession
 

@@ -30,7 +30,8 @@ from client import (
     VideoTranslationClient,
     WaitTimeout,
 )
-from helpers import fast_settings, spawn_server
+from helpers import fast_settings
+from server import ServerProcess
 
 #: Status requests the wait may make per job (``max_attempts``), and urllib3 retries per request.
 MAX_POLLS = 3
@@ -183,7 +184,7 @@ def test_server_killed_and_restarted_mid_wait_raises_job_not_found_naming_the_re
 ) -> None:
     """Killed mid-wait: the client keeps retrying; restarted without the job: JobNotFoundError
     that says the server may have restarted, long before the deadline."""
-    first = spawn_server(tmp_path)
+    first = ServerProcess.start()
     second = None
     try:
         with VideoTranslationClient(first.url, policy=QUICK_POLICY, retry=QUICK_RETRY) as api:
@@ -193,7 +194,7 @@ def test_server_killed_and_restarted_mid_wait_raises_job_not_found_naming_the_re
             first.kill()
             time.sleep(1.0)  # down for a while: the client must keep trying, not give up
             assert thread.is_alive(), outcome
-            second = spawn_server(tmp_path, port=first.port)
+            second = ServerProcess.start(port=first.port)
             thread.join(timeout=20)
     finally:
         first.kill()
@@ -215,7 +216,7 @@ def test_server_killed_and_not_back_before_the_deadline_raises_wait_timeout_with
 ) -> None:
     """Killed mid-wait and never restarted: WaitTimeout at the deadline, caused by the
     connection failure, carrying the last status seen."""
-    srv = spawn_server(tmp_path)
+    srv = ServerProcess.start()
     try:
         with VideoTranslationClient(srv.url, policy=QUICK_POLICY, retry=QUICK_RETRY) as api:
             job_id = api.start_job(delay=60)

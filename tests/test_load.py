@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from client import JobResult, VideoTranslationClient
-from helpers import spawn_server
+from server import ServerProcess
 
 CLIENTS, JOBS_PER_CLIENT = 50, 10
 JOB_TTL = 1.0
@@ -66,7 +66,7 @@ def test_500_jobs_from_50_clients_are_each_accounted_for_and_resources_return(tm
     """500 long-polled jobs, 50 clients at once: each job's status seen exactly once, no 5xx,
     and threads and memory back to the baseline once the jobs are evicted."""
     log_file = tmp_path / "server.log"
-    srv = spawn_server(tmp_path, "--job-ttl", str(JOB_TTL), "--log-file", str(log_file),
+    srv = ServerProcess.start("--job-ttl", str(JOB_TTL), "--log-file", str(log_file),
                        "--seed", "3")
     try:
         process = psutil.Process(srv.pid)

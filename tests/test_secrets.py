@@ -28,7 +28,8 @@ from client import (
     VideoTranslationClient,
     WaitTimeout,
 )
-from helpers import ROOT, fast_settings, spawn_server
+from helpers import ROOT, fast_settings
+from server import ServerProcess
 
 USER = "alice"
 SECRET = "Zq8-the-real-secret"  # the server's password
@@ -93,7 +94,7 @@ def test_passwords_never_appear_in_logs_tracebacks_or_error_messages(make_server
 
     # The same through the processes a user runs: server.py with a log file, client.py too.
     server_log, client_log = tmp_path / "server.log", tmp_path / "client.log"
-    srv = spawn_server(tmp_path, "--log-file", str(server_log),
+    srv = ServerProcess.start("--log-file", str(server_log),
                        env={"API_USERNAME": USER, "API_PASSWORD": SECRET})
     cli_output = []
     try:
@@ -163,7 +164,7 @@ def test_server_binds_to_loopback_unless_told_otherwise(tmp_path) -> None:
     assert server._build_parser().parse_args([]).host == "127.0.0.1"
     assert "default 127.0.0.1" in server._build_parser().format_help()
     assert client.DEFAULT_BASE_URL.startswith("http://127.0.0.1:")
-    srv = spawn_server(tmp_path, host=None)
+    srv = ServerProcess.start(host=None)
     try:
         listening = [c.laddr for c in psutil.Process(srv.pid).net_connections(kind="inet")
                      if c.status == psutil.CONN_LISTEN]
