@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import base64
 import collections
+import contextlib
 import dataclasses
 import enum
 import functools
@@ -1148,12 +1149,15 @@ class ServerProcess:
         host: str | None = "127.0.0.1",
         env: Mapping[str, str] | None = None,
         echo: Callable[[str], None] | None = None,
+        log_path: str | os.PathLike | None = None,
         timeout: float = 20.0,
     ) -> ServerProcess:
         """Starts ``server.py --host HOST --port PORT FLAGS...`` and waits until it listens.
 
         ``port=0`` lets the OS choose (restart a killed server on its old port with
         ``port=old.port``); ``host=None`` passes no ``--host``, leaving the server's default.
+        ``log_path`` sends the server's stderr, its log, straight to that file, so that a
+        benchmark does not spend its own CPU reading it.
 
         Raises:
             RuntimeError: the server exited, or did not say where it listens within ``timeout``.
@@ -1163,8 +1167,10 @@ class ServerProcess:
         environment.update(env or {}, PYTHONUNBUFFERED="1")
         command = [sys.executable, str(Path(__file__).resolve()), *(["--host", host] if host else []),
                    "--port", str(port), "--env-file", os.devnull, *flags]
-        process = subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        with open(log_path, "w", encoding="utf-8") if log_path else contextlib.nullcontext() as log:
+            process = subprocess.Popen(
+                command, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=log or subprocess.STDOUT, text=True)
         output: list[str] = []
         urls: list[str] = []
         ready = threading.Event()

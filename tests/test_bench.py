@@ -1,0 +1,89 @@
+"""bench.py runs end to end in quick mode and reports every figure, so that it cannot rot.
+
+Each test starts ``python bench.py ... --quick`` in a subprocess (which starts its own servers on
+127.0.0.1) and reads what it wrote. No figure is compared with a target here: the benchmark's
+targets are read from its output by people, never asserted on a shared machine's timing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+STRATEGIES = ["fixed", "doubling", "backoff", "hints", "long-poll"]
+SPREAD = ("p50", "p95", "p99", "max")
+STRATEGY_FIGURES = ("jobs", "completed", "errors", "requests_per_job_mean",
+                    "requests_per_job_max", "wall_s", "client_cpu_s", "server_cpu_s")
+PENDING_FIGURES = ("jobs", "start_s", "rss_before_mb", "rss_after_mb", "threads_before",
+                   "threads_after")
+THROUGHPUT_FIGURES = ("clients", "load_processes", "seconds", "requests", "failed",
+                      "requests_per_s", "server_cpu_share", "machine_cpu_share")
+ROUND_FIGURES = ("round", "waiters", "answered", "held", "finish_spread_ms", "last_answer_ms",
+                 "threads_after", "rss_after_mb")
+
+
+def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run bench.py with ``args``; bounded, so a hang fails the test instead of the suite."""
+    return subprocess.run([sys.executable, str(ROOT / "bench.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=100)
+
+
+def assert_figures(document: dict[str, Any], names: tuple[str, ...], where: str) -> None:
+    """Every figure in ``names`` is present in ``document`` and is a finite number >= 0."""
+    for name in names:
+        value = document.get(name)
+        assert isinstance(value, int | float) and not isinstance(value, bool), (where, name, value)
+        assert math.isfinite(value) and value >= 0, (where, name, value)
+
+
+def assert_targets(report: dict[str, Any]) -> None:
+    """The report lists targets, each with a goal, a measured figure and a verdict."""
+    assert report["targets"]
+    for target in report["targets"]:
+        assert target["goal"] and target["measured"] and isinstance(target["passed"], bool)
+
+
+def test_quick_strategies_report_every_figure(tmp_path: Path) -> None:
+    """`bench.py --quick` exits 0 and reports every figure of every strategy: table, JSON, PNG."""
+    json_path, png_path = tmp_path / "bench.json", tmp_path / "bench.png"
+
+    done = run_bench("--quick", "--json", str(json_path), "--plot", str(png_path))
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| strategy |" in done.stdout and "### Targets" in done.stdout
+    report = json.loads(json_path.read_text())
+    assert [r["strategy"] for r in report["strategies"]] == STRATEGIES
+    for result in report["strategies"]:
+        assert_figures(result, STRATEGY_FIGURES, result["strategy"])
+        assert_figures(result["delay_ms"], SPREAD, result["strategy"])
+        assert result["completed"] + result["errors"] == result["jobs"] > 0
+        assert f"| {result['strategy']} |" in done.stdout
+    assert_targets(report)
+    assert png_path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_quick_scale_reports_every_figure(tmp_path: Path) -> None:
+    """`bench.py scale --quick` exits 0 and reports memory, threads, throughput and waiters."""
+    json_path = tmp_path / "scale.json"
+
+    done = run_bench("scale", "--quick", "--json", str(json_path))
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "### Targets" in done.stdout
+    report = json.loads(json_path.read_text())
+    scale = report["scale"]
+    assert_figures(scale["pending"], PENDING_FIGURES, "pending")
+    assert_figures(scale["throughput"], THROUGHPUT_FIGURES, "throughput")
+    assert_figures(scale["throughput"]["latency_ms"], SPREAD, "throughput latency")
+    assert_figures(scale, ("threads_baseline", "rss_baseline_mb", "serve_time_ms",
+                           "wake_budget_ms"), "scale")
+    assert len(scale["rounds"]) >= 2
+    for waiter_round in scale["rounds"]:
+        assert_figures(waiter_round, ROUND_FIGURES, f"round {waiter_round['round']}")
+        assert_figures(waiter_round["delay_ms"], SPREAD, f"round {waiter_round['round']}")
+    assert_targets(report)
