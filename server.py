@@ -1016,6 +1016,10 @@ class _RequestHandler(WSGIRequestHandler):
 
     timeout = REQUEST_TIMEOUT
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Nothing: the app logs one line per request itself, and werkzeug's line (formatted even
+        when its logger drops it) would cost each request a date format and a URL decode."""
+
     def parse_request(self) -> bool:
         """http.server's parsing, minus HTTP/0.9, with the body's framing checked (RFC 9112 6)."""
         if not super().parse_request():

@@ -79,13 +79,6 @@ class FakeClock:
         self.now += seconds
 
 
-class QuietRequestHandler(server._RequestHandler):
-    """server.py's request handler without werkzeug's access lines (the app logs its own)."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-
 @dataclasses.dataclass
 class LiveServer:
     """A real threaded HTTP server on 127.0.0.1 and a free port, serving one app in a thread."""
@@ -111,7 +104,7 @@ class LiveServer:
 def _serve(app: Any) -> tuple[BaseWSGIServer, threading.Thread]:
     """Any WSGI app on 127.0.0.1 and a port the OS chooses (read back, so runs never race)."""
     wsgi_server = make_server(
-        "127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler
+        "127.0.0.1", 0, app, threaded=True, request_handler=server._RequestHandler
     )
     # A short poll interval keeps shutdown() (which waits for the next poll) fast in teardown.
     thread = threading.Thread(
