@@ -227,6 +227,23 @@ def test_retry_after_on_503_is_honoured_through_the_injected_sleep():
     assert slept == [1.0]
 
 
+def test_a_server_that_keeps_failing_raises_server_error_after_the_retries():
+    """503 every time: 1 + max_retries attempts through urllib3, then ServerError with the code."""
+    app = Flask("down")
+    hits = itertools.count(1)
+
+    @app.get("/status/<job_id>")
+    def down(job_id: str):
+        next(hits)
+        return jsonify(error={"code": "maintenance", "message": "back soon"}), 503
+
+    with serve_wsgi(app) as url, VideoTranslationClient(url, retry=QUICK_RETRY) as api:
+        with pytest.raises(client.ServerError, match="back soon") as caught:
+            api.get_status("x")
+    assert caught.value.status_code == 503
+    assert next(hits) - 1 == 1 + QUICK_RETRY.max_retries
+
+
 def unused_loopback_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
