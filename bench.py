@@ -62,7 +62,6 @@ from client import PollingPolicy, VideoTranslationClient
 
 logger = logging.getLogger("bench")
 
-ROOT = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
 MB = 1024 * 1024
 

@@ -452,7 +452,6 @@ class WaitPlanner:
         self._last_eta: tuple[float, float] | None = None  # (received at, eta then)
         # After the ETA has run out and the job is still pending: short, growing steps.
         self._overdue = exponential_delays(_OVERDUE_FIRST_DELAY, 2.0, policy.max_delay)
-        self.long_poll_seen = False
 
     def long_poll_for(self, time_left: float) -> int | None:
         """Whole seconds of long-poll to ask for, bounded by the time left, or None for none."""
@@ -470,7 +469,6 @@ class WaitPlanner:
             # long-polls, so ask again at once. A bare echo with no hold is not trusted (no spin).
             if took >= 0.8 * asked_wait or (status.wait_applied is not None
                                             and took >= 0.5 * asked_wait):
-                self.long_poll_seen = True
                 return Decision(0.0, f"long-poll window of {asked_wait:g} s ended")
         if self.policy.use_hints:
             decision = self._from_hints(status, received_at)

@@ -130,7 +130,6 @@ _LISTENING_RE = re.compile(re.escape(LISTENING_LINE).replace(r"\{url\}", r"(http
 _START_KEYS = frozenset({"delay", "outcome"})
 # Endpoints that answer without credentials (readiness checks, the API description).
 _OPEN_ENDPOINTS = frozenset({"healthz", "openapi", "openapi_yaml"})
-_STATUS_ENDPOINTS = frozenset({"status_default", "status_job"})
 _ERROR_CODES = {
     400: "bad_request",
     401: "unauthorized",
