@@ -953,6 +953,9 @@ def _inject_fault(settings: Settings, rng: random.Random) -> Response | None:
     Raises:
         ApiError: an injected 503 or 429.
     """
+    if not (settings.fault_latency or settings.fault_drop or settings.fault_503
+            or settings.fault_429 or settings.fault_garbage):
+        return None  # the usual case: nothing to format or draw on the hot path
     where = f"{request.method} {request.path}"
     if settings.fault_latency > 0:
         logger.warning("fault: %.3f s of extra latency on %s", settings.fault_latency, where)
