@@ -35,14 +35,10 @@ from __future__ import annotations
 
 import argparse
 import base64
-import collections
 import contextlib
 import dataclasses
-import enum
 import functools
 import hmac
-import heapq
-import itertools
 import json
 import logging
 import math
@@ -55,15 +51,23 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from dotenv import dotenv_values
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.serving import WSGIRequestHandler, make_server
+
+from job_store import (
+    FINAL_RESULTS,
+    JOB_ERROR_MESSAGE,
+    JobResult,
+    JobStore,
+    MemoryJobStore,
+    StoreFullError,
+)
+from server_settings import DEFAULT_ENV_FILE, OPTIONS, ConfigError, Settings
 
 try:  # optional: without PyYAML, /openapi.json is a 404 and /openapi.yaml still answers
     import yaml
@@ -74,6 +78,7 @@ __all__ = [
     "ApiError",
     "ConfigError",
     "FINAL_RESULTS",
+    "JOB_ERROR_MESSAGE",
     "JobResult",
     "JobStore",
     "Settings",
@@ -86,25 +91,8 @@ __all__ = [
 logger = logging.getLogger("server")
 
 PROG = "server.py"
-#: The ``.env`` file read by default: the one next to this module.
-DEFAULT_ENV_FILE = Path(__file__).resolve().with_name(".env")
 #: The API description served at ``/openapi.yaml`` and ``/openapi.json``.
 OPENAPI_FILE = Path(__file__).resolve().with_name("openapi.yaml")
-#: Shortest and longest job duration, when ``POST /start`` does not fix it.
-DEFAULT_MIN_DELAY = 3.0
-DEFAULT_MAX_DELAY = 7.0
-#: Chance that a job ends in ``error``.
-DEFAULT_ERROR_PROBABILITY = 0.3
-#: Longest long-poll hold; longer requested waits are cut to it.
-DEFAULT_MAX_WAIT = 30.0
-#: Most requests held at once by long-poll; past it requests answer at once.
-DEFAULT_MAX_WAITERS = 1000
-#: How long a finished job stays readable (and its idempotency key remembered).
-DEFAULT_JOB_TTL = 3600.0
-#: Most live jobs (pending or finished, not yet evicted) started by ``POST /start``.
-DEFAULT_MAX_JOBS = 20000
-#: Relative error of ``eta_seconds``: each job's estimate is off by a fixed factor in 1 ± this.
-DEFAULT_ETA_NOISE = 0.2
 #: Largest accepted request body.
 MAX_CONTENT_LENGTH = 64 * 1024
 #: Largest ``delay`` accepted by ``POST /start``: one day.
@@ -118,8 +106,6 @@ LISTENING_LINE = "Listening on {url} (Ctrl+C to stop)"
 REALM = "video-translation"
 #: Body of a ``FAULT_GARBAGE`` answer: what a misbehaving proxy might send.
 GARBAGE_BODY = "<html>upstream garbage</html>"
-#: Message of a job that ends in ``error``.
-JOB_ERROR_MESSAGE = "translation failed (simulated error)"
 
 _JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9_:.-]{1,255}")
@@ -150,23 +136,9 @@ _RAW_ERROR_MESSAGES = {
     431: "too many header fields, or one longer than 65536 bytes",
     505: "only HTTP/1.0 and HTTP/1.1 are served",
 }
-_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 
 # --- exceptions -------------------------------------------------------------------------------
-
-
-class ConfigError(ValueError):
-    """A setting is invalid; the message names the setting by its environment variable."""
-
-
-class StoreFullError(RuntimeError):
-    """``MAX_JOBS`` live jobs exist already; ``retry_after`` is the wait until a slot frees."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many live jobs; a slot frees in {retry_after} s")
-        self.retry_after = retry_after
 
 
 class ApiError(Exception):
@@ -180,496 +152,6 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = dict(headers or {})
-
-
-# --- settings ---------------------------------------------------------------------------------
-
-
-class JobResult(str, enum.Enum):
-    """The state of a job, as reported in the status document's ``result``."""
-
-    PENDING = "pending"
-    COMPLETED = "completed"
-    ERROR = "error"
-
-
-#: Results after which a job never changes again.
-FINAL_RESULTS = frozenset({JobResult.COMPLETED, JobResult.ERROR})
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Settings:
-    """Everything that shapes the server's behaviour; each field is its environment variable in
-    lower case (``MIN_DELAY`` is ``min_delay``).
-
-    Raises:
-        ConfigError: from construction, when a value is invalid (the message names the setting).
-    """
-
-    api_username: str | None = None
-    api_password: str | None = dataclasses.field(default=None, repr=False)
-    min_delay: float = DEFAULT_MIN_DELAY
-    max_delay: float = DEFAULT_MAX_DELAY
-    error_probability: float = DEFAULT_ERROR_PROBABILITY
-    max_wait: float = DEFAULT_MAX_WAIT
-    max_waiters: int = DEFAULT_MAX_WAITERS
-    job_ttl: float = DEFAULT_JOB_TTL
-    max_jobs: int = DEFAULT_MAX_JOBS
-    seed: int | None = None
-    log_file: str | None = None
-    plain: bool = False
-    eta_noise: float = DEFAULT_ETA_NOISE
-    fault_503: float = 0.0
-    fault_429: float = 0.0
-    fault_latency: float = 0.0
-    fault_drop: float = 0.0
-    fault_garbage: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("api_username", "api_password", "log_file"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                raise ConfigError(f"{name.upper()} must be a string, got {value!r}")
-            if value == "":  # an empty variable means "not set"
-                object.__setattr__(self, name, None)
-        if self.api_username is not None and ":" in self.api_username:
-            raise ConfigError("API_USERNAME must not contain ':' (HTTP Basic auth cannot carry it)")
-        for name, maximum, open_top in _NUMBER_RANGES:
-            number = _check_number(name, getattr(self, name), maximum, open_top)
-            object.__setattr__(self, name, number)
-        for name, minimum in (("max_waiters", 0), ("max_jobs", 1)):
-            _check_int(name, getattr(self, name), minimum)
-        if self.seed is not None:
-            _check_int("seed", self.seed, None)
-        if not isinstance(self.plain, bool):
-            raise ConfigError(f"PLAIN must be true or false, got {self.plain!r}")
-        if self.min_delay > self.max_delay:
-            raise ConfigError(
-                f"MIN_DELAY must not exceed MAX_DELAY, got {self.min_delay:g} > {self.max_delay:g}"
-            )
-
-    @property
-    def auth_enabled(self) -> bool:
-        """Whether HTTP Basic auth is required: only when both credentials are set."""
-        return self.api_username is not None and self.api_password is not None
-
-    @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, *, env_file: str | os.PathLike | None = None
-    ) -> Settings:
-        """Reads settings from environment variables, over a ``.env`` file, over the defaults.
-
-        Args:
-            environ: the variables; ``None`` means ``os.environ``. Empty values count as unset.
-            env_file: a ``.env`` file whose values the variables override. ``None`` means the
-                ``.env`` next to this module when ``environ`` is ``None``, and no file otherwise
-                (so tests that pass ``environ`` are not affected by a developer's ``.env``).
-
-        Raises:
-            ConfigError: a value is not valid; the message names the variable.
-        """
-        if environ is None:
-            environ = os.environ
-            if env_file is None:
-                env_file = DEFAULT_ENV_FILE
-        merged: dict[str, str] = {}
-        if env_file is not None:
-            from_file = dotenv_values(env_file, interpolate=False)  # values are taken literally
-            merged.update({k: v for k, v in from_file.items() if v})
-        merged.update({k: v for k, v in environ.items() if v})
-        values: dict[str, Any] = {}
-        for option in _OPTIONS:
-            raw = merged.get(option.env, "").strip()
-            if raw:
-                values[option.env.lower()] = _PARSERS[option.kind](option.env, raw)
-        return cls(**values)
-
-
-class _Option(NamedTuple):
-    env: str
-    kind: str  # "str", "float", "int", "bool"
-    help: str
-    flag: bool = True
-
-
-# One table drives Settings.from_env, the command line flags and --help.
-_OPTIONS: tuple[_Option, ...] = (
-    _Option("API_USERNAME", "str", "HTTP Basic user; auth is on when both are set", False),
-    _Option("API_PASSWORD", "str", "HTTP Basic password (environment or .env only)", False),
-    _Option("MIN_DELAY", "float", "shortest job duration, seconds"),
-    _Option("MAX_DELAY", "float", "longest job duration, seconds"),
-    _Option("ERROR_PROBABILITY", "float", "chance in [0, 1] that a job ends in error"),
-    _Option("MAX_WAIT", "float", "longest long-poll hold, seconds"),
-    _Option("MAX_WAITERS", "int", "most requests held by long-poll at once"),
-    _Option("JOB_TTL", "float", "seconds a finished job is kept before it is forgotten"),
-    _Option("MAX_JOBS", "int", "most live jobs; past it POST /start answers 429"),
-    _Option("SEED", "int", "seed for job durations, outcomes and fault dice (reproducible runs)"),
-    _Option("LOG_FILE", "str", "also append logs to this file"),
-    _Option("PLAIN", "bool", "no hints (Retry-After, eta_seconds) and no long-poll"),
-    _Option("ETA_NOISE", "float", "relative error in [0, 1) of eta_seconds"),
-    _Option("FAULT_503", "float", "rate in [0, 1] of status requests answered 503"),
-    _Option("FAULT_429", "float", "rate in [0, 1] of status requests answered 429"),
-    _Option("FAULT_LATENCY", "float", "extra seconds slept before each status answer"),
-    _Option("FAULT_DROP", "float", "rate in [0, 1] of status requests whose connection is dropped"),
-    _Option("FAULT_GARBAGE", "float", "rate in [0, 1] of status requests answered with non-JSON"),
-)
-
-# (field, maximum, maximum excluded); every number is finite and at least 0.
-_NUMBER_RANGES: tuple[tuple[str, float, bool], ...] = (
-    ("min_delay", math.inf, False),
-    ("max_delay", math.inf, False),
-    ("error_probability", 1.0, False),
-    ("max_wait", math.inf, False),
-    ("job_ttl", math.inf, False),
-    ("eta_noise", 1.0, True),
-    ("fault_503", 1.0, False),
-    ("fault_429", 1.0, False),
-    ("fault_latency", math.inf, False),
-    ("fault_drop", 1.0, False),
-    ("fault_garbage", 1.0, False),
-)
-
-
-def _check_number(name: str, value: Any, maximum: float, open_top: bool) -> float:
-    env = name.upper()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{env} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise ConfigError(f"{env} must be a finite number, got {value!r}")
-    if number < 0 or number > maximum or (open_top and number == maximum):
-        if maximum == math.inf:
-            raise ConfigError(f"{env} must be at least 0, got {value!r}")
-        bracket = ")" if open_top else "]"
-        raise ConfigError(f"{env} must be in [0, {maximum:g}{bracket}, got {value!r}")
-    return number
-
-
-def _check_int(name: str, value: Any, minimum: int | None) -> None:
-    env = name.upper()
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{env} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{env} must be at least {minimum}, got {value!r}")
-
-
-def _parse_float(env: str, raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{env} must be a number, got {raw!r}") from None
-
-
-def _parse_int(env: str, raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{env} must be an integer, got {raw!r}") from None
-
-
-def _parse_bool(env: str, raw: str) -> bool:
-    word = raw.lower()
-    if word in _TRUE_WORDS or word in _FALSE_WORDS:
-        return word in _TRUE_WORDS
-    raise ConfigError(f"{env} must be true or false (1/0, yes/no, on/off), got {raw!r}")
-
-
-_PARSERS: dict[str, Callable[[str, str], Any]] = {
-    "str": lambda env, raw: raw,
-    "float": _parse_float,
-    "int": _parse_int,
-    "bool": _parse_bool,
-}
-
-
-# --- job store --------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(slots=True, eq=False)
-class _Job:
-    job_id: str
-    created_at: float  # wall clock
-    started: float  # monotonic clock
-    due: float  # monotonic clock
-    outcome: JobResult  # the fate, revealed at ``due``
-    eta_factor: float  # systematic error of this job's estimates
-    idempotency_key: str | None
-    result: JobResult = JobResult.PENDING
-    finished_at: float | None = None  # wall clock
-    event: threading.Event | None = None  # created by the first waiter, set by the finisher
-
-
-class JobStore:
-    """The jobs of one app, safe to share between request threads (one lock guards everything).
-
-    One background thread (``start_worker``) finishes jobs when they are due and forgets them
-    ``JOB_TTL`` later; every call also does that work first, so reads are right even without it.
-
-    Args:
-        settings: delays, error rate, limits.
-        clock: monotonic seconds, for durations and expiry.
-        wall_clock: Unix seconds, for ``created_at`` and ``finished_at``.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.settings = settings
-        self._clock = clock
-        self._wall_clock = wall_clock
-        self._rng = random.Random(settings.seed)
-        self._cond = threading.Condition(threading.Lock())
-        self._jobs: dict[str, _Job] = {}
-        self._keys: dict[str, _Job] = {}  # idempotency key -> job
-        self._due: list[tuple[float, int, _Job]] = []  # heap of pending jobs by due time
-        self._expiry: collections.deque[tuple[float, _Job]] = collections.deque()  # finish order
-        self._seq = itertools.count()
-        self._waiters = 0
-        self._stopping = False
-        self._worker: threading.Thread | None = None
-        self.default_job_id: str | None = None
-
-    # public API
-
-    def start(
-        self,
-        *,
-        delay: float | None = None,
-        outcome: JobResult | None = None,
-        idempotency_key: str | None = None,
-        default: bool = False,
-    ) -> tuple[dict[str, Any], bool]:
-        """Starts a job, or finds the one started with the same idempotency key.
-
-        Args:
-            delay: the job's duration; ``None`` draws it from ``[MIN_DELAY, MAX_DELAY]``.
-            outcome: the job's fate; ``None`` draws it with ``ERROR_PROBABILITY``.
-            idempotency_key: a key already seen (within ``JOB_TTL``) returns that key's job.
-            default: this is the server's default job: never evicted, not counted in MAX_JOBS.
-
-        Returns:
-            The status document, and whether a job was created (``False`` for a replay).
-
-        Raises:
-            StoreFullError: ``MAX_JOBS`` live jobs exist already.
-        """
-        with self._cond:
-            now = self._clock()
-            events = self._advance(now)
-            job = self._keys.get(idempotency_key) if idempotency_key is not None else None
-            created = job is None
-            full = created and not default and self._live() >= self.settings.max_jobs
-            if full:
-                retry_after = self._retry_after(now)
-            elif created:
-                job = self._create(delay, outcome, idempotency_key, now)
-                if default:
-                    self.default_job_id = job.job_id
-                fate = f"started (delay {job.due - now:.3f} s, fated {job.outcome.value})"
-                events.append((job, fate))
-                events += self._advance(now)  # a zero delay finishes at once
-            doc = None if full else self._document(job, now)
-        self._log(events)
-        if doc is None:
-            raise StoreFullError(retry_after)
-        return doc, created
-
-    def status(self, job_id: str) -> dict[str, Any] | None:
-        """Returns the job's status document, or ``None`` for an unknown (or forgotten) job."""
-        with self._cond:
-            now = self._clock()
-            events = self._advance(now)
-            job = self._jobs.get(job_id)
-            doc = None if job is None else self._document(job, now)
-        self._log(events)
-        return doc
-
-    def wait(self, job_id: str, timeout: float) -> tuple[dict[str, Any] | None, bool]:
-        """Holds until the job is final or ``timeout`` seconds pass, then returns its status.
-
-        The thread that finishes the job wakes its waiters at once. A job already final, or a
-        full house of ``MAX_WAITERS`` waiters, returns at once.
-
-        Returns:
-            The status document (``None`` for an unknown job), and whether the call held.
-        """
-        with self._cond:
-            now = self._clock()
-            events = self._advance(now)
-            job = self._jobs.get(job_id)
-            if job is None or job.result in FINAL_RESULTS or timeout <= 0 or self._stopping:
-                doc = None if job is None else self._document(job, now)
-                event = None
-            elif self._waiters >= self.settings.max_waiters:
-                logger.debug("%d waiters already; answering at once", self._waiters)
-                doc, event = self._document(job, now), None
-            else:
-                if job.event is None:
-                    job.event = threading.Event()
-                event = job.event
-                self._waiters += 1
-        self._log(events)
-        if event is None:
-            return doc, False
-        try:
-            event.wait(timeout)
-        finally:
-            with self._cond:
-                self._waiters -= 1
-        return self.status(job_id), True
-
-    def process_due(self) -> int:
-        """Finishes the jobs that are due and forgets the expired ones; returns how many changed."""
-        with self._cond:
-            events = self._advance(self._clock())
-        self._log(events)
-        return len(events)
-
-    @property
-    def waiters(self) -> int:
-        """How many requests are held by long-poll right now."""
-        with self._cond:
-            return self._waiters
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._jobs)
-
-    def start_worker(self) -> None:
-        """Starts the background thread that finishes due jobs on time."""
-        with self._cond:
-            if self._worker is not None:
-                return
-            self._worker = threading.Thread(target=self._run, name="job-timer", daemon=True)
-        self._worker.start()
-
-    def shutdown(self) -> None:
-        """Stops the worker thread (joins it) and releases every held request."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-            for job in self._jobs.values():
-                if job.event is not None:
-                    job.event.set()
-            worker, self._worker = self._worker, None
-        if worker is not None and worker is not threading.current_thread():
-            worker.join()
-
-    # internals; every method below runs with the lock held, except _run and _log
-
-    def _live(self) -> int:
-        return len(self._jobs) - (self.default_job_id is not None)
-
-    def _create(
-        self, delay: float | None, outcome: JobResult | None, key: str | None, now: float
-    ) -> _Job:
-        settings = self.settings
-        # Always draw all three, so a fixed delay or outcome keeps the SEED sequence in step.
-        drawn_delay = self._rng.uniform(settings.min_delay, settings.max_delay)
-        fails = self._rng.random() < settings.error_probability
-        noise = self._rng.uniform(-settings.eta_noise, settings.eta_noise)
-        if outcome is None:
-            outcome = JobResult.ERROR if fails else JobResult.COMPLETED
-        job = _Job(
-            job_id=uuid.uuid4().hex,
-            created_at=self._wall_clock(),
-            started=now,
-            due=now + (drawn_delay if delay is None else delay),
-            outcome=outcome,
-            eta_factor=1.0 + noise,
-            idempotency_key=key,
-        )
-        self._jobs[job.job_id] = job
-        if key is not None:
-            self._keys[key] = job
-        wake_worker = not self._due or job.due < self._due[0][0]
-        heapq.heappush(self._due, (job.due, next(self._seq), job))
-        if wake_worker:  # the timer thread sleeps until the old earliest due time
-            self._cond.notify()
-        return job
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if self._stopping:
-                    return
-                events = self._advance(self._clock())
-                if not events:
-                    self._cond.wait(self._next_timeout())
-                    continue
-            self._log(events)
-
-    def _next_timeout(self) -> float | None:
-        deadlines = [self._due[0][0]] if self._due else []
-        if self._expiry:
-            deadlines.append(self._expiry[0][0])
-        if not deadlines:
-            return None  # nothing scheduled; start() notifies
-        # The cap only guards against a clock that jumps; the timeout normally ends the wait.
-        return min(max(min(deadlines) - self._clock(), 0.0), 3600.0)
-
-    def _advance(self, now: float) -> list[tuple[_Job, str]]:
-        events: list[tuple[_Job, str]] = []
-        wall = None
-        while self._due and self._due[0][0] <= now:
-            job = heapq.heappop(self._due)[2]
-            if wall is None:
-                wall = self._wall_clock()
-            job.result = job.outcome
-            job.finished_at = wall
-            if job.event is not None:
-                job.event.set()
-            if job.job_id != self.default_job_id:
-                # `now` only grows under the lock, so the deque stays sorted by expiry.
-                self._expiry.append((now + self.settings.job_ttl, job))
-            if job.result is JobResult.ERROR:
-                events.append((job, f"error: {JOB_ERROR_MESSAGE}"))
-            else:
-                events.append((job, "completed"))
-        while self._expiry and self._expiry[0][0] <= now:
-            job = self._expiry.popleft()[1]
-            del self._jobs[job.job_id]
-            if job.idempotency_key is not None:
-                self._keys.pop(job.idempotency_key, None)
-            events.append((job, "evicted"))
-        return events
-
-    def _retry_after(self, now: float) -> int:
-        """Whole seconds until the earliest live job is forgotten and its slot frees."""
-        candidates = [self._expiry[0][0]] if self._expiry else []
-        for due, _, job in heapq.nsmallest(2, self._due):
-            if job.job_id != self.default_job_id:
-                candidates.append(due + self.settings.job_ttl)
-                break
-        return max(1, math.ceil(min(candidates, default=now + 1) - now))
-
-    def _document(self, job: _Job, now: float) -> dict[str, Any]:
-        doc: dict[str, Any] = {"job_id": job.job_id, "result": job.result.value}
-        if job.result is JobResult.PENDING:
-            duration = job.due - job.started  # > 0: a due job is never pending here
-            doc["progress"] = min(round(max(now - job.started, 0.0) / duration, 3), 0.999)
-            doc["created_at"] = job.created_at
-            doc["eta_seconds"] = round(job.eta_factor * (job.due - now), 3)
-        else:
-            doc["progress"] = 1.0
-            doc["created_at"] = job.created_at
-            doc["finished_at"] = job.finished_at
-            if job.result is JobResult.ERROR:
-                doc["error"] = JOB_ERROR_MESSAGE
-        return doc
-
-    @staticmethod
-    def _log(events: list[tuple[_Job, str]]) -> None:
-        # Called outside the lock: a slow log handler must not stall every request.
-        for job, what in events:
-            logger.info("job %s %s", job.job_id, what)
 
 
 # --- HTTP -------------------------------------------------------------------------------------
@@ -698,7 +180,7 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    store = JobStore(settings, clock=clock, wall_clock=wall_clock)
+    store = MemoryJobStore(settings, clock=clock, wall_clock=wall_clock)
     app.extensions["job_store"] = store
     app.extensions["video_translation"] = store
     # Seeded like the job store but a separate stream, so faults do not shift job outcomes.
@@ -1102,7 +584,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8000, help="TCP port, 0 for any (default 8000)")
     parser.add_argument("--env-file", help="read settings from this file (default: .env beside it)")
     defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
-    for option in _OPTIONS:
+    for option in OPTIONS:
         if not option.flag:
             continue
         flag = "--" + option.env.lower().replace("_", "-")
@@ -1168,7 +650,7 @@ class ServerProcess:
         Raises:
             RuntimeError: the server exited, or did not say where it listens within ``timeout``.
         """
-        names = {option.env for option in _OPTIONS}
+        names = {option.env for option in OPTIONS}
         environment = {k: v for k, v in os.environ.items() if k not in names}
         environment.update(env or {}, PYTHONUNBUFFERED="1")
         command = [sys.executable, str(Path(__file__).resolve()), *(["--host", host] if host else []),
@@ -1240,7 +722,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the server until Ctrl+C or SIGTERM; returns the exit status."""
     args = _build_parser().parse_args(argv)
     environ = dict(os.environ)
-    for option in _OPTIONS:
+    for option in OPTIONS:
         value = getattr(args, option.env, None)
         if value is not None:
             environ[option.env] = ("1" if value else "0") if option.kind == "bool" else value

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import client
+import client_core
 import server
 from client import JobResult, JobStatus, VideoTranslationClient, VideoTranslationError
 from fakes import FakeSession
@@ -291,7 +292,7 @@ json_values = st.recursive(
     | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=12,
 )
-status_words = st.sampled_from(sorted(client._RESULT_WORDS) + ["", "Done", "IN-PROGRESS",
+status_words = st.sampled_from(sorted(client_core._RESULT_WORDS) + ["", "Done", "IN-PROGRESS",
                                                                "unknown", " failed "])
 _KEYS = ["result", "status", "state", "progress", "eta_seconds", "eta", "job_id", "id", "error",
          "finished_at"]
@@ -339,7 +340,7 @@ def test_parse_status_document_returns_a_valid_status_or_raises_protocol_error(d
         assert exc.job_id == "j" and str(exc)
         return
     assert isinstance(status, JobStatus) and isinstance(status.result, JobResult)
-    assert any(client._RESULT_WORDS.get(word) is status.result for word in _words_in(document))
+    assert any(client_core._RESULT_WORDS.get(word) is status.result for word in _words_in(document))
     assert status.progress is None or 0.0 <= status.progress <= 1.0
     assert status.eta_seconds is None or 0.0 <= status.eta_seconds < math.inf
     assert status.finished_at is None or math.isfinite(status.finished_at)

@@ -1,0 +1,233 @@
+"""The simulator's settings: one table read from flags, the environment and a ``.env`` file.
+
+Every setting is a field of :class:`Settings` named after its environment variable in lower case
+(``MIN_DELAY`` is ``min_delay``). ``Settings.from_env`` reads the environment over a ``.env`` file
+over the defaults; ``server.py`` adds a flag for each (``OPTIONS`` drives all three). A bad value
+raises :class:`ConfigError` naming the variable. All durations are in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from dotenv import dotenv_values
+
+__all__ = ["ConfigError", "OPTIONS", "Settings"]
+
+#: The ``.env`` file read by default: the one next to this module.
+DEFAULT_ENV_FILE = Path(__file__).resolve().with_name(".env")
+#: Shortest and longest job duration, when ``POST /start`` does not fix it.
+DEFAULT_MIN_DELAY = 3.0
+DEFAULT_MAX_DELAY = 7.0
+#: Chance that a job ends in ``error``.
+DEFAULT_ERROR_PROBABILITY = 0.3
+#: Longest long-poll hold; longer requested waits are cut to it.
+DEFAULT_MAX_WAIT = 30.0
+#: Most requests held at once by long-poll; past it requests answer at once.
+DEFAULT_MAX_WAITERS = 1000
+#: How long a finished job stays readable (and its idempotency key remembered).
+DEFAULT_JOB_TTL = 3600.0
+#: Most live jobs (pending or finished, not yet evicted) started by ``POST /start``.
+DEFAULT_MAX_JOBS = 20000
+#: Relative error of ``eta_seconds``: each job's estimate is off by a fixed factor in 1 ± this.
+DEFAULT_ETA_NOISE = 0.2
+
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the setting by its environment variable."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything that shapes the server's behaviour; each field is its environment variable in
+    lower case (``MIN_DELAY`` is ``min_delay``).
+
+    Raises:
+        ConfigError: from construction, when a value is invalid (the message names the setting).
+    """
+
+    api_username: str | None = None
+    api_password: str | None = dataclasses.field(default=None, repr=False)
+    min_delay: float = DEFAULT_MIN_DELAY
+    max_delay: float = DEFAULT_MAX_DELAY
+    error_probability: float = DEFAULT_ERROR_PROBABILITY
+    max_wait: float = DEFAULT_MAX_WAIT
+    max_waiters: int = DEFAULT_MAX_WAITERS
+    job_ttl: float = DEFAULT_JOB_TTL
+    max_jobs: int = DEFAULT_MAX_JOBS
+    seed: int | None = None
+    log_file: str | None = None
+    plain: bool = False
+    eta_noise: float = DEFAULT_ETA_NOISE
+    fault_503: float = 0.0
+    fault_429: float = 0.0
+    fault_latency: float = 0.0
+    fault_drop: float = 0.0
+    fault_garbage: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("api_username", "api_password", "log_file"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{name.upper()} must be a string, got {value!r}")
+            if value == "":  # an empty variable means "not set"
+                object.__setattr__(self, name, None)
+        if self.api_username is not None and ":" in self.api_username:
+            raise ConfigError("API_USERNAME must not contain ':' (HTTP Basic auth cannot carry it)")
+        for name, maximum, open_top in _NUMBER_RANGES:
+            number = _check_number(name, getattr(self, name), maximum, open_top)
+            object.__setattr__(self, name, number)
+        for name, minimum in (("max_waiters", 0), ("max_jobs", 1)):
+            _check_int(name, getattr(self, name), minimum)
+        if self.seed is not None:
+            _check_int("seed", self.seed, None)
+        if not isinstance(self.plain, bool):
+            raise ConfigError(f"PLAIN must be true or false, got {self.plain!r}")
+        if self.min_delay > self.max_delay:
+            raise ConfigError(
+                f"MIN_DELAY must not exceed MAX_DELAY, got {self.min_delay:g} > {self.max_delay:g}"
+            )
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether HTTP Basic auth is required: only when both credentials are set."""
+        return self.api_username is not None and self.api_password is not None
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, env_file: str | os.PathLike | None = None
+    ) -> Settings:
+        """Reads settings from environment variables, over a ``.env`` file, over the defaults.
+
+        Args:
+            environ: the variables; ``None`` means ``os.environ``. Empty values count as unset.
+            env_file: a ``.env`` file whose values the variables override. ``None`` means the
+                ``.env`` next to this module when ``environ`` is ``None``, and no file otherwise
+                (so tests that pass ``environ`` are not affected by a developer's ``.env``).
+
+        Raises:
+            ConfigError: a value is not valid; the message names the variable.
+        """
+        if environ is None:
+            environ = os.environ
+            if env_file is None:
+                env_file = DEFAULT_ENV_FILE
+        merged: dict[str, str] = {}
+        if env_file is not None:
+            from_file = dotenv_values(env_file, interpolate=False)  # values are taken literally
+            merged.update({k: v for k, v in from_file.items() if v})
+        merged.update({k: v for k, v in environ.items() if v})
+        values: dict[str, Any] = {}
+        for option in OPTIONS:
+            raw = merged.get(option.env, "").strip()
+            if raw:
+                values[option.env.lower()] = _PARSERS[option.kind](option.env, raw)
+        return cls(**values)
+
+
+class _Option(NamedTuple):
+    env: str
+    kind: str  # "str", "float", "int", "bool"
+    help: str
+    flag: bool = True
+
+
+# One table drives Settings.from_env, the command line flags and --help.
+OPTIONS: tuple[_Option, ...] = (
+    _Option("API_USERNAME", "str", "HTTP Basic user; auth is on when both are set", False),
+    _Option("API_PASSWORD", "str", "HTTP Basic password (environment or .env only)", False),
+    _Option("MIN_DELAY", "float", "shortest job duration, seconds"),
+    _Option("MAX_DELAY", "float", "longest job duration, seconds"),
+    _Option("ERROR_PROBABILITY", "float", "chance in [0, 1] that a job ends in error"),
+    _Option("MAX_WAIT", "float", "longest long-poll hold, seconds"),
+    _Option("MAX_WAITERS", "int", "most requests held by long-poll at once"),
+    _Option("JOB_TTL", "float", "seconds a finished job is kept before it is forgotten"),
+    _Option("MAX_JOBS", "int", "most live jobs; past it POST /start answers 429"),
+    _Option("SEED", "int", "seed for job durations, outcomes and fault dice (reproducible runs)"),
+    _Option("LOG_FILE", "str", "also append logs to this file"),
+    _Option("PLAIN", "bool", "no hints (Retry-After, eta_seconds) and no long-poll"),
+    _Option("ETA_NOISE", "float", "relative error in [0, 1) of eta_seconds"),
+    _Option("FAULT_503", "float", "rate in [0, 1] of status requests answered 503"),
+    _Option("FAULT_429", "float", "rate in [0, 1] of status requests answered 429"),
+    _Option("FAULT_LATENCY", "float", "extra seconds slept before each status answer"),
+    _Option("FAULT_DROP", "float", "rate in [0, 1] of status requests whose connection is dropped"),
+    _Option("FAULT_GARBAGE", "float", "rate in [0, 1] of status requests answered with non-JSON"),
+)
+
+# (field, maximum, maximum excluded); every number is finite and at least 0.
+_NUMBER_RANGES: tuple[tuple[str, float, bool], ...] = (
+    ("min_delay", math.inf, False),
+    ("max_delay", math.inf, False),
+    ("error_probability", 1.0, False),
+    ("max_wait", math.inf, False),
+    ("job_ttl", math.inf, False),
+    ("eta_noise", 1.0, True),
+    ("fault_503", 1.0, False),
+    ("fault_429", 1.0, False),
+    ("fault_latency", math.inf, False),
+    ("fault_drop", 1.0, False),
+    ("fault_garbage", 1.0, False),
+)
+
+
+def _check_number(name: str, value: Any, maximum: float, open_top: bool) -> float:
+    env = name.upper()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{env} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(f"{env} must be a finite number, got {value!r}")
+    if number < 0 or number > maximum or (open_top and number == maximum):
+        if maximum == math.inf:
+            raise ConfigError(f"{env} must be at least 0, got {value!r}")
+        bracket = ")" if open_top else "]"
+        raise ConfigError(f"{env} must be in [0, {maximum:g}{bracket}, got {value!r}")
+    return number
+
+
+def _check_int(name: str, value: Any, minimum: int | None) -> None:
+    env = name.upper()
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{env} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{env} must be at least {minimum}, got {value!r}")
+
+
+def _parse_float(env: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{env} must be a number, got {raw!r}") from None
+
+
+def _parse_int(env: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{env} must be an integer, got {raw!r}") from None
+
+
+def _parse_bool(env: str, raw: str) -> bool:
+    word = raw.lower()
+    if word in _TRUE_WORDS or word in _FALSE_WORDS:
+        return word in _TRUE_WORDS
+    raise ConfigError(f"{env} must be true or false (1/0, yes/no, on/off), got {raw!r}")
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "str": lambda env, raw: raw,
+    "float": _parse_float,
+    "int": _parse_int,
+    "bool": _parse_bool,
+}
