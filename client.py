@@ -20,6 +20,11 @@ urllib3's ``Retry`` on the session's adapter, honouring ``Retry-After``; its sle
 sleep function and never pass the wait's deadline. A poll that still fails is an unanswered poll:
 the wait goes on until its deadline. The decisions live in :class:`WaitPlanner`, which does no I/O.
 
+Rate limits: every request of one client instance, from every thread, is paced by one
+:class:`rate_pacing.RatePacer` fed with the servers' ``RateLimit``/``X-RateLimit-*`` fields, so
+that the quota is not run out; a 429 holds every request back until the server's ``Retry-After``
+(or reset). A ``Retry-After`` beside quota left is the limiter's window, not a poll hint.
+
 All durations are in seconds. Exceptions::
 
     VideoTranslationError
@@ -29,7 +34,8 @@ All durations are in seconds. Exceptions::
     ├── ServerError              5xx or 429 still answered after the retries
     ├── ServerUnreachableError   no answer at all after the retries (also ConnectionError)
     ├── ProtocolError            an answer with no usable status in it (also ValueError)
-    └── WaitTimeout              deadline or attempt budget spent (also TimeoutError)
+    ├── WaitTimeout              deadline or attempt budget spent (also TimeoutError)
+    └── WebhookVerificationError a forged, stale or malformed webhook delivery (also ValueError)
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ from client_core import (
     VideoTranslationError,
     WaitPlanner,
     WaitTimeout,
+    WebhookVerificationError,
     _describe,
     _require,
     equal_jitter,
@@ -81,13 +88,17 @@ from client_core import (
     parse_preference_applied,
     parse_retry_after,
     parse_status_document,
+    read_status_answer,
     scaled_jitter,
 )
+from rate_pacing import RateLimit, RatePacer, parse_rate_limit
+from webhook_verify import DEFAULT_WEBHOOK_TOLERANCE, verify_webhook
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_WAIT_TIMEOUT",
+    "DEFAULT_WEBHOOK_TOLERANCE",
     "FINAL_RESULTS",
     "AuthenticationError",
     "Decision",
@@ -97,6 +108,8 @@ __all__ = [
     "JobStatus",
     "PollingPolicy",
     "ProtocolError",
+    "RateLimit",
+    "RatePacer",
     "RetryPolicy",
     "ServerError",
     "ServerUnreachableError",
@@ -105,13 +118,17 @@ __all__ = [
     "VideoTranslationError",
     "WaitPlanner",
     "WaitTimeout",
+    "WebhookVerificationError",
     "equal_jitter",
     "exponential_delays",
     "full_jitter",
     "scaled_jitter",
     "parse_preference_applied",
+    "parse_rate_limit",
     "parse_retry_after",
     "parse_status_document",
+    "read_status_answer",
+    "verify_webhook",
 ]
 
 logger = logging.getLogger("client")
@@ -123,18 +140,24 @@ class _OutOfTime(Exception):
 
 
 class _DeadlineRetry(Retry):
-    """urllib3's Retry with the client's sleep function, a clamp on Retry-After, and a deadline."""
+    """urllib3's Retry with the client's sleep function, a clamp on Retry-After, and a deadline.
+
+    ``before_retry(delay, response)``, when given, takes over the sleep before each retry (the
+    client's rate pacing: a 429 holds back every thread, and the retry is booked like any request).
+    """
 
     def __init__(self, *args: Any, sleep: Callable[[float], None] = time.sleep,
                  time_left: Callable[[], float] = lambda: math.inf,
-                 max_retry_after: float = 60.0, **kwargs: Any):
+                 max_retry_after: float = 60.0,
+                 before_retry: Callable[[float, Any], None] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._sleep, self._time_left, self._max_retry_after = sleep, time_left, max_retry_after
+        self._before_retry = before_retry
 
     def new(self, **kw: Any) -> _DeadlineRetry:
         retry = super().new(**kw)
         retry._sleep, retry._time_left = self._sleep, self._time_left
-        retry._max_retry_after = self._max_retry_after
+        retry._max_retry_after, retry._before_retry = self._max_retry_after, self._before_retry
         return retry
 
     def sleep(self, response: Any = None) -> None:
@@ -143,13 +166,19 @@ class _DeadlineRetry(Retry):
             # Unlike urllib3's own, 'Retry-After: 0' means now, not "no header".
             delay = parse_retry_after(response.headers.get("Retry-After"),
                                       maximum=self._max_retry_after)
+            if delay is None and getattr(response, "status", None) == 429:  # no Retry-After: the quota's reset
+                limit = parse_rate_limit(response.headers.items())
+                if limit is not None and limit.reset is not None:
+                    delay = min(limit.reset, self._max_retry_after)
         if delay is None:
             delay = self.get_backoff_time()
         if delay >= self._time_left():
             raise _OutOfTime(f"{self._last_fault()}, and the next retry, in {delay:.3f} s, "
                              "would pass the deadline")
         logger.warning("transient fault (%s); retrying in %.3f s", self._last_fault(), delay)
-        if delay > 0:
+        if self._before_retry is not None:
+            self._before_retry(delay, response)
+        elif delay > 0:
             self._sleep(delay)
 
     def _last_fault(self) -> str:
@@ -173,20 +202,35 @@ class VideoTranslationClient:
         status_url: Template of a job's status URL; ``{job_id}`` is filled in (URL-quoted).
         single_status_url: The single-job status URL, used when no job id is given.
         start_url: Where ``start_job`` posts.
+        cancel_url: Template of the URL ``cancel`` posts to; ``{job_id}`` is filled in.
         session: A ``requests.Session`` to use instead of a new one (its adapters are kept).
+        respect_rate_limits: Pace requests by the server's rate-limit fields (one budget for
+            every thread using this client) and hold them all back after a 429.
         clock, sleep, rng: Injected for tests: a monotonic clock, a sleep function, a Random.
+
+    Every optional argument's None means its default.
     """
 
-    def __init__(self, base_url: str = DEFAULT_BASE_URL, username: str | None = None,
+    def __init__(self, base_url: str | None = DEFAULT_BASE_URL, username: str | None = None,
                  password: str | None = None, *, auth: Any = None,
                  policy: PollingPolicy | None = None, retry: RetryPolicy | None = None,
-                 wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
-                 request_timeout: tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
-                 status_url: str = "/status/{job_id}", single_status_url: str = "/status",
-                 start_url: str = "/start", session: requests.Session | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep,
+                 wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+                 request_timeout: tuple[float, float] | None = DEFAULT_REQUEST_TIMEOUT,
+                 status_url: str | None = "/status/{job_id}",
+                 single_status_url: str | None = "/status", start_url: str | None = "/start",
+                 cancel_url: str | None = "/status/{job_id}/cancel",
+                 session: requests.Session | None = None,
+                 respect_rate_limits: bool | None = True,
+                 clock: Callable[[], float] | None = time.monotonic,
+                 sleep: Callable[[float], None] | None = time.sleep,
                  rng: random.Random | None = None):
+        base_url = DEFAULT_BASE_URL if base_url is None else base_url
+        wait_timeout = DEFAULT_WAIT_TIMEOUT if wait_timeout is None else wait_timeout
+        request_timeout = DEFAULT_REQUEST_TIMEOUT if request_timeout is None else request_timeout
+        status_url = "/status/{job_id}" if status_url is None else status_url
+        single_status_url = "/status" if single_status_url is None else single_status_url
+        start_url = "/start" if start_url is None else start_url
+        cancel_url = "/status/{job_id}/cancel" if cancel_url is None else cancel_url
         parts = urlsplit(base_url)
         # Credentials in the URL would show in every message, log line and repr: use them as
         # auth (explicit arguments win) and keep them out of base_url.
@@ -198,8 +242,9 @@ class VideoTranslationClient:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, "
                              f"got {base_url!r}")
-        if "{job_id}" not in status_url:
-            raise ValueError(f"status_url must contain '{{job_id}}', got {status_url!r}")
+        for name, template in (("status_url", status_url), ("cancel_url", cancel_url)):
+            if "{job_id}" not in template:
+                raise ValueError(f"{name} must contain '{{job_id}}', got {template!r}")
         _require(wait_timeout > 0, "wait_timeout", wait_timeout, "must be > 0")
         self.base_url = base_url.rstrip("/")
         self.policy = policy or PollingPolicy()
@@ -207,10 +252,16 @@ class VideoTranslationClient:
         self.wait_timeout = wait_timeout
         self.request_timeout = request_timeout
         self.status_url, self.single_status_url = status_url, single_status_url
-        self.start_url = start_url
-        self._clock, self._sleep = clock, sleep
+        self.start_url, self.cancel_url = start_url, cancel_url
+        self._clock = time.monotonic if clock is None else clock
+        self._sleep = time.sleep if sleep is None else sleep
         self._rng = rng or random.Random()
         self._deadline = threading.local()  # per thread: a client may serve several threads
+        # One pacer for every thread using this client: one budget; its calls are under a lock.
+        self._pacer = RatePacer() if respect_rate_limits is not False else None
+        self._pacer_lock = threading.Lock()
+        # Per thread: the booking of the request being sent, and when its last sleep ended.
+        self._local = threading.local()
 
         username = username if username is not None else os.environ.get("API_USERNAME")
         password = password if password is not None else os.environ.get("API_PASSWORD")
@@ -269,6 +320,28 @@ class VideoTranslationClient:
     def get_status(self, job_id: str | None = None) -> JobStatus:
         """One status request. ``job_id=None`` asks the server's single-job ``GET /status``."""
         return self._poll(job_id, wait=None)[0]
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """Cancel a queued or running job and return its final status.
+
+        A job that had already ended is no error: the server answers 409 with its document, and
+        that final status is returned (``completed`` stays completed). A cancelled job's status
+        is an ``error`` result with ``phase == "canceled"``. Should a server answer with a status
+        that is not final yet, the cancel is awaited with :meth:`wait_for_completion`.
+
+        Raises:
+            JobNotFoundError: the server does not know the job (404).
+            InvalidRequestError: the server refused, e.g. 405 from a server without cancel.
+        """
+        url = self.base_url + self.cancel_url.format(job_id=quote(str(job_id), safe=""))
+        response = self._send("POST", url, job_id=job_id, accept=(409,),
+                              timeout=self.request_timeout)
+        status = read_status_answer(self._json(response, job_id=job_id), response.headers,
+                                    job_id=job_id, max_hint_delay=self.policy.max_hint_delay)
+        logger.info("job %s: cancel answered %d: %s%s", job_id, response.status_code,
+                    status.phase or status.result,
+                    "" if response.status_code != 409 else " (it had already ended)")
+        return status if status.done else self.wait_for_completion(job_id)
 
     def wait_for_completion(self, job_id: str | None = None, *, timeout: float | None = None,
                             max_attempts: int | None = None,
@@ -342,7 +415,7 @@ class VideoTranslationClient:
                     raise self._timeout(job_id, last, attempts, started,
                                         f"no final status within {timeout:g} s", last_error)
                 # The last sleep is cut to end at the deadline; one last ask happens there.
-                self._sleep(min(decision.delay, deadline - now))
+                self._nap(min(decision.delay, deadline - now))
         finally:
             self._deadline.value = None
 
@@ -371,8 +444,63 @@ class VideoTranslationClient:
             allowed_methods=frozenset({"GET", "HEAD", "POST"}),
             backoff_factor=policy.backoff_factor, backoff_max=policy.backoff_max,
             backoff_jitter=policy.backoff_jitter, raise_on_status=False,
-            respect_retry_after_header=True, sleep=self._sleep, time_left=self._time_left,
-            max_retry_after=policy.max_retry_after)
+            respect_retry_after_header=True, sleep=self._nap, time_left=self._time_left,
+            max_retry_after=policy.max_retry_after,
+            before_retry=self._before_retry if self._pacer is not None else None)
+
+    def _nap(self, seconds: float) -> None:
+        """Every sleep of the client: the injected sleep, remembered as time that has passed."""
+        self._local.awake_at = self._now() + seconds
+        self._sleep(seconds)
+
+    def _now(self) -> float:
+        """This thread's time for the pacer: at least the end of its last sleep (so a sleep
+        function that returns early, as in tests, never makes it sleep the same wait twice)."""
+        return max(self._clock(), getattr(self._local, "awake_at", -math.inf))
+
+    # Rate pacing: every request books its slot with the one pacer of this client first.
+    def _pace(self) -> None:
+        """Sleep until this thread's next request may go, and book it; never past the deadline."""
+        if self._pacer is None:
+            return
+        while True:
+            with self._pacer_lock:
+                ticket, delay = self._pacer.reserve(self._now())
+            if delay > 0:
+                if delay >= self._time_left():
+                    raise _OutOfTime(f"the rate limit holds the next request back {delay:.3f} "
+                                     "s, past the deadline")
+                logger.debug("rate limit: next request in %.3f s%s", delay,
+                             "" if ticket is not None else " (then asks again)")
+                self._nap(delay)
+            if ticket is not None:
+                self._local.ticket = ticket
+                return
+
+    def _observe(self, headers: Any, status_code: int | None) -> None:
+        """Tell the pacer what an answer said (None: no answer at all); a 429 holds all back."""
+        if self._pacer is None:
+            return
+        limit = parse_rate_limit(headers) if headers is not None else None
+        hold = None
+        if status_code == 429:
+            hold = parse_retry_after(headers.get("Retry-After"),
+                                     maximum=self.retry.max_retry_after)
+            if hold is None and limit is not None and limit.reset is not None:
+                hold = min(limit.reset, self.retry.max_retry_after)
+        with self._pacer_lock:
+            now = self._clock()
+            self._pacer.observe(limit, ticket=getattr(self._local, "ticket", None), at=now)
+            if hold is not None:
+                self._pacer.throttle(now + hold)
+
+    def _before_retry(self, delay: float, response: Any) -> None:
+        """urllib3 is about to retry: learn from the refused answer, then pace the retry."""
+        status = getattr(response, "status", None)
+        self._observe(response.headers if response is not None else None, status)
+        if delay > 0:  # exactly what the server said (a 429 also holds back the other threads)
+            self._nap(delay)
+        self._pace()
 
     def _status_url(self, job_id: str | None) -> str:
         if job_id is None:
@@ -385,20 +513,28 @@ class VideoTranslationClient:
             headers["Prefer"] = f"wait={wait}"
             params["wait"] = wait
             read += wait
+        self._pace()  # before sent_at: a pacing sleep is no hold by the server
         sent_at = self._clock()
         response = self._send("GET", self._status_url(job_id), headers=headers, params=params,
-                              timeout=(connect, read), job_id=job_id)
+                              timeout=(connect, read), job_id=job_id, paced=True)
         received_at = self._clock()
-        status = parse_status_document(self._json(response, job_id=job_id), job_id=job_id)
-        status = replace(
-            status,
-            retry_after=parse_retry_after(response.headers.get("Retry-After"),
-                                          maximum=self.policy.max_hint_delay),
-            wait_applied=parse_preference_applied(response.headers.get("Preference-Applied")))
+        status = read_status_answer(self._json(response, job_id=job_id), response.headers,
+                                    job_id=job_id, max_hint_delay=self.policy.max_hint_delay)
         return status, sent_at, received_at
 
     def _send(self, method: str, url: str, *, job_id: str | None = None,
+              accept: tuple[int, ...] = (), paced: bool = False,
               **kwargs: Any) -> requests.Response:
+        """Every request of the client goes through here.
+
+        Paced by the rate limit first (unless the caller just did: ``paced=True``), sent through
+        the session (urllib3 retries transient faults), the answer's rate-limit fields fed back
+        to the pacer. An error status is raised as its typed exception, except codes in
+        ``accept``.
+        """
+        if not paced:
+            self._pace()
+        response = None
         try:
             response = self.session.request(method, url, **kwargs)
         except requests.exceptions.RetryError as exc:  # status retries spent with raise_on_status
@@ -410,8 +546,11 @@ class VideoTranslationClient:
                 f"retries ({type(exc).__name__}); is it running?", job_id=job_id) from exc
         except requests.RequestException as exc:
             raise ServerUnreachableError(f"{method} {url}: {exc}", job_id=job_id) from exc
+        finally:  # no answer (None) still tells the pacer it need not wait for one
+            self._observe(*((response.headers, response.status_code) if response is not None
+                            else (None, None)))
         code = response.status_code
-        if code < 400:
+        if code < 400 or code in accept:
             return response
         detail = _error_message(response)
         if code in (401, 403):

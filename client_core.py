@@ -16,7 +16,8 @@ All durations are in seconds. Exceptions::
     ├── ServerError              5xx or 429 still answered after the retries
     ├── ServerUnreachableError   no answer at all after the retries (also ConnectionError)
     ├── ProtocolError            an answer with no usable status in it (also ValueError)
-    └── WaitTimeout              deadline or attempt budget spent (also TimeoutError)
+    ├── WaitTimeout              deadline or attempt budget spent (also TimeoutError)
+    └── WebhookVerificationError a forged, stale or malformed webhook delivery (also ValueError)
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ import random
 import reprlib
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from dataclasses import replace as _replace
 from typing import Any
+
+from rate_pacing import RateLimit, parse_rate_limit
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -52,6 +56,7 @@ __all__ = [
     "VideoTranslationError",
     "WaitPlanner",
     "WaitTimeout",
+    "WebhookVerificationError",
     "equal_jitter",
     "exponential_delays",
     "full_jitter",
@@ -59,6 +64,7 @@ __all__ = [
     "parse_preference_applied",
     "parse_retry_after",
     "parse_status_document",
+    "read_status_answer",
 ]
 
 logger = logging.getLogger("client")
@@ -85,6 +91,16 @@ _ETA_RATE_BOUNDS = (0.5, 2.0)
 def _require(ok: bool, name: str, value: object, rule: str) -> None:
     if not ok:
         raise ValueError(f"{name} {rule}, got {value!r}")
+
+
+def _fill_defaults(config: Any, *, none_allowed: tuple[str, ...] = ()) -> None:
+    """In a frozen dataclass, a field given as None takes its default (None means default).
+
+    ``none_allowed`` names the fields where None is a value of its own (no jitter, no limit).
+    """
+    for item in fields(config):
+        if getattr(config, item.name) is None and item.name not in none_allowed:
+            object.__setattr__(config, item.name, item.default)
 
 
 # --------------------------------------------------------------------------------------- errors
@@ -132,6 +148,14 @@ class WaitTimeout(VideoTranslationError, TimeoutError):
         self.elapsed = elapsed
 
 
+class WebhookVerificationError(VideoTranslationError, ValueError):
+    """A webhook delivery that is not genuine: ``reason`` is ``forged``, ``stale`` or ``malformed``."""
+
+    def __init__(self, message: str, *, reason: str, job_id: str | None = None):
+        super().__init__(message, job_id=job_id)
+        self.reason = reason
+
+
 # ---------------------------------------------------------------------------------- value types
 class JobResult(str, enum.Enum):
     """A job's state as the server reports it."""
@@ -170,6 +194,11 @@ class JobStatus:
     retry_after: float | None = None  #: the ``Retry-After`` header, in seconds from the answer
     wait_applied: float | None = None  #: the long-poll wait the server says it applied
     error: str | None = None  #: the server's message for a job that ended in error
+    phase: str | None = None  #: ``queued``, ``running``, ``completed``, ``error``, ``canceled``
+    queue_position: int | None = None  #: 1-based place in the server's queue, while queued
+    started_at: float | None = None  #: Unix time the job left the queue and began to run
+    #: The answer's rate-limit fields, when it had any (see :mod:`rate_pacing`).
+    rate_limit: RateLimit | None = field(default=None, repr=False, compare=False)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -244,6 +273,7 @@ class PollingPolicy:
     max_protocol_errors: int = 2
 
     def __post_init__(self) -> None:
+        _fill_defaults(self, none_allowed=("jitter", "max_attempts"))
         _require(self.initial_delay >= 0, "initial_delay", self.initial_delay, "must be >= 0")
         _require(self.multiplier >= 1, "multiplier", self.multiplier, "must be >= 1")
         _require(self.max_delay >= self.initial_delay, "max_delay", self.max_delay,
@@ -256,15 +286,20 @@ class PollingPolicy:
                  "must be >= 0")
 
     @classmethod
-    def doubling(cls, *, initial: float = 1.0, retries: int | None = 10) -> PollingPolicy:
-        """Plain doubling from ``initial``, no jitter, no hints, no long-poll, ``retries`` re-asks."""
+    def doubling(cls, *, initial: float | None = 1.0, retries: int | None = 10) -> PollingPolicy:
+        """Plain doubling from ``initial``, no jitter, no hints, no long-poll, ``retries`` re-asks.
+
+        ``retries=None`` means no limit but the deadline.
+        """
+        initial = 1.0 if initial is None else initial
         return cls(initial_delay=initial, multiplier=2.0, max_delay=math.inf, jitter=None,
                    max_attempts=None if retries is None else retries + 1,
                    long_poll=False, use_hints=False)
 
     @classmethod
-    def fixed(cls, interval: float = 1.0) -> PollingPolicy:
+    def fixed(cls, interval: float | None = 1.0) -> PollingPolicy:
         """The trivial loop: one request every ``interval`` seconds, nothing else."""
+        interval = 1.0 if interval is None else interval
         return cls(initial_delay=interval, multiplier=1.0, max_delay=interval, jitter=None,
                    long_poll=False, use_hints=False)
 
@@ -285,6 +320,7 @@ class RetryPolicy:
     max_retry_after: float = 60.0
 
     def __post_init__(self) -> None:
+        _fill_defaults(self)
         _require(self.max_retries >= 0, "max_retries", self.max_retries, "must be >= 0")
         _require(self.backoff_factor >= 0, "backoff_factor", self.backoff_factor, "must be >= 0")
         _require(self.backoff_max >= 0, "backoff_max", self.backoff_max, "must be >= 0")
@@ -302,11 +338,13 @@ def exponential_delays(initial: float, multiplier: float, maximum: float) -> Ite
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None,
-                      maximum: float = math.inf) -> float | None:
+                      maximum: float | None = math.inf) -> float | None:
     """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date), or None.
 
-    Unreadable values give None. Negative and past values give 0 ("now"), huge ones ``maximum``.
+    Unreadable values give None. Negative and past values give 0 ("now"), huge ones ``maximum``
+    (None: no cap).
     """
+    maximum = math.inf if maximum is None else maximum
     if value is None:
         return None
     text = value.strip()
@@ -362,7 +400,9 @@ def parse_status_document(document: Any, *, job_id: str | None = None) -> JobSta
     The state may sit under ``result``, ``status`` or ``state``, at the top or one level down
     (``{"status": {"status": "running", "progress": 40}}``), in any case; common synonyms are read
     (``failed`` as error, ``succeeded`` as completed, ``queued``/``running`` as pending). Progress
-    may be a fraction or a percentage.
+    may be a fraction or a percentage. ``phase`` (or a ``queued``, ``running`` or ``canceled``
+    status word), ``queue_position`` and ``started_at`` are read when present; a ``canceled``
+    phase is a final error whatever the result says.
     """
     if not isinstance(document, Mapping):
         raise ProtocolError(f"expected a JSON object with a job status, got {_describe(document)}",
@@ -386,6 +426,10 @@ def parse_status_document(document: Any, *, job_id: str | None = None) -> JobSta
         raise ProtocolError(f"unknown job status {word!r} in the answer: {_describe(document)}",
                             job_id=job_id)
 
+    phase = _phase(body.get("phase")) or _phase(word)
+    if phase == "canceled":
+        result = JobResult.ERROR
+    position = _number(body.get("queue_position"))
     progress = _number(body.get("progress"))
     if progress is not None:
         progress = min(max(progress / 100 if progress > 1 else progress, 0.0), 1.0)
@@ -401,8 +445,50 @@ def parse_status_document(document: Any, *, job_id: str | None = None) -> JobSta
         eta_seconds=max(eta, 0.0) if eta is not None else None,
         finished_at=_number(body.get("finished_at")),
         error=str(error) if error is not None else None,
+        phase=phase,
+        queue_position=int(position) if position is not None and 1 <= position < 2**63 else None,
+        started_at=_number(body.get("started_at")),
         raw=dict(document),
     )
+
+
+_PHASES = frozenset({"queued", "running", "completed", "error", "canceled"})
+
+
+def _phase(value: Any) -> str | None:
+    """A phase word, lower-cased (``cancelled`` spelled ``canceled``), or None."""
+    if not isinstance(value, str):
+        return None
+    word = value.strip().lower().replace("cancelled", "canceled")
+    return word if word in _PHASES else None
+
+
+def read_status_answer(document: Any, headers: Mapping[str, str], *, job_id: str | None,
+                       max_hint_delay: float | None = None,
+                       now: float | None = None) -> JobStatus:
+    """A status answer, body and headers, as one :class:`JobStatus` (any transport uses this).
+
+    Adds to :func:`parse_status_document` the hint headers: ``Retry-After`` (clamped to
+    ``max_hint_delay``), ``Preference-Applied`` and the rate-limit fields (``rate_limit``), from
+    which :class:`WaitPlanner` tells a rate limiter's ``Retry-After`` from a poll hint.
+
+    Args:
+        document: The decoded JSON body.
+        headers: The answer's header fields (names in any case).
+        job_id: The job asked about, used when the body names none.
+        max_hint_delay: Cap on ``Retry-After`` (None: no cap).
+        now: Unix time for date-valued fields (default: the time now).
+
+    Raises:
+        ProtocolError: the body holds no readable status.
+    """
+    status = parse_status_document(document, job_id=job_id)
+    lower = {str(k).lower(): v for k, v in headers.items()}
+    return _replace(status,
+                    retry_after=parse_retry_after(lower.get("retry-after"), now=now,
+                                                  maximum=max_hint_delay),
+                    wait_applied=parse_preference_applied(lower.get("preference-applied")),
+                    rate_limit=parse_rate_limit(headers, now=now))
 
 
 # --------------------------------------------------------------------------- the sans-IO core
@@ -473,6 +559,11 @@ class WaitPlanner:
             return self._clamp_hint(remaining + _ETA_LANDING_MARGIN, why)
         if eta is not None:  # 0 while pending: due any moment, which beats a whole-second hint
             return Decision(next(self._overdue), "ETA ran out, job still pending: short step")
+        limit = status.rate_limit
+        if status.retry_after is not None and limit is not None and limit.remaining:
+            # A rate limiter's Retry-After beside quota left (its window, say 60 s) says nothing
+            # about the job: following it would learn of a 2 s job a minute late.
+            return None
         if status.retry_after is not None:
             return self._clamp_hint(status.retry_after, f"Retry-After {status.retry_after:g} s")
         return None

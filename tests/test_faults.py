@@ -68,7 +68,7 @@ def test_thirty_percent_faults_fifty_concurrent_jobs_all_get_their_final_status(
 ) -> None:
     """Drops, 503s and 429s on 10 % of status requests each: every job's wait returns its
     forced outcome, in at most MAX_POLLS x (1 + max_retries) = 18 requests, and each 503/429 is
-    retried after its Retry-After."""
+    retried after its Retry-After (a 429 that ends a poll holds the next one back as long)."""
     live = make_server(fast_settings(**THIRTY_PERCENT, seed=1))
     rng = random.Random(1)
     forced = [rng.choice(["completed", "error"]) for _ in range(50)]
@@ -102,7 +102,11 @@ def test_thirty_percent_faults_fifty_concurrent_jobs_all_get_their_final_status(
         # Each 503/429 is retried after exactly its Retry-After, unless it was the last
         # attempt of a poll (retries spent): then the poll fails and the wait's backoff follows.
         assert told_to_wait - failed_polls[job_id] <= honoured <= told_to_wait, (statuses, slept)
-        assert all(s == FAULT_RETRY_AFTER or s <= POLICY.max_delay for s in slept), slept
+        # A poll that failed on a 429 (its retries spent) holds the next request back until
+        # that Retry-After: the wait's backoff, then what is left of the hold; nothing longer.
+        assert all(s <= FAULT_RETRY_AFTER for s in slept), slept
+        held_back = sum(POLICY.max_delay < s < FAULT_RETRY_AFTER for s in slept)
+        assert held_back <= failed_polls[job_id], (statuses, slept)
     totals = sum(seen.values(), collections.Counter())
     assert set(totals) <= {"200", "503", "429", "dropped"}
     faults = totals["503"] + totals["429"] + totals["dropped"]
