@@ -488,6 +488,8 @@ class VideoTranslationClient:
                                      maximum=self.retry.max_retry_after)
             if hold is None and limit is not None and limit.reset is not None:
                 hold = min(limit.reset, self.retry.max_retry_after)
+            elif hold is not None and limit is not None:  # the server's word over its reset
+                limit = replace(limit, reset=hold)
         with self._pacer_lock:
             now = self._clock()
             self._pacer.observe(limit, ticket=getattr(self._local, "ticket", None), at=now)

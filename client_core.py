@@ -426,7 +426,7 @@ def parse_status_document(document: Any, *, job_id: str | None = None) -> JobSta
         raise ProtocolError(f"unknown job status {word!r} in the answer: {_describe(document)}",
                             job_id=job_id)
 
-    phase = _phase(body.get("phase")) or _phase(word)
+    phase = _phase(body.get("phase")) or _phase(word, _WORD_PHASES)
     if phase == "canceled":
         result = JobResult.ERROR
     position = _number(body.get("queue_position"))
@@ -453,14 +453,16 @@ def parse_status_document(document: Any, *, job_id: str | None = None) -> JobSta
 
 
 _PHASES = frozenset({"queued", "running", "completed", "error", "canceled"})
+# Status words that also name a phase (a plainer server's "status": "queued").
+_WORD_PHASES = frozenset({"queued", "running", "canceled"})
 
 
-def _phase(value: Any) -> str | None:
+def _phase(value: Any, known: frozenset[str] = _PHASES) -> str | None:
     """A phase word, lower-cased (``cancelled`` spelled ``canceled``), or None."""
     if not isinstance(value, str):
         return None
     word = value.strip().lower().replace("cancelled", "canceled")
-    return word if word in _PHASES else None
+    return word if word in known else None
 
 
 def read_status_answer(document: Any, headers: Mapping[str, str], *, job_id: str | None,

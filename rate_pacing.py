@@ -32,6 +32,8 @@ All durations are in seconds.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 import time
@@ -129,7 +131,10 @@ def _bare_item(text: str, pos: int) -> tuple[Any, int]:
         match = _BYTES.match(text, pos)
         if not match:
             raise _SyntaxError("bad byte sequence")
-        return match.group(1).encode(), match.end()
+        try:
+            return base64.b64decode(match.group(1), validate=True), match.end()
+        except (binascii.Error, ValueError):
+            raise _SyntaxError("bad base64 in byte sequence") from None
     match = _NUMBER.match(text, pos)
     if match:
         number = match.group(0)
