@@ -267,6 +267,19 @@ def test_a_generated_secret_is_printed_once_and_signs_the_deliveries(receiver_ur
     assert sum(secret in line for line in srv.output) == 1
 
 
+def test_a_configured_secret_never_shows_in_settings_or_logs(make_server, receiver_url,
+                                                            caplog) -> None:
+    """WEBHOOK_SECRET is left out of the settings' repr (logged at start) and of every log line."""
+    receiver = Receiver(500, 204)
+    live = make_server(hook_settings())
+    requests.post(f"{live.url}/start", json={"delay": 0, "callback_url": receiver_url(receiver)},
+                  timeout=5)
+    assert until(lambda: len(receiver.received) == 2)
+    body = SECRET.removeprefix("whsec_")
+    assert body not in repr(live.app.extensions["job_store"].settings)
+    assert body not in caplog.text and "answered 500" in caplog.text
+
+
 def test_the_sender_drops_past_its_bound_and_after_close() -> None:
     """The queue is bounded: past max_pending, or once closed, a webhook is dropped (False)."""
     # No workers: nothing is taken off the queue (and nothing is sent).
