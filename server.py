@@ -197,7 +197,11 @@ def create_app(
     store.start(default=True)
     if start_worker:
         store.start_worker()
-    secret = settings.webhook_secret or webhooks.generate_secret()  # main() passes the printed one
+    secret = settings.webhook_secret
+    if secret is None:  # main() passes the one it printed; an app built otherwise makes its own
+        secret = webhooks.generate_secret()
+        logger.info("WEBHOOK_SECRET is unset: this app signs webhooks with a generated secret, "
+                    "app.extensions['webhook_secret'] (python server.py prints it)")
     sender = webhooks.WebhookSender(
         secret, max_attempts=settings.webhook_max_attempts, timeout=settings.webhook_timeout,
         retry_delay=settings.webhook_retry_delay)
@@ -761,6 +765,21 @@ class ServerProcess:
         self.stop()
 
 
+def _with_run_secret(settings: Settings) -> tuple[Settings, str]:
+    """The settings with a WEBHOOK_SECRET for this run, and what to print after the listening line.
+
+    Unset, a secret is generated here, before the app (or any worker) exists, so that all sign
+    alike; like `stripe listen`, it is shown once to the operator on stdout, never through the log
+    (whose lines may be shipped elsewhere). Set, nothing is printed.
+    """
+    if settings.webhook_secret is not None:
+        return settings, ""
+    settings = dataclasses.replace(settings, webhook_secret=webhooks.generate_secret())
+    logger.warning("WEBHOOK_SECRET is unset: webhooks are signed with a secret generated for this "
+                   "run, printed once on stdout; set WEBHOOK_SECRET to keep one")
+    return settings, f"\n{WEBHOOK_SECRET_LINE}{settings.webhook_secret}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the server until Ctrl+C or SIGTERM; returns the exit status."""
     args = _build_parser().parse_args(argv)
@@ -778,11 +797,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    generated_secret = settings.webhook_secret is None
-    if generated_secret:  # made here, before any worker exists, so that all sign alike
-        settings = dataclasses.replace(settings, webhook_secret=webhooks.generate_secret())
-        logger.warning("WEBHOOK_SECRET is unset: webhooks are signed with a secret generated for "
-                       "this run, printed once on stdout")
+    settings, secret_line = _with_run_secret(settings)
     app = create_app(settings)
     store: JobStore = app.extensions["job_store"]
     # Exits 1 if it cannot bind.
@@ -790,11 +805,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     auth = f"user {settings.api_username!r}" if settings.auth_enabled else "off"
     logger.info("settings: %r; auth %s", settings, auth)
-    print(LISTENING_LINE.format(url=f"http://{args.host}:{server.port}"), flush=True)
-    if generated_secret:
-        # Like `stripe listen`: shown once to the operator on stdout, never through the log (whose
-        # lines may be shipped elsewhere); set WEBHOOK_SECRET to keep one across runs.
-        print(f"{WEBHOOK_SECRET_LINE}{settings.webhook_secret}", flush=True)
+    print(LISTENING_LINE.format(url=f"http://{args.host}:{server.port}") + secret_line, flush=True)
     try:
         server.serve_forever()  # returns on Ctrl+C
     finally:
