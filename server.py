@@ -641,7 +641,8 @@ def _build_parser() -> argparse.ArgumentParser:
         if option.kind == "bool":
             kind = {"action": argparse.BooleanOptionalAction}
         else:
-            kind = {"metavar": {"float": "NUMBER", "int": "INT", "str": "PATH"}[option.kind]}
+            text = "PATH" if option.env.endswith("_FILE") else "TEXT"
+            kind = {"metavar": {"float": "NUMBER", "int": "INT", "str": text}[option.kind]}
         parser.add_argument(flag, dest=option.env, default=None, help=help_text, **kind)
     return parser
 
