@@ -16,6 +16,9 @@ from typing import Any
 import pytest
 import requests
 import standardwebhooks
+import urllib3
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 import server
 import webhooks
@@ -23,6 +26,9 @@ from helpers import fast_settings, serve_wsgi
 from server import ServerProcess
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # 24 bytes, base64
+
+
+ALLOWED = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class Receiver:
@@ -36,6 +42,7 @@ class Receiver:
         self.script = list(script) or [204]
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.released = threading.Event()
+        self.location: str | None = None  # sent with every answer, for redirects
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> list[bytes]:
@@ -49,7 +56,8 @@ class Receiver:
         if status is None:
             self.released.wait(60)  # a receiver that never answers (within the sender's timeout)
             status = 204
-        start_response(f"{status} X", [("Content-Length", "0")])
+        extra = [("Location", self.location)] if self.location else []
+        start_response(f"{status} X", [("Content-Length", "0"), *extra])
         return [b""]
 
     def verified(self, index: int) -> dict[str, Any]:
@@ -301,3 +309,42 @@ def test_the_body_is_the_status_document_as_compact_json(make_server, receiver_u
     assert until(lambda: len(receiver.received) == 1)
     body = receiver.received[0][1]
     assert json.dumps(json.loads(body), separators=(",", ":")).encode() == body
+
+
+def test_a_redirect_is_a_failed_attempt_and_is_never_followed(make_server, receiver_url) -> None:
+    """A 307 to another URL counts as a failure; the other URL (on loopback here) never hears."""
+    elsewhere = Receiver(204)
+    redirecting = Receiver(307)
+    redirecting.location = receiver_url(elsewhere)
+    live = make_server(hook_settings(webhook_max_attempts=2))
+    requests.post(f"{live.url}/start", json={"delay": 0, "callback_url":
+                                             receiver_url(redirecting)}, timeout=5)
+    sender = live.app.extensions["webhooks"]
+    assert until(lambda: len(redirecting.received) == 2 and sender.pending == 0)
+    assert elsewhere.received == []
+
+
+SCHEMES = st.sampled_from(["http://", "https://", "HTTP://", "http:", "http:/\\", "//", ""])
+HOSTS = st.sampled_from(["localhost", "127.0.0.1", "[::1]", "LocalHost", "evil.com", "::1", ""])
+TAILS = st.text(alphabet="/?#@:\\%.evil-com19", max_size=15)
+AFTER_HOST = st.sampled_from(["/", "/", ":8080/", ":1", "?", "", "@", "\\", "#", ":", "."])
+URLS = st.builds(lambda *parts: "".join(parts), SCHEMES, HOSTS, AFTER_HOST, TAILS)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(url=URLS | st.text(max_size=60))
+@example(url="http://localhost\\@evil.com/")
+@example(url="http://127.0.0.1#@evil.com/")
+@example(url="http://evil.com?@localhost/")
+@example(url="http://[::1]@evil.com/")
+@example(url="http://localhost%2540evil.com/")
+def test_an_accepted_callback_url_always_connects_to_an_allowed_host(url: str) -> None:
+    """Whatever the text, validation raises only CallbackError, and a URL it accepts is one whose
+    host, as urllib3 (what requests uses) reads it, is an allowed host: no parser trick smuggles
+    another host past the check."""
+    try:
+        webhooks.validate_callback_url(url, ALLOWED)
+    except webhooks.CallbackError:
+        return
+    host = urllib3.util.parse_url(url).host
+    assert host is not None and host.lower().strip("[]") in ALLOWED
