@@ -292,17 +292,23 @@ class VideoTranslationClient:
             self.session.close()
 
     # ------------------------------------------------------------------------------ public API
-    def start_job(self, delay: float | None = None, outcome: str | None = None) -> str:
+    def start_job(self, delay: float | None = None, outcome: str | None = None, *,
+                  callback_url: str | None = None, callback_id: str | None = None) -> str:
         """Start a job and return its id.
 
         Args:
             delay: Fix the job's duration (a test and demo feature of the simulator).
             outcome: Fix its fate, ``"completed"`` or ``"error"``.
+            callback_url: Where the server POSTs the final status, signed (see
+                :func:`verify_webhook`).
+            callback_id: Your own reference, echoed in the status document and the webhook.
 
         A fresh ``Idempotency-Key`` goes with each call, so a start that is retried after a dropped
         connection never makes two jobs.
         """
-        body = {k: v for k, v in (("delay", delay), ("outcome", outcome)) if v is not None}
+        body = {k: v for k, v in (("delay", delay), ("outcome", outcome),
+                                  ("callback_url", callback_url), ("callback_id", callback_id))
+                if v is not None}
         headers = {"Idempotency-Key": uuid.uuid4().hex}
         response = self._send("POST", self.base_url + self.start_url, json=body or None,
                               headers=headers, timeout=self.request_timeout)

@@ -37,6 +37,7 @@ import binascii
 import math
 import re
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,11 @@ DEFAULT_PROBE_INTERVAL = 1.0
 DEFAULT_FIRST_ANSWER_WAIT = 0.5
 # How often a request waiting for the first answer looks again.
 _FIRST_ANSWER_STEP = 0.01
+#: A booked request planned to go this long before the answered one may still have reached the
+#: server after it (a thread runs late): it is counted as not in the answer's remaining quota.
+DEFAULT_SEND_SLACK = 0.25
+# Bookings remembered to match answers with their send times: this many seconds, at most this many.
+_RECENT_SPAN, _RECENT_MAX = 30.0, 10_000
 #: A reset of this many or more is a Unix timestamp, not delta seconds; this many or more, in ms.
 _EPOCH_SECONDS, _EPOCH_MILLISECONDS = 1e9, 1e12
 
@@ -344,6 +350,8 @@ class RatePacer:
             raise ValueError("horizon and probe_interval must be > 0, got "
                              f"{horizon!r}, {probe_interval!r}")
         self._booked = 0  # tickets handed out; ticket n is the n-th booked request
+        self._recent: deque[tuple[int, float]] = deque(maxlen=_RECENT_MAX)  # (ticket, send time)
+        self._uncounted = 0  # bookings that the known answer's remaining quota does not include
         self._answers = 0  # answers observed, with or without rate-limit fields
         self._first_booked_at = -math.inf
         self._known: RateLimit | None = None
@@ -382,6 +390,10 @@ class RatePacer:
             self._first_booked_at = now
         ticket = self._booked
         self._booked += 1
+        self._uncounted += 1
+        self._recent.append((ticket, at))
+        while self._recent[0][1] < at - _RECENT_SPAN:
+            self._recent.popleft()
         return ticket, at - now
 
     def observe(self, limit: RateLimit | None, *, ticket: int | None, at: float) -> None:
@@ -398,6 +410,11 @@ class RatePacer:
         self._known = limit
         self._known_ticket = ticket if ticket is not None else self._booked - 1
         self._known_at = at
+        # The server counted what reached it before this request; anything planned to go later
+        # (or only a little earlier: threads run late) may not be in its remaining quota.
+        sent = next((when for booked, when in self._recent if booked == ticket), -math.inf)
+        self._uncounted = sum(1 for booked, when in self._recent
+                              if booked != ticket and when >= sent - DEFAULT_SEND_SLACK)
         if not self._spent():
             self._next_slot = -math.inf  # the budget is open again
 
@@ -411,8 +428,7 @@ class RatePacer:
         known = self._known
         if known is None or known.remaining is None:
             return math.inf
-        booked_since = self._booked - self._known_ticket - 1
-        return known.remaining - booked_since - self.reserve_tokens
+        return known.remaining - self._uncounted - self.reserve_tokens
 
     def _spent(self) -> bool:
         return self._left() < 1
