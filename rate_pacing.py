@@ -328,7 +328,8 @@ class RatePacer:
 
     Args:
         reserve: Tokens left untouched for other users of the same credential.
-        horizon: Longest wait handed out without a booking; the caller then asks again.
+        horizon: While the refill rate is unknown, the furthest ahead a request is booked; a
+            caller told to wait longer asks again (a fresh answer may have opened the budget).
         probe_interval: Spacing once the quota is spent, when no refill rate is known.
         first_answer_wait: Until the first answer, other requests wait for it this long at most.
 
@@ -371,7 +372,8 @@ class RatePacer:
         Returns:
             ``(ticket, delay)``: send after ``delay`` seconds and pass the ticket to
             :meth:`observe`; or ``(None, delay)``: nothing booked (a 429 blocks, the first answer
-            is awaited, or the slot is more than the horizon away), ask again after ``delay``.
+            is awaited, or the refill rate is unknown and the slot is more than the horizon
+            away), ask again after ``delay``.
         """
         if self._blocked_until > now:
             return None, self._blocked_until - now
@@ -382,7 +384,10 @@ class RatePacer:
             if now < until:
                 return None, min(until - now, _FIRST_ANSWER_STEP)
         at = self._slot(now)
-        if at - now > self.horizon:
+        if at - now > self.horizon and self._refill_interval() is None:
+            # Probing an unknown refill rate: a fresh answer may open the budget long before this
+            # slot, so nothing is booked that far ahead. With a known rate, the slots are what
+            # the server allows: booked in the order asked, first come first served.
             return None, max(at - now - self.horizon, self.horizon / 2)
         if self._spent():
             self._next_slot = at + self._interval()
@@ -433,9 +438,11 @@ class RatePacer:
     def _spent(self) -> bool:
         return self._left() < 1
 
+    def _refill_interval(self) -> float | None:
+        return self._known.interval if self._known is not None else None
+
     def _interval(self) -> float:
-        known = self._known
-        interval = known.interval if known is not None else None
+        interval = self._refill_interval()
         return interval if interval is not None else self.probe_interval
 
     def _slot(self, start: float) -> float:

@@ -176,13 +176,9 @@ def test_quota_left_goes_at_once_then_the_reset_then_the_refill_rate():
     assert [pacer.reserve(0.01) for _ in range(3)] == [(1, 0.0), (2, 0.0), (3, 0.0)]
     ticket, delay = pacer.reserve(0.01)
     assert ticket == 4 and delay == pytest.approx(1.0)  # at the reset: 0.01 + 1.0
-    # The next slot, 1.06, is more than the horizon (1 s) away: nothing booked yet.
-    ticket, delay = pacer.reserve(0.01)
-    assert ticket is None and delay == pytest.approx(0.5)
-    ticket, delay = pacer.reserve(0.51)
-    assert ticket == 5 and delay == pytest.approx(0.55)
-    ticket, delay = pacer.reserve(0.51)
-    assert ticket == 6 and delay == pytest.approx(0.60)  # 1.11: spaced 1/20 s
+    # With the refill rate known, later slots are booked in the order asked, however far.
+    assert [(t, pytest.approx(d)) for t, d in (pacer.reserve(0.01), pacer.reserve(0.51))] == \
+        [(5, 1.05), (6, 0.60)]  # 1.06 and 1.11: spaced 1/20 s
 
 
 def test_requests_booked_after_the_answered_one_count_against_its_quota():
@@ -212,7 +208,7 @@ def test_an_answer_to_an_older_request_is_ignored():
     pacer.observe(quota(0, reset=5.0), ticket=1, at=0.1)
     pacer.observe(quota(50), ticket=0, at=0.2)  # older: ignored
     assert pacer.known == quota(0, reset=5.0)
-    assert pacer.reserve(0.2) == (None, pytest.approx(3.9))
+    assert pacer.reserve(0.2) == (2, pytest.approx(4.9))  # at the reset, 5.1
 
 
 def test_a_429_holds_every_request_until_the_server_says():
@@ -227,12 +223,16 @@ def test_a_429_holds_every_request_until_the_server_says():
 
 
 def test_without_a_refill_rate_the_spent_quota_is_probed_once_a_second():
-    """X-RateLimit with no window: after the reset, one request per probe_interval."""
+    """X-RateLimit with no window: after the reset, one request per probe_interval, none booked
+    beyond the horizon (a fresh answer may reopen the budget first), and a fresh answer does."""
     pacer = RatePacer()
     pacer.reserve(0.0)
     pacer.observe(RateLimit(0, 0.25, None, None, None, "x-ratelimit"), ticket=0, at=0.0)
     assert pacer.reserve(0.0) == (1, 0.25)
     assert pacer.reserve(0.25) == (2, 1.0)
+    assert pacer.reserve(0.25) == (None, pytest.approx(1.0))  # the slot at 2.25: ask at 1.25
+    pacer.observe(RateLimit(99, 60.0, None, None, None, "x-ratelimit"), ticket=2, at=1.3)
+    assert pacer.reserve(1.3) == (3, 0.0)
 
 
 def test_reserve_tokens_are_left_for_others():
