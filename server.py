@@ -13,6 +13,7 @@ Routes:
 * ``GET /status/<job_id>`` (or ``GET /status?job_id=<id>``) answers the job's status document;
   ``GET /status`` answers the server's default job, started with the server and never evicted.
 * ``GET /healthz`` answers ``{"status": "ok"}``, without authentication.
+* ``GET /events`` is the job event stream (Server-Sent Events; ``event_stream.py``).
 * ``GET /openapi.yaml`` and ``GET /openapi.json`` answer the API description (``openapi.yaml``
   beside this module), without authentication; the JSON form needs PyYAML, else it is a 404.
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 from flask import Flask
-from helpers import FakeClock, LiveServer, fast_settings
+from helpers import ROOT, FakeClock, LiveServer, fast_settings
 
 import event_stream
 import server
@@ -96,6 +99,40 @@ def start(client: Any, **body: Any) -> str:
 def changes(blocks: list[dict[str, str]]) -> list[tuple[int, dict[str, Any]]]:
     """The (id, document) of each change block (those with an ``id:``)."""
     return [(int(b["id"]), json.loads(b["data"])) for b in blocks if "id" in b]
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def test_event_settings_defaults() -> None:
+    """The stream's settings default to the documented values."""
+    settings = server.Settings()
+    assert settings.events and (settings.event_retention, settings.event_heartbeat) == (100_000, 15)
+    assert (settings.event_send_timeout, settings.max_streams, settings.max_stream_jobs) == (
+        30, 1000, 1000)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name"),
+    [({"events": "yes"}, "EVENTS"), ({"event_retention": 0}, "EVENT_RETENTION"),
+     ({"event_heartbeat": 0}, "EVENT_HEARTBEAT"), ({"event_heartbeat": -1}, "EVENT_HEARTBEAT"),
+     ({"event_send_timeout": 0}, "EVENT_SEND_TIMEOUT"), ({"max_streams": -1}, "MAX_STREAMS"),
+     ({"max_stream_jobs": 0}, "MAX_STREAM_JOBS"), ({"max_stream_jobs": 1.5}, "MAX_STREAM_JOBS")],
+)
+def test_bad_event_settings_are_refused_naming_the_setting(overrides: dict, name: str) -> None:
+    """Each invalid stream setting raises ConfigError whose message starts with its name."""
+    with pytest.raises(server.ConfigError, match=f"^{name} "):
+        server.Settings(**overrides)
+
+
+def test_cli_bad_event_setting_exits_2(tmp_path) -> None:
+    """`python server.py --event-heartbeat 0` exits 2 with one line naming EVENT_HEARTBEAT."""
+    result = subprocess.run([sys.executable, str(ROOT / "server.py"), "--env-file", os.devnull,
+                             "--event-heartbeat", "0"], check=False, capture_output=True,
+                            text=True,
+                            timeout=PATIENCE, cwd=tmp_path)
+    assert result.returncode == 2 and "EVENT_HEARTBEAT" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 # --- the store's event log ----------------------------------------------------------------------
