@@ -127,9 +127,9 @@ def test_bad_event_settings_are_refused_naming_the_setting(overrides: dict, name
 
 def test_cli_bad_event_setting_exits_2(tmp_path) -> None:
     """`python server.py --event-heartbeat 0` exits 2 with one line naming EVENT_HEARTBEAT."""
-    result = subprocess.run([sys.executable, str(ROOT / "server.py"), "--env-file", os.devnull,
-                             "--event-heartbeat", "0"], check=False, capture_output=True,
-                            text=True,
+    command = [sys.executable, str(ROOT / "server.py"), "--env-file", os.devnull,
+               "--event-heartbeat", "0"]
+    result = subprocess.run(command, check=False, capture_output=True, text=True,
                             timeout=PATIENCE, cwd=tmp_path)
     assert result.returncode == 2 and "EVENT_HEARTBEAT" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -504,7 +504,6 @@ def test_live_resume_after_a_dropped_connection_has_no_gap_and_no_duplicate(make
     """Drop the stream mid-way, resume with Last-Event-ID: together, every change exactly once."""
     live: LiveServer = make_server(fast_settings(min_delay=0.2, max_delay=0.6,
                                                 event_heartbeat=LIVE_HEARTBEAT))
-    _, cursor = live.store.event_snapshot([])
     first = LiveReader(f"{live.url}/events")
     jobs = [requests.post(f"{live.url}/start").json()["job_id"] for _ in range(20)]
     first.wait_for(lambda blocks: sum("id" in b for b in blocks) >= 10)
@@ -515,8 +514,13 @@ def test_live_resume_after_a_dropped_connection_has_no_gap_and_no_duplicate(make
     _, last = live.store.event_snapshot([])
     second.wait_for(lambda blocks: any(b.get("id") == str(last) for b in blocks))
     second.close()
-    ids = [int(b["id"]) for b in got + [b for b in second.blocks if "id" in b]]
-    assert ids == list(range(cursor + 1, last + 1))
+    received = got + [b for b in second.blocks if "id" in b]
+    ids = [int(b["id"]) for b in received]
+    assert ids == list(range(ids[0], last + 1))
+    docs = [json.loads(b["data"]) for b in received]
+    results = [(d["job_id"], d["result"]) for d in docs if d["job_id"] in jobs]
+    assert sorted(results) == sorted([(job, "pending") for job in jobs] + [
+        (job, live.store.status(job)["result"]) for job in jobs])
 
 
 def test_live_heartbeat_comments_arrive(make_server) -> None:
