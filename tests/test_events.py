@@ -206,6 +206,26 @@ def test_ids_follow_the_order_of_changes_under_concurrent_starts(app: Flask) -> 
     assert len({e.job_id for e in logged}) == 400
 
 
+def test_a_snapshot_matches_the_log_up_to_its_cursor_while_jobs_finish(make_app) -> None:
+    """Snapshots taken while the timer finishes 300 jobs: each document shows exactly the state
+    its job's last event up to the snapshot's cursor gives (snapshot and tail are atomic)."""
+    app = make_app(fast_settings(min_delay=0.0, max_delay=0.3, error_probability=0.5))
+    store = app.extensions["job_store"]
+    _, baseline = store.event_snapshot([])
+    jobs = [store.start()[0]["job_id"] for _ in range(300)]
+    snapshots = []
+    while not snapshots or any(d["result"] == "pending" for d in snapshots[-1][0]):
+        snapshots.append(store.event_snapshot(jobs))
+    log = store.events_after(baseline, 10_000)
+    assert len(snapshots) > 1
+    for docs, cursor in snapshots:
+        state: dict[str, str] = {}
+        for event in log:
+            if event.event_id <= cursor:
+                state[event.job_id] = json.loads(event.data)["result"]
+        assert [d["result"] for d in docs] == [state[job] for job in jobs]
+
+
 def test_wait_events_returns_empty_on_timeout_and_raises_once_closed(make_fake) -> None:
     """A hold that times out returns []; after shutdown a hold raises StoreClosedError at once."""
     _, _, store = make_fake()
