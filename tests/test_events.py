@@ -278,6 +278,21 @@ def test_a_stream_carries_one_status_event_per_change(make_fake, fake_clock) -> 
     stream.close()
 
 
+def test_queue_and_cancel_changes_are_streamed_too(make_fake, fake_clock) -> None:
+    """CONCURRENCY=1: a queued job's 'running' and its cancel are status events with ids."""
+    _, client, store = make_fake(concurrency=1)
+    first, second = start(client, delay=1), start(client, delay=60)
+    stream = open_stream(client, f"?job_id={second}")
+    assert json.loads(stream.read()[1]["data"])["phase"] == "queued"
+    fake_clock.advance(2)
+    store.process_due()  # the first ends, the second leaves the queue
+    assert client.post(f"/status/{second}/cancel").status_code == 200
+    seen = changes(stream.read())  # both were logged before the read: one batch
+    assert [doc["phase"] for _, doc in seen] == ["running", "canceled"]
+    assert seen[-1][1] == client.get(f"/status/{second}").get_json() and first != second
+    stream.close()
+
+
 def test_job_id_filter_starts_with_a_snapshot_without_ids(make_fake, fake_clock) -> None:
     """?job_id=: a snapshot event per listed job (no id), then only those jobs' changes."""
     _, client, store = make_fake()
