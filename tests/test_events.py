@@ -325,6 +325,20 @@ def test_unknown_or_malformed_listed_jobs_get_not_found_events(make_fake, job_id
     stream.close()
 
 
+def test_a_job_id_cannot_inject_lines_into_the_stream(make_fake) -> None:
+    """A listed id holding CR, LF, U+2028 and 'id:' text stays inside one escaped data line."""
+    _, client, _ = make_fake()
+    hostile = "x\r\nid: 1\nevent: status\n\ndata: {}\u2028\u0085"
+    response = client.get("/events?" + requests.compat.urlencode({"job_id": hostile}),
+                          buffered=False)
+    stream = Stream(response)
+    raw = next(stream._chunks)
+    assert raw.isascii() and raw.count(b"\n") == 2 + 3  # retry + blank, then one block
+    block = parse_sse(raw.decode())[1]
+    assert block["event"] == "not_found" and json.loads(block["data"])["job_id"] == hostile
+    stream.close()
+
+
 def test_resume_replays_exactly_the_changes_after_last_event_id(make_fake, fake_clock) -> None:
     """Last-Event-ID (or ?last_event_id=): the changes after it, once each, then live."""
     _, client, store = make_fake()
@@ -389,6 +403,7 @@ def test_an_expired_event_id_is_a_410_before_the_stream(make_fake) -> None:
 @pytest.mark.parametrize(
     ("query", "headers"),
     [("?last_event_id=-1", {}), ("?last_event_id=1.5", {}), ("?last_event_id=1e3", {}),
+     ("?last_event_id=" + "9" * 400, {}), ("?last_event_id=%EF%BC%91", {}),  # fullwidth "1"
      ("", {"Last-Event-ID": "abc"}), ("", {"Last-Event-ID": "9" * 21}),
      ("?last_event_id=x", {"Last-Event-ID": ""}),  # the header wins, but both must be well formed
      ("?job_id=a&job_id=b&job_id=c", {})],
