@@ -15,6 +15,7 @@ Routes:
 * ``POST /status/<job_id>/cancel`` cancels a queued or running job (200 with the final document;
   409 with the document of a job that had already ended); ``DELETE /status/<id>`` is a 405.
 * ``GET /healthz`` answers ``{"status": "ok"}``, without authentication.
+* ``GET /events`` is the job event stream (Server-Sent Events; ``event_stream.py``).
 * ``GET /openapi.yaml`` and ``GET /openapi.json`` answer the API description (``openapi.yaml``
   beside this module), without authentication; the JSON form needs PyYAML, else it is a 404.
 
@@ -63,6 +64,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 import rate_limits
 import webhooks
+from event_stream import register_event_stream
 from job_store import (
     FINAL_RESULTS,
     JOB_ERROR_MESSAGE,
@@ -211,6 +213,7 @@ def create_app(
     limiter = None
     if settings.rate_limit:
         limiter = rate_limits.install(app, settings.rate_limit, settings.rate_capacity, clock=clock)
+    register_event_stream(app, store, settings)
 
     @app.before_request
     def _start_timer() -> None:

@@ -44,6 +44,16 @@ DEFAULT_WEBHOOK_MAX_ATTEMPTS = 5
 DEFAULT_WEBHOOK_TIMEOUT = 5.0
 #: Wait before the first retry of a webhook; each later retry waits twice the one before.
 DEFAULT_WEBHOOK_RETRY_DELAY = 1.0
+#: Most job events kept for ``GET /events`` resumes (none older than ``JOB_TTL`` either).
+DEFAULT_EVENT_RETENTION = 100_000
+#: Seconds of silence after which an event stream sends a ``: ping`` comment.
+DEFAULT_EVENT_HEARTBEAT = 15.0
+#: Seconds an event stream's write may stall (a client that stopped reading) before it is dropped.
+DEFAULT_EVENT_SEND_TIMEOUT = 30.0
+#: Most event streams open at once in one process; past it ``GET /events`` answers 429.
+DEFAULT_MAX_STREAMS = 1000
+#: Most ``job_id`` values in one ``GET /events``; past it the request is a 400.
+DEFAULT_MAX_STREAM_JOBS = 1000
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -88,6 +98,12 @@ class Settings:
     webhook_retry_delay: float = DEFAULT_WEBHOOK_RETRY_DELAY
     rate_limit: int = 0
     rate_burst: int | None = None
+    events: bool = True
+    event_retention: int = DEFAULT_EVENT_RETENTION
+    event_heartbeat: float = DEFAULT_EVENT_HEARTBEAT
+    event_send_timeout: float = DEFAULT_EVENT_SEND_TIMEOUT
+    max_streams: int = DEFAULT_MAX_STREAMS
+    max_stream_jobs: int = DEFAULT_MAX_STREAM_JOBS
 
     def __post_init__(self) -> None:
         for name in ("api_username", "api_password", "log_file", "webhook_secret"):
@@ -110,10 +126,17 @@ class Settings:
             raise ConfigError(f"WEBHOOK_TIMEOUT must be more than 0, got {self.webhook_timeout!r}")
         _check_webhook_secret(self.webhook_secret)
         _ = self.webhook_hosts  # raises ConfigError on a malformed list
+        for name, minimum in (("event_retention", 1), ("max_streams", 0), ("max_stream_jobs", 1)):
+            _check_int(name, getattr(self, name), minimum)
+        for name in ("event_heartbeat", "event_send_timeout"):  # 0 would spin or drop at once
+            if getattr(self, name) == 0:
+                raise ConfigError(f"{name.upper()} must be more than 0, got 0")
         if self.seed is not None:
             _check_int("seed", self.seed, None)
-        if not isinstance(self.plain, bool):
-            raise ConfigError(f"PLAIN must be true or false, got {self.plain!r}")
+        for name in ("plain", "events"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name.upper()} must be true or false, got {value!r}")
         if self.min_delay > self.max_delay:
             raise ConfigError(
                 f"MIN_DELAY must not exceed MAX_DELAY, got {self.min_delay:g} > {self.max_delay:g}"
@@ -210,6 +233,12 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("WEBHOOK_RETRY_DELAY", "float", "seconds before the first webhook retry; doubles"),
     _Option("RATE_LIMIT", "int", "requests per second per credential (token bucket); 0: off"),
     _Option("RATE_BURST", "int", "token bucket size (default: one second's worth of RATE_LIMIT)"),
+    _Option("EVENTS", "bool", "serve the job event stream GET /events (off: a 404, as before it)"),
+    _Option("EVENT_RETENTION", "int", "most job events kept for event stream resumes"),
+    _Option("EVENT_HEARTBEAT", "float", "seconds of silence before an event stream sends a ping"),
+    _Option("EVENT_SEND_TIMEOUT", "float", "seconds a stalled event stream write waits, then drops"),
+    _Option("MAX_STREAMS", "int", "most event streams open at once; past it GET /events is a 429"),
+    _Option("MAX_STREAM_JOBS", "int", "most job_id values in one GET /events (more is a 400)"),
 )
 
 # (field, maximum, maximum excluded); every number is finite and at least 0.
@@ -227,6 +256,8 @@ _NUMBER_RANGES: tuple[tuple[str, float, bool], ...] = (
     ("fault_garbage", 1.0, False),
     ("webhook_timeout", math.inf, False),
     ("webhook_retry_delay", math.inf, False),
+    ("event_heartbeat", math.inf, False),
+    ("event_send_timeout", math.inf, False),
 )
 
 
