@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import logging
 import random
@@ -182,8 +183,8 @@ def _trivial_loop(session: requests.Session, url: str, job: PlannedJob,
 def run_way(way: str, plan: Sequence[PlannedJob], *, rate: int, seed: int, workdir: Path,
             timeout: float) -> WayResult:
     """Wait for every planned job one way, on a fresh rate-limited server; return the figures."""
-    args = ["--rate-limit", rate, "--seed", seed, "--max-waiters", len(plan) + 10,
-            "--max-jobs", len(plan) + 1000]
+    args = [str(arg) for arg in ("--rate-limit", rate, "--seed", seed, "--max-waiters",
+                                 len(plan) + 10, "--max-jobs", len(plan) + 1000)]
     summaries = {"paced": "VideoTranslationClient(), one for all threads",
                  "unpaced": "the same, respect_rate_limits=False (a start refused after "
                             "urllib3's 5 retries: again 1 s later)",
@@ -192,13 +193,12 @@ def run_way(way: str, plan: Sequence[PlannedJob], *, rate: int, seed: int, workd
         if way == "1s-loop":
             session = stack.enter_context(requests.Session())
             session.mount("http://", HTTPAdapter(pool_maxsize=len(plan) + POOL_EXTRA))
-            work = lambda job, barrier: _trivial_loop(session, server.url, job, barrier,
-                                                      timeout)
+            work = functools.partial(_trivial_loop, session, server.url, timeout=timeout)
         else:
             api = stack.enter_context(VideoTranslationClient(
                 server.url, rng=random.Random(seed), respect_rate_limits=(way == "paced")))
             _big_pool(api.session, len(plan) + POOL_EXTRA)
-            work = lambda job, barrier: _with_client(api, job, barrier, timeout)
+            work = functools.partial(_with_client, api, timeout=timeout)
         # The warm-up bucket refills before the clock starts: /healthz costs no token.
         requests.get(server.url + "/healthz", timeout=10).raise_for_status()
         barrier = threading.Barrier(len(plan) + 1)

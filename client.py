@@ -166,7 +166,8 @@ class _DeadlineRetry(Retry):
             # Unlike urllib3's own, 'Retry-After: 0' means now, not "no header".
             delay = parse_retry_after(response.headers.get("Retry-After"),
                                       maximum=self._max_retry_after)
-            if delay is None and getattr(response, "status", None) == 429:  # no Retry-After: the quota's reset
+            # A 429 without Retry-After: the quota's reset.
+            if delay is None and getattr(response, "status", None) == 429:
                 limit = parse_rate_limit(response.headers.items())
                 if limit is not None and limit.reset is not None:
                     delay = min(limit.reset, self._max_retry_after)

@@ -321,10 +321,11 @@ def parse_rate_limit(headers: Mapping[str, str] | Iterable[tuple[str, str]], *,
 class RatePacer:
     """When may the next request go, given the last word of the server on the quota. Sans-IO.
 
-    Before any answer, one request goes and the others wait for its answer (at most
-    ``first_answer_wait``). Every request is booked with :meth:`reserve` before it is sent; every answer is reported with
-    :meth:`observe` (its rate-limit fields) and a 429 with :meth:`throttle`. Not thread-safe by
-    itself: a driver shared by threads holds one lock around each call (the calls are short).
+    Every request is booked with :meth:`reserve` before it is sent; every answer is reported
+    with :meth:`observe` (its rate-limit fields) and a 429 with :meth:`throttle`. Before any
+    answer, one request goes and the others wait for its answer (at most ``first_answer_wait``).
+    Not thread-safe by itself: a driver shared by threads holds one lock around each call (the
+    calls are short).
 
     Args:
         reserve: Tokens left untouched for other users of the same credential.

@@ -8,7 +8,6 @@ from __future__ import annotations
 import inspect
 import math
 import random
-import time
 
 import pytest
 
@@ -221,4 +220,4 @@ def test_none_for_the_wait_timeout_is_the_finite_default_not_forever():
     with pytest.raises(TimeoutError):
         api.wait_for_completion("j1", timeout=None)
     assert api._clock() - started == pytest.approx(client.DEFAULT_WAIT_TIMEOUT)
-    assert math.isfinite(client.DEFAULT_WAIT_TIMEOUT) and time.monotonic  # the real defaults
+    assert math.isfinite(client.DEFAULT_WAIT_TIMEOUT)

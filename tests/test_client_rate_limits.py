@@ -205,7 +205,8 @@ def limited_app(rate: float, burst: int, *, retry_after_window: bool = False,
     def status(job_id: str):
         started = jobs[job_id]
         done = time.time() >= started + job_seconds
-        body = {"job_id": job_id, "result": "completed" if done else "pending"}
+        body: dict[str, object] = {"job_id": job_id,
+                                   "result": "completed" if done else "pending"}
         if done:
             body["finished_at"] = started + job_seconds
         return limited(body, 200)
