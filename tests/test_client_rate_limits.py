@@ -8,6 +8,7 @@ client learn of a 2 s job a minute late.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -15,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from flask import Flask, jsonify
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from client import (
     JobResult,
@@ -23,6 +26,7 @@ from client import (
     RateLimit,
     ServerError,
     VideoTranslationClient,
+    VideoTranslationError,
     WaitPlanner,
 )
 from fakes import Call, FakeSession, final, pending, response
@@ -272,3 +276,30 @@ def test_retry_after_60_with_quota_left_learns_of_a_2s_job_within_1s_of_its_end(
     began, seconds = spanning[-1]
     assert began + seconds - status.finished_at <= 1.0, (naps, status.finished_at)
     assert counts["429"] == 0
+
+
+# ------------------------------------------------------------------------ hostile fields
+rate_fields = st.dictionaries(
+    st.sampled_from(["RateLimit", "RateLimit-Policy", "X-RateLimit-Remaining",
+                     "X-RateLimit-Reset", "RateLimit-Remaining", "RateLimit-Reset",
+                     "Retry-After"]),
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30)
+    | st.builds('"default";r={};t={}'.format, st.integers(-5, 10**12), st.integers(-5, 10**12)),
+    max_size=5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(fields=rate_fields, code=st.sampled_from([200, 429, 503]))
+def test_any_rate_limit_fields_never_break_a_request_nor_hold_forever(fields, code):
+    """Whatever rate-limit fields come back (on a 200, 429 or 503): the call returns a status or
+    raises the client's own error, and the next request is held at most a day (the reset cap)."""
+    clock = FakeClock()
+    answers = iter([response(code, pending(), fields), response(200, final())])
+    api = VideoTranslationClient(BASE, session=FakeSession(lambda call: next(answers)),
+                                 clock=clock, sleep=clock.sleep)
+    try:
+        api.get_status("j1")
+    except VideoTranslationError:
+        pass
+    api.get_status("j1")
+    assert sum(clock.sleeps) <= 86_400.0 and all(math.isfinite(s) for s in clock.sleeps)
