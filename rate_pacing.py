@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import math
 import re
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -352,7 +352,10 @@ class RatePacer:
             raise ValueError("horizon and probe_interval must be > 0, got "
                              f"{horizon!r}, {probe_interval!r}")
         self._booked = 0  # tickets handed out; ticket n is the n-th booked request
-        self._recent: deque[tuple[int, float]] = deque(maxlen=_RECENT_MAX)  # (ticket, send time)
+        # Planned send times of the recent bookings, ticket order (nearly time order): the
+        # ticket of _sent[i] is _first_ticket + i.
+        self._sent: list[float] = []
+        self._first_ticket = 0
         self._uncounted = 0  # bookings that the known answer's remaining quota does not include
         self._answers = 0  # answers observed, with or without rate-limit fields
         self._first_booked_at = -math.inf
@@ -397,9 +400,13 @@ class RatePacer:
         ticket = self._booked
         self._booked += 1
         self._uncounted += 1
-        self._recent.append((ticket, at))
-        while self._recent[0][1] < at - _RECENT_SPAN:
-            self._recent.popleft()
+        self._sent.append(at)
+        stale = bisect.bisect_left(self._sent, at - _RECENT_SPAN)
+        if len(self._sent) > _RECENT_MAX:
+            stale = max(stale, len(self._sent) - _RECENT_MAX * 3 // 4)
+        if stale * 4 >= len(self._sent):  # forgotten in steps: amortised O(1) per booking
+            del self._sent[:stale]
+            self._first_ticket += stale
         return ticket, at - now
 
     def observe(self, limit: RateLimit | None, *, ticket: int | None, at: float) -> None:
@@ -418,9 +425,10 @@ class RatePacer:
         self._known_at = at
         # The server counted what reached it before this request; anything planned to go later
         # (or only a little earlier: threads run late) may not be in its remaining quota.
-        sent = next((when for booked, when in self._recent if booked == ticket), -math.inf)
-        self._uncounted = sum(1 for booked, when in self._recent
-                              if booked != ticket and when >= sent - DEFAULT_SEND_SLACK)
+        index = -1 if ticket is None else ticket - self._first_ticket
+        sent = self._sent[index] if 0 <= index < len(self._sent) else -math.inf
+        first = bisect.bisect_left(self._sent, sent - DEFAULT_SEND_SLACK)
+        self._uncounted = len(self._sent) - first - (1 if index >= first else 0)
         if not self._spent():
             self._next_slot = -math.inf  # the budget is open again
 

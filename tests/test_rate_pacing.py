@@ -284,3 +284,17 @@ def test_paced_requests_never_run_a_token_bucket_dry(rate, burst, requests, late
         refill = (burst - tokens) / rate
         pending.append((now + latency, ticket, RateLimit(left, refill, burst, burst / rate,
                                                          "default", "ietf")))
+
+
+def test_the_pacer_remembers_a_bounded_window_of_bookings():
+    """100,000 requests over 1,000 s: the bookings kept to match answers stay bounded, and the
+    answered request is still found (its own booking is not counted against its quota)."""
+    pacer = RatePacer(first_answer_wait=0.0)
+    now = 0.0
+    for _ in range(100_000):
+        ticket, delay = pacer.reserve(now)
+        pacer.observe(RateLimit(1_000_000, 1.0, 1_000_000, 1.0, "d"), ticket=ticket, at=now)
+        assert delay == 0.0
+        now += 0.01
+    assert len(pacer._sent) <= 4_000  # 30 s at 100/s, forgotten in steps
+    assert pacer._uncounted == 0  # nothing booked after the last answered request
