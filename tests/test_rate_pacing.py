@@ -288,7 +288,7 @@ def test_paced_requests_never_run_a_token_bucket_dry(rate, burst, requests, late
 
 def test_the_pacer_remembers_a_bounded_window_of_bookings():
     """100,000 requests over 1,000 s: the bookings kept to match answers stay bounded, and the
-    answered request is still found (its own booking is not counted against its quota)."""
+    answered request is still found among them."""
     pacer = RatePacer(first_answer_wait=0.0)
     now = 0.0
     for _ in range(100_000):
@@ -297,4 +297,6 @@ def test_the_pacer_remembers_a_bounded_window_of_bookings():
         assert delay == 0.0
         now += 0.01
     assert len(pacer._sent) <= 4_000  # 30 s at 100/s, forgotten in steps
-    assert pacer._uncounted == 0  # nothing booked after the last answered request
+    # Nothing was booked after the last answered request; the 25 booked in the 0.25 s before
+    # it count as maybe not yet seen by the server (DEFAULT_SEND_SLACK: threads run late).
+    assert pacer._uncounted == 25
