@@ -240,7 +240,7 @@ class MemoryJobStore(JobStore):
                 fate = f"started (delay {job.due - now:.3f} s, fated {job.outcome.value})"
                 events.append(JobEvent(job.job_id, "started", self._document(job, now), fate))
                 events += self._advance(now)  # a zero delay finishes at once
-            doc = None if full else self._document(job, now)
+            doc = None if full or job is None else self._document(job, now)
         self._publish(events)
         if doc is None:
             raise StoreFullError(retry_after)

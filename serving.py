@@ -195,6 +195,8 @@ class JsonErrorWorker(GeventWorker):
     connections; gunicorn then ends the worker when no connection is left.
     """
 
+    wsgi: Any  # the WSGI callable gunicorn serves, set by load_wsgi
+
     def init_process(self) -> None:
         # gunicorn's parser takes its message class from this attribute; this process is ours.
         import gunicorn.http
@@ -211,7 +213,7 @@ class JsonErrorWorker(GeventWorker):
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        self._application = self.wsgi
+        self._application: Any = self.wsgi
         self.wsgi = self._serve
 
     def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
