@@ -81,8 +81,11 @@ PENDING_JOB_DELAY = 3600.0
 #: Long-poll asked by each waiter (the server's MAX_WAIT is 30 s by default).
 WAITER_WAIT = 30.0
 #: Time from a round's start to the first finish: enough to start every job and open its
-#: long-poll first (base + per waiter), full and quick.
-WAITER_LEAD = {"full": (5.0, 0.003), "quick": (1.0, 0.003)}
+#: long-poll first (base + per waiter), full and quick; under WAITER_WAIT, so that the first
+#: long-poll is still held at the finish (a waiter whose hold runs out asks again, as clients do).
+WAITER_LEAD = {"full": (5.0, 0.002), "quick": (1.0, 0.002)}
+#: Most long-polls one waiter sends before it gives up on its job.
+WAITER_POLLS = 3
 #: Throughput passes per server, alternating between the two; the best pass of each is reported
 #: (other work on a shared machine only ever lowers a pass).
 THROUGHPUT_PASSES = {"full": 2, "quick": 1}
@@ -130,6 +133,7 @@ class WaiterRound:
     kind: str  #: "together" (every job finishes in the same instant) or "spread"
     waiters: int
     answered: int  #: answered 200 with the job's final result
+    polls: int  #: long-polls sent in all (one per waiter when every hold lasts to the finish)
     held: int  #: held by the server until the job finished (Preference-Applied, sent before)
     held_at_once: int  #: most long-polls held at the same time (the server's /metrics)
     finish_spread_ms: float  #: last finished_at minus first
@@ -264,12 +268,14 @@ def scale_markdown(result: ScaleResult, targets: Sequence[Target], header: str,
         f"The machine's {os.cpu_count()} CPUs are shared by the server, the generator and "
         "anything else running.",
         f"### {waiters:,} long-poll waiters",
-        markdown_table(("round", "jobs finish", "answered", "held", "held at once",
+        markdown_table(("round", "jobs finish", "answered", "long-polls sent", "held",
+                        "held at once",
                         "finish spread (ms)", "delay p50 (ms)", "p99", "max",
                         "RSS before / peak / after (MB)", "threads before / peak / after"), [
             (r.round, "together" if r.kind == "together" else
              f"{spread[0]:g}-{spread[1]:g} s jobs, spread over {spread[1] - spread[0]:g} s",
-             f"{r.answered:,}", f"{r.held:,}", f"{r.held_at_once:,}", f"{r.finish_spread_ms:,.0f}",
+             f"{r.answered:,}", f"{r.polls:,}", f"{r.held:,}", f"{r.held_at_once:,}",
+             f"{r.finish_spread_ms:,.0f}",
              f"{r.delay_ms.p50:.1f}", f"{r.delay_ms.p99:.1f}", f"{r.delay_ms.max:.1f}",
              f"{r.rss_before_mb:.1f} / {r.rss_peak_mb:.1f} / {r.rss_after_mb:.1f}",
              f"{r.threads_before} / {r.threads_peak} / {r.threads_after}")
@@ -347,16 +353,20 @@ async def _start_and_wait(port: int, *, count: int, kind: str, spread: tuple[flo
                     if reply.status != 201:
                         return {"status": 0, "error": f"POST /start answered {reply.status}"}
                     job_id = (await reply.json())["job_id"]
-            sent = time.time()
-            try:
-                async with session.get(f"{url}/status/{job_id}?wait={WAITER_WAIT:g}") as reply:
-                    doc = await reply.json()
-                    answered = time.time()
-                    return {"status": reply.status, "sent": sent, "answered": answered,
-                            "held": "Preference-Applied" in reply.headers,
-                            "result": doc.get("result"), "finished_at": doc.get("finished_at")}
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-                return {"status": 0, "sent": sent, "error": repr(exc)}
+            sample: dict[str, Any] = {"status": 0, "polls": 0}
+            while sample["polls"] < WAITER_POLLS and sample.get("result") not in ("completed",
+                                                                                  "error"):
+                sent = time.time()
+                sample["polls"] += 1
+                try:
+                    async with session.get(f"{url}/status/{job_id}?wait={WAITER_WAIT:g}") as reply:
+                        doc = await reply.json()
+                        sample.update(status=reply.status, sent=sent, answered=time.time(),
+                                      held="Preference-Applied" in reply.headers,
+                                      result=doc.get("result"), finished_at=doc.get("finished_at"))
+                except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+                    sample.update(status=0, sent=sent, error=repr(exc))
+            return sample
 
         return await asyncio.gather(*(one() for _ in range(count)))
 
@@ -523,6 +533,7 @@ def run_waiter_round(server: ServerProcess, pool: Any, number: int, kind: str, *
     threads_after = server.settled_threads(at_most=threads_before)
     result = WaiterRound(
         round=number, kind=kind, waiters=waiters, answered=len(good),
+        polls=sum(s.get("polls", 0) for s in samples),
         held=sum(s["held"] and s["sent"] < s["finished_at"] for s in good),
         held_at_once=int(peak["held"]),
         finish_spread_ms=(max(finished) - min(finished)) * 1000,

@@ -23,7 +23,7 @@ PENDING_FIGURES = ("jobs", "start_s", "rss_before_mb", "rss_after_mb", "threads_
                    "threads_after")
 THROUGHPUT_FIGURES = ("connections", "seconds", "requests", "errors", "requests_per_s",
                       "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "server_cpu_share")
-ROUND_FIGURES = ("round", "waiters", "answered", "held", "held_at_once", "finish_spread_ms",
+ROUND_FIGURES = ("round", "waiters", "answered", "polls", "held", "held_at_once", "finish_spread_ms",
                  "rss_before_mb", "rss_peak_mb", "rss_after_mb", "threads_before",
                  "threads_peak", "threads_after")
 

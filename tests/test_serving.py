@@ -241,6 +241,33 @@ def test_stop_answers_every_held_long_poll_and_exits_0(how: str) -> None:
     assert any("answering 50 held long-polls" in line for line in srv.output), srv.output[-20:]
 
 
+def test_stop_ends_a_streaming_answer_cleanly() -> None:
+    """A long-lived streaming answer (as an event stream is) is told to end at a stop: its last
+    event and the chunked terminator arrive, no reset, exit 0."""
+    process = run_server(command=[sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+                                  "-b", "127.0.0.1:0", "--pythonpath", "tests", "stream_app:app"])
+    try:
+        lines = read_until(process, r"Listening at: http://")
+        found = re.search(r"http://127\.0\.0\.1:(\d+)", lines[-1])
+        assert found is not None
+        with socket.create_connection(("127.0.0.1", int(found.group(1))), timeout=30) as sock:
+            sock.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while b": open" not in data:
+                chunk = sock.recv(65536)
+                assert chunk, data
+                data += chunk
+            process.send_signal(signal.SIGTERM)
+            while chunk := sock.recv(65536):  # a reset raises here
+                data += chunk
+        out, _ = process.communicate(timeout=30)
+    finally:
+        stop(process)
+    assert data.startswith(b"HTTP/1.1 200 ") and b"Transfer-Encoding: chunked" in data
+    assert b"event: bye" in data and data.endswith(b"0\r\n\r\n")  # the last chunk, then the end
+    assert process.returncode == 0, out
+
+
 # ------------------------------------------------------------------- 2,000 held long-polls
 HELD = 2000
 
