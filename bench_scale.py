@@ -66,7 +66,7 @@ logger = logging.getLogger("bench")
 
 #: Sizes of a full run and of ``--quick``.
 DEFAULTS = {"pending": 100_000, "waiters": 10_000, "connections": 50, "seconds": 8.0,
-            "rounds": 3, "job_ttl": 5.0}
+            "rounds": 3, "job_ttl": 15.0}
 QUICK = {"pending": 500, "waiters": 100, "connections": 10, "seconds": 1.0, "rounds": 3,
          "job_ttl": 0.5}
 #: Durations of the jobs of a "spread" round, full and quick, as if all started at one instant.
