@@ -360,6 +360,14 @@ def gunicorn_settings(
             sys.exit(2)
         check_fd_limit(settings.max_waiters)
         _prepare_metrics_dir(arbiter.cfg.workers)
+        worker = arbiter.cfg.worker_class
+        if not (isinstance(worker, type) and issubclass(worker, JsonErrorWorker)):
+            # e.g. `gunicorn -k gevent ...` beside this file: its settings, but a stock worker,
+            # which would not limit the request line that this configuration leaves to ours.
+            arbiter.cfg.set("limit_request_line", 8190)
+            logger.warning(
+                "worker %s is not serving.JsonErrorWorker: gunicorn's HTML error pages, request "
+                "lines up to 8190 bytes, and held long-polls cut at a stop", worker.__name__)
 
     def when_ready(arbiter: Any) -> None:
         host, port = arbiter.LISTENERS[0].sock.getsockname()[:2]
