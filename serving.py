@@ -282,10 +282,13 @@ class JsonErrorWorker(GeventWorker):
         self._stop_event.set()  # streaming answers end at their next check (STOPPING_ENVIRON_KEY)
         if store is not None:
             store.shutdown()  # every held request returns the job's current status now
+        webhooks = getattr(self._application, "extensions", {}).get("webhooks")
         for greenlet, timeout in list(self._idle.items()):
             # Thrown into the wait, the Timeout ends it as if keepalive ran out: no answer is
             # cut, the connection was between requests.
             greenlet.kill(timeout, block=False)
+        if webhooks is not None:
+            webhooks.close()  # deliveries in flight may finish; the rest are logged as left
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """Answers what gunicorn could not parse with the API's JSON error, then closes."""

@@ -27,6 +27,7 @@ def make_app() -> Iterator[Callable[..., Flask]]:
     yield factory
     for app in apps:
         app.extensions["job_store"].shutdown()
+        app.extensions["webhooks"].close()
 
 
 @pytest.fixture
