@@ -15,6 +15,7 @@ Routes:
 * ``POST /status/<job_id>/cancel`` cancels a queued or running job (200 with the final document;
   409 with the document of a job that had already ended); ``DELETE /status/<id>`` is a 405.
 * ``GET /healthz`` answers ``{"status": "ok"}``, without authentication.
+* ``GET /metrics`` answers Prometheus metrics (``metrics.py``), without authentication.
 * ``GET /events`` is the job event stream (Server-Sent Events; ``event_stream.py``).
 * ``GET /openapi.yaml`` and ``GET /openapi.json`` answer the API description (``openapi.yaml``
   beside this module), without authentication; the JSON form needs PyYAML, else it is a 404.
@@ -56,7 +57,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -74,6 +75,8 @@ from job_store import (
     MemoryJobStore,
     StoreFullError,
 )
+import metrics
+import serving
 from server_settings import DEFAULT_ENV_FILE, OPTIONS, ConfigError, Settings
 
 try:  # optional: without PyYAML, /openapi.json is a 404 and /openapi.yaml still answers
@@ -124,7 +127,7 @@ _DIGITS_RE = re.compile(r"[0-9]+")
 _LISTENING_RE = re.compile(re.escape(LISTENING_LINE).replace(r"\{url\}", r"(https?://\S+)"))
 _START_KEYS = frozenset({"delay", "outcome", "callback_url", "callback_id"})
 # Endpoints that answer without credentials (readiness checks, the API description).
-_OPEN_ENDPOINTS = frozenset({"healthz", "openapi", "openapi_yaml"})
+_OPEN_ENDPOINTS = frozenset({"healthz", "metrics", "openapi", "openapi_yaml"})
 _ERROR_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -192,6 +195,7 @@ def create_app(
     store = MemoryJobStore(settings, clock=clock, wall_clock=wall_clock)
     app.extensions["job_store"] = store
     app.extensions["video_translation"] = store
+    found = metrics.install(app, store)  # before the default job, so that it is counted
     # Seeded like the job store but a separate stream, so faults do not shift job outcomes.
     fault_rng = random.Random(None if settings.seed is None else f"faults:{settings.seed}")
     if (settings.api_username is None) != (settings.api_password is None):
@@ -254,7 +258,7 @@ def create_app(
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
-        response = error.get_response()  # keeps headers such as Allow on a 405
+        response = cast(Response, error.get_response())  # keeps headers such as Allow on a 405
         code = error.code or 500
         messages = {
             404: "no such route",
@@ -322,7 +326,7 @@ def create_app(
     @app.get("/status")
     def status_default() -> Response:
         job_id = request.args.get("job_id")
-        return _status(store.default_job_id if job_id is None else job_id)
+        return _status((store.default_job_id or "") if job_id is None else job_id)
 
     @app.get("/status/<job_id>")
     def status_job(job_id: str) -> Response:
@@ -345,13 +349,14 @@ def create_app(
         held = False
         if wait is not None and wait > 0:
             wait = min(wait, settings.max_wait)
-            doc, held = store.wait(job_id, wait)
+            with found.holding():
+                doc, held = store.wait(job_id, wait)
         else:
             doc = store.status(job_id)
         if doc is None:
             raise ApiError(404, "not_found", f"no job {job_id}")
         response = _status_answer(doc, settings, 200)
-        if held:
+        if held and wait is not None:
             response.headers["Preference-Applied"] = f"wait={_format_seconds(wait)}"
         return response
 
@@ -398,14 +403,15 @@ def _read_body() -> bytes:
         return request.get_data(cache=False)  # werkzeug answers 413 to a long Content-Length
     stream = request.environ["wsgi.input"]
     body = bytearray()
-    try:
-        while chunk := stream.read(MAX_CONTENT_LENGTH + 1 - len(body)):
-            body += chunk
-            if len(body) > MAX_CONTENT_LENGTH:
-                raise RequestEntityTooLarge()
-    except OSError:  # a malformed chunk, or the client went away mid-body
-        raise ApiError(400, "bad_request", "malformed chunked body") from None
-    return bytes(body)
+    while len(body) <= MAX_CONTENT_LENGTH:
+        try:
+            chunk = stream.read(MAX_CONTENT_LENGTH + 1 - len(body))
+        except Exception:  # a malformed chunk (each server raises its own), or the client left
+            raise ApiError(400, "bad_request", "malformed chunked body") from None
+        if not chunk:
+            return bytes(body)
+        body += chunk
+    raise RequestEntityTooLarge()
 
 
 def _parse_start_body(
@@ -493,8 +499,8 @@ def _inject_fault(settings: Settings, rng: random.Random) -> Response | None:
         time.sleep(settings.fault_latency)
     retry_soon = {"Retry-After": "1"}
     if settings.fault_drop and rng.random() < settings.fault_drop:
-        sock = request.environ.get("werkzeug.socket")
-        if sock is None:  # not served by werkzeug (e.g. app.test_client()): nothing to drop
+        sock = request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket")
+        if sock is None:  # not served over a socket (e.g. app.test_client()): nothing to drop
             logger.warning("fault: no socket to drop on %s; answering 503 instead", where)
             raise ApiError(503, "service_unavailable", "injected fault: drop", headers=retry_soon)
         logger.warning("fault: dropping the connection of %s", where)
@@ -502,8 +508,8 @@ def _inject_fault(settings: Settings, rng: random.Random) -> Response | None:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        # werkzeug's write of this answer now fails with BrokenPipeError, which its request
-        # handler treats as a client that went away: no traceback, and the server keeps serving.
+        # The server's write of this answer now fails with BrokenPipeError, which werkzeug and
+        # gunicorn treat as a client that went away: no traceback, and the server keeps serving.
         g.dropped = True
         return Response(status=500)
     if settings.fault_503 and rng.random() < settings.fault_503:
@@ -632,6 +638,11 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port, 0 for any (default 8000)")
     parser.add_argument("--env-file", help="read settings from this file (default: .env beside it)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="worker processes (default 1; more needs a shared job store)")
+    parser.add_argument("--dev-server", action="store_true",
+                        help="serve with werkzeug's threaded development server instead of "
+                             "gunicorn + gevent (a thread per connection; for comparison)")
     defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
     for option in OPTIONS:
         if not option.flag:
@@ -641,6 +652,7 @@ def _build_parser() -> argparse.ArgumentParser:
         shown = "unset" if default is None else ("off" if default is False else (
             default if isinstance(default, str) else f"{default:g}"))
         help_text = f"{option.help} (env {option.env}; default {shown})"
+        kind: dict[str, Any]
         if option.kind == "bool":
             kind = {"action": argparse.BooleanOptionalAction}
         else:
@@ -797,19 +809,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.env_file is not None and not env_file.exists():
             raise ConfigError(f"--env-file: no such file {args.env_file!r}")
         settings = Settings.from_env(environ, env_file=env_file)
+        if args.dev_server and args.workers != 1:
+            raise ConfigError("--dev-server serves from one process; drop --workers")
+        serving.check_workers(settings, args.workers)
         _configure_logging(settings.log_file)
     except (ConfigError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     settings, secret_line = _with_run_secret(settings)
+    auth = f"user {settings.api_username!r}" if settings.auth_enabled else "off"
+    logger.info("settings: %r; auth %s", settings, auth)
+    if not args.dev_server:
+        listening = LISTENING_LINE + secret_line.replace("{", "{{").replace("}", "}}")
+        return serving.serve(settings, args.host, args.port, workers=args.workers,
+                             listening_line=listening)
+    return _serve_dev(settings, args.host, args.port, secret_line)
+
+
+def _serve_dev(settings: Settings, host: str, port: int, secret_line: str) -> int:
+    """Serves with werkzeug's threaded development server until Ctrl+C or SIGTERM."""
+    serving.check_fd_limit(settings.max_waiters)
     app = create_app(settings)
     store: JobStore = app.extensions["job_store"]
     # Exits 1 if it cannot bind.
-    server = make_server(args.host, args.port, app, threaded=True, request_handler=_RequestHandler)
+    handler = type("_IdleTimeoutHandler", (_RequestHandler,), {"timeout": settings.idle_timeout})
+    server = make_server(host, port, app, threaded=True, request_handler=handler)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    auth = f"user {settings.api_username!r}" if settings.auth_enabled else "off"
-    logger.info("settings: %r; auth %s", settings, auth)
-    print(LISTENING_LINE.format(url=f"http://{args.host}:{server.port}") + secret_line, flush=True)
+    print(LISTENING_LINE.format(url=f"http://{host}:{server.port}") + secret_line, flush=True)
     try:
         server.serve_forever()  # returns on Ctrl+C
     finally:

@@ -29,12 +29,16 @@ DEFAULT_MAX_DELAY = 7.0
 DEFAULT_ERROR_PROBABILITY = 0.3
 #: Longest long-poll hold; longer requested waits are cut to it.
 DEFAULT_MAX_WAIT = 30.0
-#: Most requests held at once by long-poll; past it requests answer at once.
-DEFAULT_MAX_WAITERS = 1000
+#: Most requests held at once by long-poll; past it requests answer at once. Each is one open
+#: connection: the gevent server holds 10,000 in one process (``ulimit -n`` permitting).
+DEFAULT_MAX_WAITERS = 10000
 #: How long a finished job stays readable (and its idempotency key remembered).
 DEFAULT_JOB_TTL = 3600.0
 #: Most live jobs (pending or finished, not yet evicted) started by ``POST /start``.
 DEFAULT_MAX_JOBS = 20000
+#: Longest silence of a connection (no request yet, or between keep-alive requests) before the
+#: server closes it; a held long-poll is not silence, the server is the one waiting then.
+DEFAULT_IDLE_TIMEOUT = 30.0
 #: Relative error of ``eta_seconds``: each job's estimate is off by a fixed factor in 1 ± this.
 DEFAULT_ETA_NOISE = 0.2
 #: Hosts a ``callback_url`` may name: loopback only, so the simulator never calls out.
@@ -90,6 +94,7 @@ class Settings:
     fault_latency: float = 0.0
     fault_drop: float = 0.0
     fault_garbage: float = 0.0
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     concurrency: int = 0
     webhook_secret: str | None = dataclasses.field(default=None, repr=False)
     webhook_allowed_hosts: str = DEFAULT_WEBHOOK_ALLOWED_HOSTS
@@ -133,6 +138,8 @@ class Settings:
                 raise ConfigError(f"{name.upper()} must be more than 0, got 0")
         if self.seed is not None:
             _check_int("seed", self.seed, None)
+        if self.idle_timeout == 0:
+            raise ConfigError("IDLE_TIMEOUT must be more than 0, got 0")
         for name in ("plain", "events"):
             value = getattr(self, name)
             if not isinstance(value, bool):
@@ -224,6 +231,7 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("FAULT_LATENCY", "float", "extra seconds slept before each status answer"),
     _Option("FAULT_DROP", "float", "rate in [0, 1] of status requests whose connection is dropped"),
     _Option("FAULT_GARBAGE", "float", "rate in [0, 1] of status requests answered with non-JSON"),
+    _Option("IDLE_TIMEOUT", "float", "seconds a silent connection is kept open"),
     _Option("CONCURRENCY", "int", "most jobs running at once, the rest queue in order; 0: no limit"),
     _Option("WEBHOOK_SECRET", "str", "whsec_<base64> key that signs webhooks (env or .env only)",
             False),
@@ -254,6 +262,7 @@ _NUMBER_RANGES: tuple[tuple[str, float, bool], ...] = (
     ("fault_latency", math.inf, False),
     ("fault_drop", 1.0, False),
     ("fault_garbage", 1.0, False),
+    ("idle_timeout", math.inf, False),
     ("webhook_timeout", math.inf, False),
     ("webhook_retry_delay", math.inf, False),
     ("event_heartbeat", math.inf, False),

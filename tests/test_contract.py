@@ -238,6 +238,7 @@ SCENARIOS: dict[str, Scenario] = {
     "openapi.yaml: rate limited": ({"rate_limit": 1}, "/openapi.yaml", "GET",
                                    lambda c: [c.get("/openapi.yaml") for _ in range(2)][1], 429),
     "healthz": ({}, "/healthz", "GET", lambda c: c.get("/healthz"), 200),
+    "metrics": ({}, "/metrics", "GET", lambda c: c.get("/metrics"), 200),
     "openapi.json": ({}, "/openapi.json", "GET", lambda c: c.get("/openapi.json"), 200),
     "openapi.yaml": ({}, "/openapi.yaml", "GET", lambda c: c.get("/openapi.yaml"), 200),
     "events: a stream, ended by a store shut down": ({}, "/events", "GET", _closed_stream, 200),
