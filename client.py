@@ -288,7 +288,7 @@ class VideoTranslationClient:
         max_attempts = max_attempts if max_attempts is not None else self.policy.max_attempts
         _require(max_attempts is None or max_attempts >= 1, "max_attempts", max_attempts,
                  "must be None or >= 1")
-        planner = WaitPlanner(self.policy, rng=self._rng)
+        planner = self._new_planner(job_id)
         label = job_id or "(default job)"
         started = self._clock()
         deadline = started + timeout
@@ -327,6 +327,7 @@ class VideoTranslationClient:
                     if status.done:
                         logger.info("job %s %s after %d status requests in %.3f s", label,
                                     status.result, attempts, received_at - started)
+                        self._observe_final(job_id, status, waited=received_at - started)
                         return status
                     decision = planner.after_answer(status, asked_wait=wait, sent_at=sent_at,
                                                     received_at=received_at)
@@ -347,6 +348,25 @@ class VideoTranslationClient:
             self._deadline.value = None
 
     # -------------------------------------------------------------------------------- internals
+    def _new_planner(self, job_id: str | None, policy: PollingPolicy | None = None) -> WaitPlanner:
+        """The planner of one job's wait; every per-job wait (single or batch) gets it here.
+
+        Args:
+            job_id: The job waited for (None: the server's single job).
+            policy: The policy to plan with (default: the client's).
+        """
+        return WaitPlanner(policy or self.policy, rng=self._rng)
+
+    def _observe_final(self, job_id: str | None, status: JobStatus, *,
+                       waited: float | None = None) -> None:
+        """Called once with each final status this client learns of, by any route.
+
+        Args:
+            job_id: The job.
+            status: Its final status.
+            waited: Seconds from the start of the wait to learning it, when known.
+        """
+
     def _timeout(self, job_id: str | None, last: JobStatus | None, attempts: int,
                  started: float, why: str, cause: Exception | None) -> WaitTimeout:
         elapsed = self._clock() - started
