@@ -29,7 +29,8 @@ All durations are in seconds. Exceptions::
     ├── ServerError              5xx or 429 still answered after the retries
     ├── ServerUnreachableError   no answer at all after the retries (also ConnectionError)
     ├── ProtocolError            an answer with no usable status in it (also ValueError)
-    └── WaitTimeout              deadline or attempt budget spent (also TimeoutError)
+    ├── WaitTimeout              deadline or attempt budget spent (also TimeoutError)
+    └── BatchError               some jobs of a batch could not be waited for (the rest ended)
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -53,6 +54,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+import batch_sync
 from client_core import (
     _TRANSIENT_STATUSES,
     DEFAULT_BASE_URL,
@@ -60,6 +62,7 @@ from client_core import (
     DEFAULT_WAIT_TIMEOUT,
     FINAL_RESULTS,
     AuthenticationError,
+    BatchError,
     Decision,
     InvalidRequestError,
     JobNotFoundError,
@@ -83,6 +86,7 @@ from client_core import (
     parse_status_document,
     scaled_jitter,
 )
+from many_jobs import unique_job_ids
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -90,6 +94,7 @@ __all__ = [
     "DEFAULT_WAIT_TIMEOUT",
     "FINAL_RESULTS",
     "AuthenticationError",
+    "BatchError",
     "Decision",
     "InvalidRequestError",
     "JobNotFoundError",
@@ -226,6 +231,11 @@ class VideoTranslationClient:
             self.session.mount("https://", adapter)
         self.session.headers.setdefault("Accept", "application/json")
 
+    #: Where the job event stream is (``GET /events``, Server-Sent Events).
+    events_url = "/events"
+    #: Whether waits for many jobs try the event stream first (False: per-job waits only).
+    use_event_stream = True
+
     def __repr__(self) -> str:  # never shows credentials
         return f"{type(self).__name__}({self.base_url!r})"
 
@@ -346,6 +356,43 @@ class VideoTranslationClient:
                 self._sleep(min(decision.delay, deadline - now))
         finally:
             self._deadline.value = None
+
+    # --------------------------------------------------------------------------- many jobs
+    def as_completed(self, job_ids: Iterable[str], *,
+                     timeout: float | None = None) -> Iterator[JobStatus]:
+        """Yield each job's final status the moment this client learns of it.
+
+        One event stream per 1,000 ids when the server has one (a handful of requests for any
+        number of jobs), else per-job waits from one loop and a few threads. Duplicate ids are
+        waited for once.
+
+        Args:
+            job_ids: The jobs to wait for.
+            timeout: Seconds for the whole batch (default ``wait_timeout``).
+
+        Raises:
+            WaitTimeout: the deadline passed; ``pending`` names the jobs not final, ``finished``
+                holds what ended (statuses already yielded).
+            BatchError: after every other job ended, if some could not be waited for
+                (``failed``: e.g. JobNotFoundError for a job the server does not know).
+            AuthenticationError: the server refused the credentials.
+        """
+        return batch_sync.as_completed(self, job_ids, timeout=timeout)
+
+    def wait_many(self, job_ids: Iterable[str], *,
+                  timeout: float | None = None) -> dict[str, JobStatus]:
+        """Wait for every job; ``{job_id: final JobStatus}`` in the order given.
+
+        Raises the same errors as :meth:`as_completed`; they carry what finished.
+        """
+        ids = unique_job_ids(job_ids)
+        ended = {status.job_id: status for status in self.as_completed(ids, timeout=timeout)}
+        return {job_id: ended[job_id] for job_id in ids}
+
+    def start_jobs(self, count: int, *, delay: float | None = None,
+                   outcome: str | None = None) -> list[str]:
+        """Start ``count`` jobs, each with its own Idempotency-Key; returns their ids in order."""
+        return batch_sync.start_jobs(self, count, delay=delay, outcome=outcome)
 
     # -------------------------------------------------------------------------------- internals
     def _new_planner(self, job_id: str | None, policy: PollingPolicy | None = None) -> WaitPlanner:
