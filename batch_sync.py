@@ -136,7 +136,7 @@ class _Streams:
         if kind == "events":
             for event in message[2]:
                 batch.on_event(chunk, event)
-            if not batch.pending_in(chunk):
+            if batch.chunk_done(chunk):
                 self._close(chunk)
             return
         if kind == "answer":
@@ -158,13 +158,12 @@ class _Streams:
             heapq.heappush(self.waiting, (self.client._clock() + step.delay, chunk.index))
         elif step.action is StreamAction.RESYNC:
             _resync(self.client, batch, chunk, self.counter)
-            if batch.pending_in(chunk):
-                self._open(chunk)
+            self._open(chunk)
         elif step.action is StreamAction.FALLBACK:
             self.__exit__()
 
     def _open(self, chunk: StreamChunk) -> None:
-        if not self.batch.pending_in(chunk) or self.stop.is_set():
+        if self.batch.chunk_done(chunk) or self.stop.is_set():
             return
         params, headers = self.batch.stream_request(chunk)
         self.counter[0] += 1

@@ -93,6 +93,7 @@ __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_WAIT_TIMEOUT",
     "FINAL_RESULTS",
+    "AsyncVideoTranslationClient",
     "AuthenticationError",
     "BatchError",
     "Decision",
@@ -120,6 +121,15 @@ __all__ = [
 ]
 
 logger = logging.getLogger("client")
+
+
+def __getattr__(name: str) -> Any:
+    # The asyncio client is imported on first use: aiohttp would add ~0.1 s to every `import client`.
+    if name == "AsyncVideoTranslationClient":
+        from async_client import AsyncVideoTranslationClient
+
+        return AsyncVideoTranslationClient
+    raise AttributeError(f"module 'client' has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------ the transport

@@ -138,6 +138,8 @@ class ManyJobs:
                        for n, i in enumerate(range(0, len(ids), chunk_size))]
         self._ready: deque[JobStatus] = deque()
         self._rng = rng or random.Random()
+        self._chunk_of = {job_id: n // chunk_size for n, job_id in enumerate(ids)}
+        self._left = [len(chunk.job_ids) for chunk in self.chunks]  # pending per chunk
 
     # ------------------------------------------------------------------------------ outcomes
     @property
@@ -159,6 +161,7 @@ class ManyJobs:
             self.pending[job_id] = status
             return None
         del self.pending[job_id]
+        self._left[self._chunk_of[job_id]] -= 1
         self.finished[job_id] = status
         self._ready.append(status)
         return status
@@ -166,6 +169,7 @@ class ManyJobs:
     def on_job_error(self, job_id: str, error: VideoTranslationError) -> None:
         """Record that a pending job cannot be waited for (it alone fails; the others go on)."""
         if self.pending.pop(job_id, _ABSENT) is not _ABSENT:
+            self._left[self._chunk_of[job_id]] -= 1
             self.failed[job_id] = error
             logger.warning("job %s cannot be waited for: %s", job_id, error)
 
@@ -198,6 +202,10 @@ class ManyJobs:
             failed=self.failed)
 
     # ----------------------------------------------------------------------------- streams
+    def chunk_done(self, chunk: StreamChunk) -> bool:
+        """True once no job of ``chunk`` is pending (cheap: called after every read)."""
+        return self._left[chunk.index] == 0
+
     def pending_in(self, chunk: StreamChunk) -> list[str]:
         """The ids of ``chunk`` still pending."""
         return [job_id for job_id in chunk.job_ids if job_id in self.pending]
@@ -275,7 +283,7 @@ class ManyJobs:
         """
         if retry_ms is not None:
             chunk.retry_ms = retry_ms
-        if not self.pending_in(chunk):
+        if self.chunk_done(chunk):
             return StreamStep(StreamAction.DONE, reason="every job of the chunk ended")
         base = min((chunk.retry_ms or 0) / 1000, _RECONNECT_MAX)
         if received:
