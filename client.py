@@ -54,6 +54,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+import batch_cli
 import batch_sync
 from client_core import (
     _TRANSIENT_STATUSES,
@@ -537,7 +538,8 @@ TranslationStatusClient = VideoTranslationClient
 EXIT_COMPLETED, EXIT_JOB_ERROR, EXIT_USAGE, EXIT_TIMEOUT, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 # Anything else (ServerError, ServerUnreachableError, ProtocolError) exits EXIT_UNREACHABLE.
 _EXIT_CODES = ((WaitTimeout, EXIT_TIMEOUT), (AuthenticationError, EXIT_USAGE),
-               (JobNotFoundError, EXIT_USAGE), (InvalidRequestError, EXIT_USAGE))
+               (JobNotFoundError, EXIT_USAGE), (InvalidRequestError, EXIT_USAGE),
+               (BatchError, EXIT_USAGE))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -547,13 +549,18 @@ def _parser() -> argparse.ArgumentParser:
                     "completed or failed, with as few status requests as the server allows.",
         epilog="Credentials: set API_USERNAME and API_PASSWORD in the environment (--password is "
                "accepted, but a command line is visible to other users of the machine). Exit "
-               "codes: 0 completed, 1 the job ended in error, 2 usage or authentication error "
-               "(or unknown job), 3 timed out, 4 server unreachable or unusable.")
+               "codes: 0 completed (all of them, for many jobs), 1 a job ended in error, 2 usage "
+               "or authentication error (or unknown job), 3 timed out, 4 server unreachable or "
+               "unusable.")
     parser.add_argument("--base-url", default=os.environ.get("API_BASE_URL", DEFAULT_BASE_URL),
                         help="server URL (default: $API_BASE_URL or %(default)s)")
     parser.add_argument("--username", help="Basic auth user (default: $API_USERNAME)")
     parser.add_argument("--password", help="Basic auth password (default: $API_PASSWORD)")
-    parser.add_argument("--job-id", help="wait for this existing job instead of starting one")
+    parser.add_argument("--job-id", action="append",
+                        help="wait for this existing job instead of starting one; repeat it to "
+                             "wait for many (one progress display)")
+    parser.add_argument("--count", type=int, metavar="N",
+                        help="start N jobs (with --delay/--outcome) and wait for all of them")
     parser.add_argument("--delay", type=float, help="ask the simulator for this job duration")
     parser.add_argument("--outcome", choices=("completed", "error"),
                         help="ask the simulator for this final result")
@@ -589,7 +596,10 @@ class _ProgressLine:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.count is not None and args.count < 1:
+        parser.error(f"--count must be >= 1, got {args.count}")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if args.log_file:
         handlers.append(logging.FileHandler(args.log_file))
@@ -606,7 +616,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with VideoTranslationClient(args.base_url, args.username, args.password,
                                     policy=policy) as api:
-            job_id = args.job_id or api.start_job(delay=args.delay, outcome=args.outcome)
+            if args.count is not None or len(args.job_id or ()) > 1:
+                job_ids = list(args.job_id or ())
+                if args.count:
+                    job_ids += api.start_jobs(args.count, delay=args.delay, outcome=args.outcome)
+                return batch_cli.run_many(api, job_ids, timeout=args.timeout, as_json=args.json)
+            job_id = args.job_id[0] if args.job_id else api.start_job(delay=args.delay,
+                                                                      outcome=args.outcome)
             status = api.wait_for_completion(job_id, timeout=args.timeout, on_update=progress)
     except VideoTranslationError as exc:
         code = next((c for kind, c in _EXIT_CODES if isinstance(exc, kind)), EXIT_UNREACHABLE)
