@@ -78,7 +78,7 @@ class AsyncVideoTranslationClient:
     """Starts video-translation jobs and waits for their final status, on asyncio.
 
     Takes the arguments of :class:`client.VideoTranslationClient`; differences: ``session`` is an
-    ``aiohttp.ClientSession``, ``auth`` an ``aiohttp.BasicAuth``, ``sleep`` a coroutine function,
+    ``aiohttp.ClientSession``, ``auth`` a ``(user, password)`` pair, ``sleep`` a coroutine function,
     and ``connection_limit`` bounds open connections (0: none; many held long-polls need many).
     Use it as ``async with``, or call :meth:`close`.
     """
@@ -89,7 +89,7 @@ class AsyncVideoTranslationClient:
     use_event_stream = True
 
     def __init__(self, base_url: str = DEFAULT_BASE_URL, username: str | None = None,
-                 password: str | None = None, *, auth: aiohttp.BasicAuth | None = None,
+                 password: str | None = None, *, auth: tuple[str, str] | None = None,
                  policy: PollingPolicy | None = None, retry: RetryPolicy | None = None,
                  wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
                  request_timeout: tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
@@ -124,8 +124,9 @@ class AsyncVideoTranslationClient:
         username = username if username is not None else os.environ.get("API_USERNAME")
         password = password if password is not None else os.environ.get("API_PASSWORD")
         if auth is None and username and password is not None:
-            auth = aiohttp.BasicAuth(username, password)
-        self._auth = auth
+            auth = (username, password)
+        # aiohttp 3.14 deprecates BasicAuth objects; the header it recommends instead:
+        self._auth_header = aiohttp.encode_basic_auth(*auth) if auth is not None else None
         self._owns_session = session is None
         self._session = session
 
@@ -344,10 +345,11 @@ class AsyncVideoTranslationClient:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect,
                                         sock_read=read if read_timeout is None else read_timeout)
         retries = RetryState(self.retry, rng=self._rng)
+        if self._auth_header is not None:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": self._auth_header}
         while True:
             try:
-                response = await self.session.request(method, url, auth=self._auth,
-                                                       timeout=timeout, **kwargs)
+                response = await self.session.request(method, url, timeout=timeout, **kwargs)
             except _NO_ANSWER as exc:
                 delay = retries.after_fault(time_left=deadline - self._clock())
                 if delay is None:
