@@ -12,6 +12,8 @@ from types import SimpleNamespace
 import aiohttp
 import pytest
 from flask import Flask, jsonify
+from helpers import fast_settings, serve_wsgi
+from test_client_live import plain_app, unused_loopback_port
 
 from client import (
     AsyncVideoTranslationClient,
@@ -24,8 +26,6 @@ from client import (
     ServerUnreachableError,
     WaitTimeout,
 )
-from helpers import fast_settings, serve_wsgi
-from test_client_live import plain_app, unused_loopback_port
 
 pytestmark = pytest.mark.asyncio
 QUICK_RETRY = RetryPolicy(max_retries=2, backoff_factor=0.01, backoff_max=0.05)
