@@ -179,11 +179,9 @@ async def _wait_async(url: str, ids: list[str], strategy: str, counter: _Counter
 
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(on_start)
-    session = aiohttp.ClientSession(trace_configs=[trace],
-                                    connector=aiohttp.TCPConnector(limit=0, limit_per_host=0))
     policy = PollingPolicy.fixed(1.0) if strategy == "fixed-async" else None
     seen = []
-    async with session, AsyncVideoTranslationClient(url, session=session, policy=policy) as api:
+    async with AsyncVideoTranslationClient(url, policy=policy, trace_configs=[trace]) as api:
         api.use_event_stream = strategy == "stream-async"
         async for status in api.as_completed(ids, timeout=timeout):
             seen.append(_record(status))
