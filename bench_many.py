@@ -25,8 +25,9 @@ moment), then waits for them all with one strategy:
 Figures per run: requests per job (status requests plus stream connections, divided by jobs);
 detection delay (the moment the client yields a job's final status minus its ``finished_at``;
 one machine, one clock) at p50/p99/max; client CPU seconds and peak RSS (the client process, wait
-phase for CPU; RSS with what it had when forked, shown beside it); server CPU seconds (master and worker, wait phase) and peak RSS (sampled every
-0.1 s). Markdown on stdout, JSON and a PNG on request. A missed target is reported, never raised.
+phase for CPU; RSS with what it had when forked, shown beside it); server CPU seconds (master and
+worker, wait phase) and peak RSS (sampled every 0.1 s). Markdown on stdout, JSON and a PNG on
+request. A missed target is reported, never raised.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
@@ -88,6 +88,9 @@ from client_core import (
     scaled_jitter,
 )
 from many_jobs import unique_job_ids
+
+if TYPE_CHECKING:  # imported on first use at run time (see __getattr__ below)
+    from async_client import AsyncVideoTranslationClient
 
 __all__ = [
     "DEFAULT_BASE_URL",
