@@ -7,6 +7,7 @@ plain line per job as it ends and a summary line. ``client.main`` calls :func:`r
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from typing import IO, Any
 
@@ -24,8 +25,10 @@ class ManyProgress:
         self.total, self.stream = total, stream
         self.completed = self.failed = 0
         self.tty = stream.isatty()
-        self.bar: Any = tqdm(total=total, file=stream, unit="job", dynamic_ncols=True,
-                             disable=not self.tty) if self.tty else None
+        # shutil falls back to 80 columns where the terminal reports 0 (a pty without a size),
+        # which would leave tqdm drawing nothing at all.
+        self.bar: Any = tqdm(total=total, file=stream, unit="job",
+                             ncols=shutil.get_terminal_size().columns) if self.tty else None
         self._show()
 
     @property

@@ -620,6 +620,8 @@ def main(argv: list[str] | None = None) -> int:
         with VideoTranslationClient(args.base_url, args.username, args.password,
                                     policy=policy) as api:
             if args.count is not None or len(args.job_id or ()) > 1:
+                if not args.verbose:  # one display, not a log line per started job
+                    handlers[0].setLevel(logging.WARNING)
                 job_ids = list(args.job_id or ())
                 if args.count:
                     job_ids += api.start_jobs(args.count, delay=args.delay, outcome=args.outcome)
