@@ -75,8 +75,14 @@ class SSEParser:
         events: list[SSEEvent] = []
         start = 0
         length = len(text)
+        # Next CR and LF at or after start; searched again only once passed (an event stream
+        # usually has no CR at all, and one scan per line to the end would be quadratic).
+        cr, lf = text.find("\r"), text.find("\n")
         while True:
-            cr, lf = text.find("\r", start), text.find("\n", start)
+            if 0 <= cr < start:
+                cr = text.find("\r", start)
+            if 0 <= lf < start:
+                lf = text.find("\n", start)
             if cr < 0 and lf < 0:
                 break
             end = lf if cr < 0 or (0 <= lf < cr) else cr

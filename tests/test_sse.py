@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from sse import SSEEvent, SSEParser
@@ -92,3 +92,18 @@ def test_resume_id_is_seeded():
     """A parser for a resumed stream starts from the id it resumes after."""
     parser = SSEParser("41")
     assert parser.feed(b"data: x\n\n")[0].last_event_id == "41"
+
+
+@given(st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=12, max_size=12),
+       st.integers(min_value=1, max_value=40))
+def test_mixed_line_endings_in_one_stream(endings, size):
+    """Every line may end differently (LF, CRLF, CR), in chunks of any size: same events."""
+    lines = ["retry: 5", "", "data: a", "data: b", "", "id: 3", "event: status", "data: c", "",
+             ": ping", "data: d", ""]
+    for i in range(len(lines) - 1):  # CR then an empty line ending in LF is a CRLF: one line end
+        assume(not (endings[i] == "\r" and lines[i + 1] == "" and endings[i + 1] == "\n"))
+    stream = "".join(line + end for line, end in zip(lines, endings, strict=True)).encode()
+    events, parser = parse(*(stream[i:i + size] for i in range(0, len(stream), size)))
+    assert [(e.event, e.data, e.last_event_id) for e in events] == [
+        ("message", "a\nb", ""), ("status", "c", "3"), ("message", "d", "3")]
+    assert parser.retry == 5 and parser.comments == 1
