@@ -18,6 +18,7 @@ No sockets, no clock: the transports pass the time in. All durations are in seco
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import logging
@@ -157,6 +158,8 @@ class ManyJobs:
         """Record a status of a pending job; returns it if it is final (and newly so)."""
         if job_id not in self.pending:
             return None  # not ours, or already ended: a duplicate final is dropped here
+        if status.job_id != job_id:  # a document without the id, or with it in another form
+            status = dataclasses.replace(status, job_id=job_id)
         if not status.done:
             self.pending[job_id] = status
             return None

@@ -204,3 +204,10 @@ def test_job_wait_mirrors_the_single_wait():
     wait.long_poll_for(100)
     assert wait.out_of_attempts
     assert wait.on_answer(status("a"), asked_wait=None, sent_at=0, received_at=0) is None
+
+
+def test_a_status_without_the_id_is_filed_under_the_id_asked_for():
+    """A per-job answer whose document lacks the id still ends the job it was asked for."""
+    batch = ManyJobs(["a"])
+    ended = batch.on_status("a", JobStatus(job_id=None, result=JobResult.COMPLETED))
+    assert ended is not None and ended.job_id == "a" and batch.results()["a"] is ended
