@@ -33,6 +33,8 @@ __all__ = [
     "JobStore",
     "MemoryJobStore",
     "StoreFullError",
+    "StoreUnavailableError",
+    "open_store",
 ]
 
 logger = logging.getLogger("server")
@@ -60,6 +62,16 @@ class StoreFullError(RuntimeError):
         super().__init__(f"too many live jobs; a slot frees in {retry_after} s")
         self.retry_after = retry_after
 
+
+class StoreUnavailableError(RuntimeError):
+    """The store cannot answer now (Redis unreachable or timing out); try again in ``retry_after``.
+
+    The HTTP layer answers 503 with ``Retry-After``; the store recovers by itself.
+    """
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -421,3 +433,25 @@ class MemoryJobStore(JobStore):
             if job.result is JobResult.ERROR:
                 doc["error"] = JOB_ERROR_MESSAGE
         return doc
+
+
+def open_store(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
+) -> JobStore:
+    """The store ``settings.job_store`` names: ``memory``, or Redis at a URL (imported only then).
+
+    A Redis store keeps every time on ``wall_clock``, the clock its processes share; ``clock`` is
+    the memory store's.
+
+    Raises:
+        StoreUnavailableError: Redis cannot be reached (the message masks the URL's password).
+    """
+    if settings.job_store == "memory":
+        return MemoryJobStore(settings, clock=clock, wall_clock=wall_clock)
+    # Imported only here: the redis package is needed only for this store.
+    from redis_store import RedisJobStore
+
+    return RedisJobStore(settings, wall_clock=wall_clock)

@@ -64,8 +64,9 @@ from job_store import (
     JOB_ERROR_MESSAGE,
     JobResult,
     JobStore,
-    MemoryJobStore,
     StoreFullError,
+    StoreUnavailableError,
+    open_store,
 )
 from server_settings import DEFAULT_ENV_FILE, OPTIONS, ConfigError, Settings
 
@@ -168,19 +169,22 @@ def create_app(
 
     Args:
         settings: the behaviour; ``None`` reads ``Settings.from_env()``.
-        clock: monotonic seconds for the store (tests pass a fake one).
-        wall_clock: Unix seconds for ``created_at`` / ``finished_at``.
+        clock: monotonic seconds for the memory store (tests pass a fake one).
+        wall_clock: Unix seconds for ``created_at`` / ``finished_at``; the Redis store's only clock.
         start_worker: start the timer thread; tests with a fake clock pass ``False`` and call
             ``app.extensions["job_store"].process_due()`` instead.
 
     Returns:
         The app. Its store is ``app.extensions["job_store"]``; call its ``shutdown()`` when done.
+
+    Raises:
+        StoreUnavailableError: ``JOB_STORE`` names a Redis that cannot be reached.
     """
     settings = Settings.from_env() if settings is None else settings
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    store = MemoryJobStore(settings, clock=clock, wall_clock=wall_clock)
+    store = open_store(settings, clock=clock, wall_clock=wall_clock)
     app.extensions["job_store"] = store
     app.extensions["video_translation"] = store
     # Seeded like the job store but a separate stream, so faults do not shift job outcomes.
@@ -222,6 +226,12 @@ def create_app(
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Response:
         return _error_response(error.status, error.code, error.message, error.headers)
+
+    @app.errorhandler(StoreUnavailableError)
+    def _store_unavailable(error: StoreUnavailableError) -> Response:
+        logger.warning("%s %s: %s", request.method, request.path, error)
+        headers = {"Retry-After": str(error.retry_after)}
+        return _error_response(503, "service_unavailable", "job store unavailable; retry later", headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
@@ -577,7 +587,8 @@ def _build_parser() -> argparse.ArgumentParser:
             "Each setting is also read from the environment and from a .env file next to the "
             "server (the environment wins; flags win over both). Credentials come only from "
             "the environment or .env, never from flags (they would show in `ps`): "
-            "API_USERNAME, API_PASSWORD. A bad setting exits with status 2."
+            "API_USERNAME, API_PASSWORD, and JOB_STORE (memory, or a redis:// URL that may carry "
+            "a password). A bad setting exits with status 2."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -735,7 +746,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except StoreUnavailableError as exc:  # its message names JOB_STORE, password masked
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     store: JobStore = app.extensions["job_store"]
     # Exits 1 if it cannot bind.
     server = make_server(args.host, args.port, app, threaded=True, request_handler=_RequestHandler)

@@ -30,6 +30,12 @@ import server
 HEX_ID = "0123456789abcdef0123456789abcdef"
 
 
+@pytest.fixture(params=["memory", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every test here that builds an app runs on both stores: one interface, one behaviour."""
+    return request.param
+
+
 def basic(user: str | bytes, password: str | bytes) -> str:
     """An ``Authorization`` header value for HTTP Basic."""
     raw = (user if isinstance(user, bytes) else user.encode()) + b":"

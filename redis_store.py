@@ -1,0 +1,579 @@
+"""The job store on Redis: every worker and every host of one service sees the same jobs.
+
+Usage::
+
+    JOB_STORE=redis://127.0.0.1:6379/0 python server.py --workers 2
+    store = RedisJobStore(Settings(job_store="redis://127.0.0.1:6379/0"))
+    doc, created = store.start(delay=5)
+
+It behaves exactly like :class:`job_store.MemoryJobStore` behind the API (the same test suite runs
+on both). Every time is Unix seconds from ``wall_clock``, the clock that all processes and hosts
+share; all durations are in seconds.
+
+Key layout (prefix ``vt:``, configurable; ``<id>`` is a job id):
+
+===================  ==========  ==================================================================
+key                  type        holds
+===================  ==========  ==================================================================
+``vt:job:<id>``      hash        ``job_id created_at started due outcome eta_factor key result
+                                 finished_at default``; expires ``BACKSTOP`` s after it should be
+                                 forgotten (Redis forgets it even when no server runs)
+``vt:due``           sorted set  pending job ids scored by due time: the timer's work list
+``vt:expiry``        sorted set  finished job ids scored by the time they are forgotten
+                                 (``finished_at + JOB_TTL``); the default job is never in it
+``vt:idem:<key>``    string      the job id an ``Idempotency-Key`` started; same expiry as the job
+``vt:default``       string      the default job's id (``GET /status``); no expiry
+``vt:final``         channel     pub/sub: the id of each job that just became final
+===================  ==========  ==================================================================
+
+``MAX_JOBS`` accounting is ``ZCARD vt:due + ZCARD vt:expiry`` (minus the default job while it is
+pending): no counter to drift. Every change is one Lua script, so it is atomic with respect to every
+other client: starting (evict what expired, replay an idempotency key or the default job, check
+``MAX_JOBS``, create), reading one job (finish it if due, forget it if expired), and the timer's
+batch (finish due jobs, forget expired ones). A job is finished only by the script call that finds
+it ``pending`` in ``vt:due`` and removes it, so with any number of workers running the timer, each
+job changes once and one process reports the change to its listeners. A job finished more than
+``LATE_FINISH`` seconds after its due time (no server ran then, e.g. across a restart) gets its due
+time as ``finished_at``, not the moment it was noticed.
+
+Each process holds one pub/sub connection (a thread, or a greenlet under gevent) subscribed to
+``vt:final``; it wakes this process's long-polls on that job, whichever worker or host finished it.
+Waiters hold no connection while they wait. When Redis is lost, calls raise
+:class:`job_store.StoreUnavailableError` (the API answers 503) within the socket timeouts, held
+long-polls are woken and answered the same way, and every connection reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from job_store import (
+    FINAL_RESULTS,
+    JOB_ERROR_MESSAGE,
+    JobEvent,
+    JobResult,
+    JobStore,
+    StoreFullError,
+    StoreUnavailableError,
+)
+from server_settings import Settings, mask_url
+
+__all__ = ["DEFAULT_PREFIX", "RedisJobStore"]
+
+logger = logging.getLogger("server")
+
+#: Prefix of every key this store uses.
+DEFAULT_PREFIX = "vt:"
+#: A job finished later than this after its due time is reported finished at its due time.
+LATE_FINISH = 1.0
+#: Redis expires a job's keys this long after the store should have forgotten it (a backstop
+#: for jobs no server is left to forget); the timer forgets them on time.
+BACKSTOP = 60.0
+#: Longest sleep of the timer: bounds how late a job is finished when the worker that started it
+#: (and would have woken its own timer) died.
+TIMER_MAX_SLEEP = 1.0
+#: Most jobs one timer script finishes (and forgets) at once, so Redis never stalls long.
+BATCH = 500
+#: Socket timeouts: no request waits on a lost Redis much past these (one retry included).
+SOCKET_TIMEOUT = 2.0
+CONNECT_TIMEOUT = 1.0
+#: Pause between reconnection attempts of the pub/sub listener and the timer.
+RECONNECT_PAUSE = 0.5
+
+# Shared by every script. ARGV: prefix, now (Unix s, as text), JOB_TTL, LATE_FINISH, BACKSTOP ms.
+_LUA_PRELUDE = """
+local P = ARGV[1]
+local NOW_S = ARGV[2]
+local NOW = tonumber(NOW_S)
+local TTL = tonumber(ARGV[3])
+local LATE = tonumber(ARGV[4])
+local MARGIN = tonumber(ARGV[5])
+local DUE = P .. 'due'
+local EXPIRY = P .. 'expiry'
+local FIELDS = {'job_id', 'created_at', 'started', 'due', 'outcome', 'eta_factor', 'key',
+                'result', 'finished_at', 'default'}
+
+local function job_key(id) return P .. 'job:' .. id end
+
+local function read(id)
+  local f = redis.call('HMGET', job_key(id), unpack(FIELDS))
+  if not f[1] then return false end
+  return f
+end
+
+-- Redis forgets the job's keys MARGIN ms after the store should have (a backstop).
+local function keep(id, key, seconds)
+  local ms = math.max(math.floor(seconds * 1000 + MARGIN), 1)
+  redis.call('PEXPIRE', job_key(id), ms)
+  if key then redis.call('PEXPIRE', P .. 'idem:' .. key, ms) end
+end
+
+-- Finishes one job if it is pending and due: the only place a job becomes final.
+local function finish(id, events)
+  local k = job_key(id)
+  local j = redis.call('HMGET', k, 'result', 'due', 'outcome', 'default', 'key')
+  if j[1] ~= 'pending' then redis.call('ZREM', DUE, id) return end
+  local due = tonumber(j[2])
+  if due > NOW then return end
+  local fin = NOW_S
+  if NOW - due > LATE then fin = j[2] end
+  redis.call('HSET', k, 'result', j[3], 'finished_at', fin)
+  redis.call('ZREM', DUE, id)
+  if j[4] ~= '1' then
+    local forget_at = tonumber(fin) + TTL
+    redis.call('ZADD', EXPIRY, string.format('%.6f', forget_at), id)
+    keep(id, j[5], forget_at - NOW)
+  end
+  redis.call('PUBLISH', P .. 'final', id)
+  events[#events + 1] = {j[3], read(id)}
+end
+
+-- Forgets one finished job and its idempotency key.
+local function evict(id, events)
+  local f = read(id)
+  redis.call('ZREM', EXPIRY, id)
+  if not f then return end
+  redis.call('DEL', job_key(id))
+  if f[7] and redis.call('GET', P .. 'idem:' .. f[7]) == id then
+    redis.call('DEL', P .. 'idem:' .. f[7])
+  end
+  events[#events + 1] = {'evicted', f}
+end
+
+local function first_score(key)
+  return redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2] or false
+end
+"""
+
+# ARGV 6..: id, created_at, due, outcome, eta_factor, idempotency key ('' for none),
+# default ('1' or '0'), MAX_JOBS. Returns {tag, fields, events, fields at creation}.
+_LUA_START = _LUA_PRELUDE + """
+local events = {}
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', NOW_S)) do evict(old, events) end
+local id, key, default = ARGV[6], ARGV[11], ARGV[12]
+local found = false
+if default == '1' then found = redis.call('GET', P .. 'default')
+elseif key ~= '' then found = redis.call('GET', P .. 'idem:' .. key) end
+if found and redis.call('EXISTS', job_key(found)) == 1 then
+  finish(found, events)
+  return {'replay', read(found), events}
+end
+if default ~= '1' then
+  local def = redis.call('GET', P .. 'default')
+  local live = redis.call('ZCARD', DUE) + redis.call('ZCARD', EXPIRY)
+  if def and redis.call('ZSCORE', DUE, def) then live = live - 1 end
+  if live >= tonumber(ARGV[13]) then
+    local first_due = false
+    local pairs_ = redis.call('ZRANGE', DUE, 0, 1, 'WITHSCORES')
+    for i = 1, #pairs_, 2 do
+      if pairs_[i] ~= def then first_due = pairs_[i + 1] break end
+    end
+    return {'full', {first_score(EXPIRY), first_due}, events}
+  end
+end
+local fields = {'job_id', id, 'created_at', ARGV[7], 'started', NOW_S, 'due', ARGV[8],
+                'outcome', ARGV[9], 'eta_factor', ARGV[10], 'result', 'pending'}
+if key ~= '' then
+  fields[#fields + 1] = 'key'
+  fields[#fields + 1] = key
+  redis.call('SET', P .. 'idem:' .. key, id)
+end
+if default == '1' then
+  fields[#fields + 1] = 'default'
+  fields[#fields + 1] = '1'
+  redis.call('SET', P .. 'default', id)
+end
+redis.call('HSET', job_key(id), unpack(fields))
+redis.call('ZADD', DUE, ARGV[8], id)
+if default ~= '1' then
+  if key == '' then key = false end
+  keep(id, key, tonumber(ARGV[8]) - NOW + TTL)
+end
+local created = read(id)
+finish(id, events)
+return {'created', read(id), events, created}
+"""
+
+# ARGV 6: job id. Returns {fields or false, events}.
+_LUA_STATUS = _LUA_PRELUDE + """
+local id = ARGV[6]
+local events = {}
+local f = read(id)
+if not f then return {false, events} end
+if f[8] == 'pending' then
+  finish(id, events)
+  f = read(id)
+else
+  local at = redis.call('ZSCORE', EXPIRY, id)
+  if at and tonumber(at) <= NOW then
+    evict(id, events)
+    return {false, events}
+  end
+end
+return {f, events}
+"""
+
+# ARGV 6: batch size. Returns {events, more (1 when a batch was full), first due, first expiry}.
+_LUA_ADVANCE = _LUA_PRELUDE + """
+local limit = tonumber(ARGV[6])
+local events = {}
+local due = redis.call('ZRANGEBYSCORE', DUE, '-inf', NOW_S, 'LIMIT', 0, limit)
+for _, id in ipairs(due) do finish(id, events) end
+local old = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', NOW_S, 'LIMIT', 0, limit)
+for _, id in ipairs(old) do evict(id, events) end
+local more = 0
+if #due == limit or #old == limit then more = 1 end
+return {events, more, first_score(DUE), first_score(EXPIRY)}
+"""
+
+# Returns the number of live jobs, the default one included.
+_LUA_LEN = """
+local P = ARGV[1]
+local n = redis.call('ZCARD', P .. 'due') + redis.call('ZCARD', P .. 'expiry')
+local def = redis.call('GET', P .. 'default')
+if def and redis.call('EXISTS', P .. 'job:' .. def) == 1
+   and not redis.call('ZSCORE', P .. 'due', def) then n = n + 1 end
+return n
+"""
+
+_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
+
+
+class RedisJobStore(JobStore):
+    """Jobs in Redis, shared by every process given the same URL (and prefix).
+
+    Args:
+        settings: delays, error rate, limits; ``settings.job_store`` is the Redis URL.
+        wall_clock: Unix seconds, for every time (due times too: processes share this clock).
+        prefix: prefix of every key, so that several services can share one Redis database.
+
+    Raises:
+        StoreUnavailableError: Redis cannot be reached; the message names ``JOB_STORE`` with its
+            password masked.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        prefix: str = DEFAULT_PREFIX,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.default_job_id: str | None = None
+        self._clock = wall_clock
+        self._prefix = prefix
+        self._where = f"JOB_STORE {mask_url(settings.job_store)}"
+        self._rng = random.Random(settings.seed)
+        self._lock = threading.Lock()
+        self._waiting: dict[str, set[threading.Event]] = {}  # job id -> this process's waiters
+        self._waiters = 0
+        self._stopping = threading.Event()
+        self._wake_timer = threading.Event()
+        self._next_wake = math.inf
+        self._timer: threading.Thread | None = None
+        self._control = f"{prefix}control:{uuid.uuid4().hex}"  # shutdown() wakes the listener
+        self._lost = False
+        self._redis = redis.Redis.from_url(
+            settings.job_store,
+            decode_responses=True,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        )
+        self._start_script = self._redis.register_script(_LUA_START)
+        self._status_script = self._redis.register_script(_LUA_STATUS)
+        self._advance_script = self._redis.register_script(_LUA_ADVANCE)
+        self._len_script = self._redis.register_script(_LUA_LEN)
+        try:
+            self._redis.ping()
+            self._pubsub = self._subscribe()
+        except _UNAVAILABLE as exc:
+            self._redis.close()
+            raise StoreUnavailableError(f"{self._where} unreachable: {exc}") from exc
+        self._listener = threading.Thread(
+            target=self._listen, name="job-store-listener", daemon=True
+        )
+        self._listener.start()
+
+    # public API
+
+    def start(
+        self,
+        *,
+        delay: float | None = None,
+        outcome: JobResult | None = None,
+        idempotency_key: str | None = None,
+        default: bool = False,
+    ) -> tuple[dict[str, Any], bool]:
+        """See :meth:`JobStore.start`."""
+        settings = self.settings
+        with self._lock:
+            state = self._rng.getstate()
+            # Always draw all three, so a fixed delay or outcome keeps the SEED sequence in step.
+            drawn_delay = self._rng.uniform(settings.min_delay, settings.max_delay)
+            fails = self._rng.random() < settings.error_probability
+            noise = self._rng.uniform(-settings.eta_noise, settings.eta_noise)
+        if outcome is None:
+            outcome = JobResult.ERROR if fails else JobResult.COMPLETED
+        now = self._clock()
+        due = now + (drawn_delay if delay is None else delay)
+        job_id = uuid.uuid4().hex
+        reply = self._call(
+            self._start_script, now, job_id, repr(now), repr(due), outcome.value,
+            repr(1.0 + noise), idempotency_key or "", "1" if default else "0", settings.max_jobs,
+        )  # fmt: skip
+        tag = reply[0]
+        events = self._events(reply[2], now)
+        if tag == "full":
+            self._publish(events)
+            first_expiry, first_due = reply[1]
+            candidates = [float(first_expiry)] if first_expiry else []
+            if first_due:
+                candidates.append(float(first_due) + settings.job_ttl)
+            raise StoreFullError(max(1, math.ceil(min(candidates, default=now + 1) - now)))
+        fields = reply[1]
+        if tag == "created":
+            fate = f"started (delay {due - now:.3f} s, fated {outcome.value})"
+            started = JobEvent(job_id, "started", self._document(reply[3], now), fate)
+            events.insert(0, started)
+            if due < self._next_wake:  # this process's timer sleeps until a later time
+                self._wake_timer.set()
+        else:
+            with self._lock:  # a replay creates nothing, so it draws nothing
+                self._rng.setstate(state)
+        if default:
+            self.default_job_id = fields[0]
+        self._publish(events)
+        return self._document(fields, now), tag == "created"
+
+    def status(self, job_id: str) -> dict[str, Any] | None:
+        """Returns the job's status document, or ``None`` for an unknown (or forgotten) job."""
+        now = self._clock()
+        fields, raw_events = self._call(self._status_script, now, job_id)
+        self._publish(self._events(raw_events, now))
+        return None if not fields else self._document(fields, now)
+
+    def wait(self, job_id: str, timeout: float) -> tuple[dict[str, Any] | None, bool]:
+        """See :meth:`JobStore.wait`; a finish by any process wakes this one's waiters at once."""
+        if timeout <= 0 or self._stopping.is_set():
+            return self.status(job_id), False
+        event = threading.Event()
+        with self._lock:
+            if self._waiters >= self.settings.max_waiters:
+                logger.debug("%d waiters already; answering at once", self._waiters)
+                event = None
+            else:
+                self._waiters += 1
+                self._waiting.setdefault(job_id, set()).add(event)
+        if event is None:
+            return self.status(job_id), False
+        try:
+            # Registered before the first read, so a finish between the two still wakes us.
+            doc = self.status(job_id)
+            if doc is None or JobResult(doc["result"]) in FINAL_RESULTS:
+                return doc, False
+            deadline = time.monotonic() + timeout
+            while not self._stopping.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not event.wait(remaining):
+                    break
+                event.clear()  # woken: final, or a reconnect that may have missed the news
+                doc = self.status(job_id)
+                if doc is None or JobResult(doc["result"]) in FINAL_RESULTS:
+                    return doc, True
+            return self.status(job_id), True
+        finally:
+            with self._lock:
+                self._waiters -= 1
+                events = self._waiting.get(job_id)
+                if events is not None:
+                    events.discard(event)
+                    if not events:
+                        del self._waiting[job_id]
+
+    def process_due(self) -> int:
+        """Finishes the jobs that are due and forgets the expired ones; returns how many changed."""
+        changed = 0
+        while True:
+            count, more, _ = self._advance()
+            changed += count
+            if not more:
+                return changed
+
+    @property
+    def waiters(self) -> int:
+        """How many requests this process holds by long-poll right now."""
+        with self._lock:
+            return self._waiters
+
+    def __len__(self) -> int:
+        return int(self._guard(self._len_script, keys=[], args=[self._prefix]))
+
+    def start_worker(self) -> None:
+        """Starts the timer thread; every process may run one, each job still finishes once."""
+        with self._lock:
+            if self._timer is not None or self._stopping.is_set():
+                return
+            self._timer = threading.Thread(target=self._run, name="job-timer", daemon=True)
+        self._timer.start()
+
+    def shutdown(self) -> None:
+        """Stops the timer and the listener (joins both) and releases every held request."""
+        self._stopping.set()
+        self._wake_timer.set()
+        self._wake_all()
+        try:
+            self._redis.publish(self._control, "stop")  # ends the listener's read at once
+        except redis.RedisError:
+            pass  # the listener is then between reconnection attempts, and sees the stop flag
+        for thread in (self._timer, self._listener):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=SOCKET_TIMEOUT + RECONNECT_PAUSE + 1)
+        self._redis.close()
+
+    # internals
+
+    def _call(self, script: Any, now: float, *args: Any) -> Any:
+        settings = self.settings
+        return self._guard(script, keys=[], args=[
+            self._prefix, repr(now), repr(settings.job_ttl), repr(LATE_FINISH),
+            int(BACKSTOP * 1000), *args])  # fmt: skip
+
+    def _guard(self, script: Any, **kwargs: Any) -> Any:
+        try:
+            return script(**kwargs)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"{self._where} unavailable: {exc}") from exc
+        except redis.ResponseError as exc:
+            if "LOADING" in str(exc) or "BUSY" in str(exc):  # Redis restarting, reading its AOF
+                raise StoreUnavailableError(f"{self._where} not ready: {exc}") from exc
+            raise
+
+    def _advance(self) -> tuple[int, bool, float]:
+        """One timer batch; returns (changes, whether more is due now, next deadline)."""
+        now = self._clock()
+        raw_events, more, first_due, first_expiry = self._call(self._advance_script, now, BATCH)
+        events = self._events(raw_events, now)
+        self._publish(events)
+        deadlines = [float(s) for s in (first_due, first_expiry) if s]
+        return len(events), bool(more), min(deadlines, default=math.inf)
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stopping.is_set():
+            self._wake_timer.clear()
+            try:
+                _, more, deadline = self._advance()
+            except StoreUnavailableError as exc:
+                if not failing:
+                    logger.warning("timer: %s; retrying every %.1f s", exc, RECONNECT_PAUSE)
+                failing = True
+                self._stopping.wait(RECONNECT_PAUSE)
+                continue
+            except Exception:  # a bug must not stop the timer for good
+                logger.exception("timer batch failed")
+                self._stopping.wait(RECONNECT_PAUSE)
+                continue
+            if failing:
+                logger.info("timer: %s reachable again", self._where)
+                failing = False
+            if more:
+                continue
+            self._next_wake = deadline
+            pause = min(max(deadline - self._clock(), 0.0), TIMER_MAX_SLEEP)
+            self._wake_timer.wait(pause)
+            self._next_wake = math.inf
+
+    def _subscribe(self) -> redis.client.PubSub:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(f"{self._prefix}final", self._control)
+        return pubsub
+
+    def _listen(self) -> None:
+        """Wakes this process's waiters on each job that became final; reconnects by itself."""
+        pubsub: redis.client.PubSub | None = self._pubsub
+        final = f"{self._prefix}final"
+        while not self._stopping.is_set():
+            try:
+                if pubsub is None:
+                    pubsub = self._subscribe()
+                    if self._lost:
+                        logger.info("%s reachable again", self._where)
+                        self._lost = False
+                    self._wake_all()  # news sent while we were away is lost: recheck
+                message = pubsub.get_message(timeout=TIMER_MAX_SLEEP)
+                if message is not None and message["channel"] == final:
+                    self._wake(message["data"])
+            except (redis.RedisError, OSError) as exc:
+                if not self._lost:
+                    logger.warning("%s lost (%s); reconnecting", self._where, exc)
+                    self._lost = True
+                self._wake_all()  # held long-polls recheck, and answer 503 while Redis is away
+                if pubsub is not None:
+                    self._close(pubsub)
+                    pubsub = None
+                self._stopping.wait(RECONNECT_PAUSE)
+        if pubsub is not None:
+            self._close(pubsub)
+
+    @staticmethod
+    def _close(pubsub: redis.client.PubSub) -> None:
+        try:
+            pubsub.close()
+        except (redis.RedisError, OSError):
+            pass
+
+    def _wake(self, job_id: str) -> None:
+        with self._lock:
+            events = list(self._waiting.get(job_id, ()))
+        for event in events:
+            event.set()
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            events = [event for waiting in self._waiting.values() for event in waiting]
+        for event in events:
+            event.set()
+
+    def _events(self, raw: Sequence[Any], now: float) -> list[JobEvent]:
+        events = []
+        for kind, fields in raw:
+            detail = f"error: {JOB_ERROR_MESSAGE}" if kind == JobResult.ERROR.value else ""
+            events.append(JobEvent(fields[0], kind, self._document(fields, now), detail))
+            if kind in (JobResult.COMPLETED.value, JobResult.ERROR.value):
+                self._wake(fields[0])  # this process's waiters need not wait for pub/sub
+        return events
+
+    @staticmethod
+    def _document(fields: Sequence[Any], now: float) -> dict[str, Any]:
+        """The status document from a job's hash fields (the order of the scripts' FIELDS)."""
+        job_id, created_at, started, due, _, eta_factor, _, result, finished_at, _ = fields
+        doc: dict[str, Any] = {"job_id": job_id, "result": result}
+        if result == JobResult.PENDING.value:
+            started_at, due_at = float(started), float(due)
+            duration = due_at - started_at  # 0 only for the "started" event of a 0 s job
+            elapsed = max(now - started_at, 0.0)
+            doc["progress"] = min(round(elapsed / duration, 3), 0.999) if duration > 0 else 0.0
+            doc["created_at"] = float(created_at)
+            doc["eta_seconds"] = round(float(eta_factor) * (due_at - now), 3)
+        else:
+            doc["progress"] = 1.0
+            doc["created_at"] = float(created_at)
+            doc["finished_at"] = float(finished_at)
+            if result == JobResult.ERROR.value:
+                doc["error"] = JOB_ERROR_MESSAGE
+        return doc
