@@ -68,7 +68,7 @@ from job_store import (
     StoreUnavailableError,
     open_store,
 )
-from server_settings import DEFAULT_ENV_FILE, OPTIONS, ConfigError, Settings
+from server_settings import DEFAULT_ENV_FILE, OPTIONS, ConfigError, Settings, mask_url
 
 try:  # optional: without PyYAML, /openapi.json is a 404 and /openapi.yaml still answers
     import yaml
@@ -756,7 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = make_server(args.host, args.port, app, threaded=True, request_handler=_RequestHandler)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     auth = f"user {settings.api_username!r}" if settings.auth_enabled else "off"
-    logger.info("settings: %r; auth %s", settings, auth)
+    logger.info("settings: %r; auth %s; store %s", settings, auth, mask_url(settings.job_store))
     print(LISTENING_LINE.format(url=f"http://{args.host}:{server.port}"), flush=True)
     try:
         server.serve_forever()  # returns on Ctrl+C
