@@ -23,7 +23,8 @@ key                  type        holds
                                  (``finished_at + JOB_TTL``); the default job is never in it
 ``vt:idem:<key>``    string      the job id an ``Idempotency-Key`` started; same expiry as the job
 ``vt:default``       string      the default job's id (``GET /status``); no expiry
-``vt:final``         channel     pub/sub: the id of each job that just became final
+``vt:final``         channel     pub/sub: ``<id> <fields as JSON>`` of each job that just became
+                                 final (a woken long-poll answers from it, no read needed)
 ===================  ==========  ==================================================================
 
 ``MAX_JOBS`` accounting is ``ZCARD vt:due + ZCARD vt:expiry`` (minus the default job while it is
@@ -45,6 +46,8 @@ long-polls are woken and answered the same way, and every connection reconnects 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
 import random
@@ -88,6 +91,10 @@ BATCH = 500
 #: Socket timeouts: no request waits on a lost Redis much past these (one retry included).
 SOCKET_TIMEOUT = 2.0
 CONNECT_TIMEOUT = 1.0
+#: Most Redis connections of one process (the pub/sub one included); a request waits up to
+#: SOCKET_TIMEOUT for a free one. Waiters hold none while they wait, so 10,000 held long-polls
+#: that all end at once queue here instead of opening 10,000 connections.
+MAX_CONNECTIONS = 64
 #: Pause between reconnection attempts of the pub/sub listener and the timer.
 RECONNECT_PAUSE = 0.5
 
@@ -135,8 +142,9 @@ local function finish(id, events)
     redis.call('ZADD', EXPIRY, string.format('%.6f', forget_at), id)
     keep(id, j[5], forget_at - NOW)
   end
-  redis.call('PUBLISH', P .. 'final', id)
-  events[#events + 1] = {j[3], read(id)}
+  local f = read(id)
+  redis.call('PUBLISH', P .. 'final', id .. ' ' .. cjson.encode(f))
+  events[#events + 1] = {j[3], f}
 end
 
 -- Forgets one finished job and its idempotency key.
@@ -250,6 +258,14 @@ return n
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
 
 
+@dataclasses.dataclass(eq=False, slots=True)
+class _Waiter:
+    """One held long-poll: woken with the final document, or without one (recheck)."""
+
+    event: threading.Event = dataclasses.field(default_factory=threading.Event)
+    doc: dict[str, Any] | None = None
+
+
 class RedisJobStore(JobStore):
     """Jobs in Redis, shared by every process given the same URL (and prefix).
 
@@ -278,7 +294,7 @@ class RedisJobStore(JobStore):
         self._where = f"JOB_STORE {mask_url(settings.job_store)}"
         self._rng = random.Random(settings.seed)
         self._lock = threading.Lock()
-        self._waiting: dict[str, set[threading.Event]] = {}  # job id -> this process's waiters
+        self._waiting: dict[str, set[_Waiter]] = {}  # job id -> this process's held long-polls
         self._waiters = 0
         self._stopping = threading.Event()
         self._wake_timer = threading.Event()
@@ -286,14 +302,17 @@ class RedisJobStore(JobStore):
         self._timer: threading.Thread | None = None
         self._control = f"{prefix}control:{uuid.uuid4().hex}"  # shutdown() wakes the listener
         self._lost = False
-        self._redis = redis.Redis.from_url(
+        self._pool = redis.BlockingConnectionPool.from_url(
             settings.job_store,
+            max_connections=MAX_CONNECTIONS,
+            timeout=SOCKET_TIMEOUT,
             decode_responses=True,
             socket_timeout=SOCKET_TIMEOUT,
             socket_connect_timeout=CONNECT_TIMEOUT,
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
             retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         )
+        self._redis = redis.Redis(connection_pool=self._pool)
         self._start_script = self._redis.register_script(_LUA_START)
         self._status_script = self._redis.register_script(_LUA_STATUS)
         self._advance_script = self._redis.register_script(_LUA_ADVANCE)
@@ -302,7 +321,7 @@ class RedisJobStore(JobStore):
             self._redis.ping()
             self._pubsub = self._subscribe()
         except _UNAVAILABLE as exc:
-            self._redis.close()
+            self._pool.disconnect()
             raise StoreUnavailableError(f"{self._where} unreachable: {exc}") from exc
         self._listener = threading.Thread(
             target=self._listen, name="job-store-listener", daemon=True
@@ -371,15 +390,15 @@ class RedisJobStore(JobStore):
         """See :meth:`JobStore.wait`; a finish by any process wakes this one's waiters at once."""
         if timeout <= 0 or self._stopping.is_set():
             return self.status(job_id), False
-        event = threading.Event()
+        waiter: _Waiter | None = _Waiter()
         with self._lock:
             if self._waiters >= self.settings.max_waiters:
                 logger.debug("%d waiters already; answering at once", self._waiters)
-                event = None
+                waiter = None
             else:
                 self._waiters += 1
-                self._waiting.setdefault(job_id, set()).add(event)
-        if event is None:
+                self._waiting.setdefault(job_id, set()).add(waiter)
+        if waiter is None:
             return self.status(job_id), False
         try:
             # Registered before the first read, so a finish between the two still wakes us.
@@ -389,9 +408,11 @@ class RedisJobStore(JobStore):
             deadline = time.monotonic() + timeout
             while not self._stopping.is_set():
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not event.wait(remaining):
+                if remaining <= 0 or not waiter.event.wait(remaining):
                     break
-                event.clear()  # woken: final, or a reconnect that may have missed the news
+                if waiter.doc is not None:  # the finisher sent the final document
+                    return dict(waiter.doc), True  # a copy: callers may edit theirs
+                waiter.event.clear()  # woken by a reconnect (news may be lost) or a shutdown
                 doc = self.status(job_id)
                 if doc is None or JobResult(doc["result"]) in FINAL_RESULTS:
                     return doc, True
@@ -399,10 +420,10 @@ class RedisJobStore(JobStore):
         finally:
             with self._lock:
                 self._waiters -= 1
-                events = self._waiting.get(job_id)
-                if events is not None:
-                    events.discard(event)
-                    if not events:
+                waiting = self._waiting.get(job_id)
+                if waiting is not None:
+                    waiting.discard(waiter)
+                    if not waiting:
                         del self._waiting[job_id]
 
     def process_due(self) -> int:
@@ -443,7 +464,7 @@ class RedisJobStore(JobStore):
         for thread in (self._timer, self._listener):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=SOCKET_TIMEOUT + RECONNECT_PAUSE + 1)
-        self._redis.close()
+        self._pool.disconnect()
 
     # internals
 
@@ -517,7 +538,9 @@ class RedisJobStore(JobStore):
                     self._wake_all()  # news sent while we were away is lost: recheck
                 message = pubsub.get_message(timeout=TIMER_MAX_SLEEP)
                 if message is not None and message["channel"] == final:
-                    self._wake(message["data"])
+                    job_id, _, fields = message["data"].partition(" ")
+                    if job_id in self._waiting:  # parse only what this process waits for
+                        self._wake(job_id, self._document(json.loads(fields), self._clock()))
             except (redis.RedisError, OSError) as exc:
                 if not self._lost:
                     logger.warning("%s lost (%s); reconnecting", self._where, exc)
@@ -537,25 +560,29 @@ class RedisJobStore(JobStore):
         except (redis.RedisError, OSError):
             pass
 
-    def _wake(self, job_id: str) -> None:
+    def _wake(self, job_id: str, doc: dict[str, Any]) -> None:
+        """Hands the final document to this process's waiters on the job."""
         with self._lock:
-            events = list(self._waiting.get(job_id, ()))
-        for event in events:
-            event.set()
+            waiters = list(self._waiting.get(job_id, ()))
+        for waiter in waiters:
+            waiter.doc = doc
+            waiter.event.set()
 
     def _wake_all(self) -> None:
+        """Wakes every waiter without a document: each rereads its job."""
         with self._lock:
-            events = [event for waiting in self._waiting.values() for event in waiting]
-        for event in events:
-            event.set()
+            waiters = [waiter for waiting in self._waiting.values() for waiter in waiting]
+        for waiter in waiters:
+            waiter.event.set()
 
     def _events(self, raw: Sequence[Any], now: float) -> list[JobEvent]:
         events = []
         for kind, fields in raw:
             detail = f"error: {JOB_ERROR_MESSAGE}" if kind == JobResult.ERROR.value else ""
-            events.append(JobEvent(fields[0], kind, self._document(fields, now), detail))
+            doc = self._document(fields, now)
+            events.append(JobEvent(fields[0], kind, doc, detail))
             if kind in (JobResult.COMPLETED.value, JobResult.ERROR.value):
-                self._wake(fields[0])  # this process's waiters need not wait for pub/sub
+                self._wake(fields[0], doc)  # this process's waiters need not wait for pub/sub
         return events
 
     @staticmethod
