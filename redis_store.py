@@ -23,8 +23,8 @@ key                  type        holds
                                  (``finished_at + JOB_TTL``); the default job is never in it
 ``vt:idem:<key>``    string      the job id an ``Idempotency-Key`` started; same expiry as the job
 ``vt:default``       string      the default job's id (``GET /status``); no expiry
-``vt:final``         channel     pub/sub: ``<id> <fields as JSON>`` of each job that just became
-                                 final (a woken long-poll answers from it, no read needed)
+``vt:final``         channel     pub/sub: ``<id> <finisher> <fields as JSON>`` of each job that
+                                 just became final (a woken long-poll answers from it, no read)
 ===================  ==========  ==================================================================
 
 ``MAX_JOBS`` accounting is ``ZCARD vt:due + ZCARD vt:expiry`` (minus the default job while it is
@@ -98,7 +98,8 @@ MAX_CONNECTIONS = 64
 #: Pause between reconnection attempts of the pub/sub listener and the timer.
 RECONNECT_PAUSE = 0.5
 
-# Shared by every script. ARGV: prefix, now (Unix s, as text), JOB_TTL, LATE_FINISH, BACKSTOP ms.
+# Shared by every script. ARGV: prefix, now (Unix s, as text), JOB_TTL, LATE_FINISH, BACKSTOP ms,
+# the calling store's id.
 _LUA_PRELUDE = """
 local P = ARGV[1]
 local NOW_S = ARGV[2]
@@ -106,6 +107,7 @@ local NOW = tonumber(NOW_S)
 local TTL = tonumber(ARGV[3])
 local LATE = tonumber(ARGV[4])
 local MARGIN = tonumber(ARGV[5])
+local ME = ARGV[6]
 local DUE = P .. 'due'
 local EXPIRY = P .. 'expiry'
 local FIELDS = {'job_id', 'created_at', 'started', 'due', 'outcome', 'eta_factor', 'key',
@@ -143,7 +145,7 @@ local function finish(id, events)
     keep(id, j[5], forget_at - NOW)
   end
   local f = read(id)
-  redis.call('PUBLISH', P .. 'final', id .. ' ' .. cjson.encode(f))
+  redis.call('PUBLISH', P .. 'final', id .. ' ' .. ME .. ' ' .. cjson.encode(f))
   events[#events + 1] = {j[3], f}
 end
 
@@ -169,7 +171,7 @@ end
 _LUA_START = _LUA_PRELUDE + """
 local events = {}
 for _, old in ipairs(redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', NOW_S)) do evict(old, events) end
-local id, key, default = ARGV[6], ARGV[11], ARGV[12]
+local id, key, default = ARGV[7], ARGV[12], ARGV[13]
 local found = false
 if default == '1' then found = redis.call('GET', P .. 'default')
 elseif key ~= '' then found = redis.call('GET', P .. 'idem:' .. key) end
@@ -181,7 +183,7 @@ if default ~= '1' then
   local def = redis.call('GET', P .. 'default')
   local live = redis.call('ZCARD', DUE) + redis.call('ZCARD', EXPIRY)
   if def and redis.call('ZSCORE', DUE, def) then live = live - 1 end
-  if live >= tonumber(ARGV[13]) then
+  if live >= tonumber(ARGV[14]) then
     local first_due = false
     local pairs_ = redis.call('ZRANGE', DUE, 0, 1, 'WITHSCORES')
     for i = 1, #pairs_, 2 do
@@ -190,8 +192,8 @@ if default ~= '1' then
     return {'full', {first_score(EXPIRY), first_due}, events}
   end
 end
-local fields = {'job_id', id, 'created_at', ARGV[7], 'started', NOW_S, 'due', ARGV[8],
-                'outcome', ARGV[9], 'eta_factor', ARGV[10], 'result', 'pending'}
+local fields = {'job_id', id, 'created_at', ARGV[8], 'started', NOW_S, 'due', ARGV[9],
+                'outcome', ARGV[10], 'eta_factor', ARGV[11], 'result', 'pending'}
 if key ~= '' then
   fields[#fields + 1] = 'key'
   fields[#fields + 1] = key
@@ -203,19 +205,19 @@ if default == '1' then
   redis.call('SET', P .. 'default', id)
 end
 redis.call('HSET', job_key(id), unpack(fields))
-redis.call('ZADD', DUE, ARGV[8], id)
+redis.call('ZADD', DUE, ARGV[9], id)
 if default ~= '1' then
   if key == '' then key = false end
-  keep(id, key, tonumber(ARGV[8]) - NOW + TTL)
+  keep(id, key, tonumber(ARGV[9]) - NOW + TTL)
 end
 local created = read(id)
 finish(id, events)
 return {'created', read(id), events, created}
 """
 
-# ARGV 6: job id. Returns {fields or false, events}.
+# ARGV 7: job id. Returns {fields or false, events}.
 _LUA_STATUS = _LUA_PRELUDE + """
-local id = ARGV[6]
+local id = ARGV[7]
 local events = {}
 local f = read(id)
 if not f then return {false, events} end
@@ -232,9 +234,9 @@ end
 return {f, events}
 """
 
-# ARGV 6: batch size. Returns {events, more (1 when a batch was full), first due, first expiry}.
+# ARGV 7: batch size. Returns {events, more (1 when a batch was full), first due, first expiry}.
 _LUA_ADVANCE = _LUA_PRELUDE + """
-local limit = tonumber(ARGV[6])
+local limit = tonumber(ARGV[7])
 local events = {}
 local due = redis.call('ZRANGEBYSCORE', DUE, '-inf', NOW_S, 'LIMIT', 0, limit)
 for _, id in ipairs(due) do finish(id, events) end
@@ -300,7 +302,8 @@ class RedisJobStore(JobStore):
         self._wake_timer = threading.Event()
         self._next_wake = math.inf
         self._timer: threading.Thread | None = None
-        self._control = f"{prefix}control:{uuid.uuid4().hex}"  # shutdown() wakes the listener
+        self._me = uuid.uuid4().hex  # names this store in what it publishes
+        self._control = f"{prefix}control:{self._me}"  # shutdown() wakes the listener
         self._lost = False
         self._pool = redis.BlockingConnectionPool.from_url(
             settings.job_store,
@@ -358,7 +361,7 @@ class RedisJobStore(JobStore):
         tag = reply[0]
         events = self._events(reply[2], now)
         if tag == "full":
-            self._publish(events)
+            self._report(events)
             first_expiry, first_due = reply[1]
             candidates = [float(first_expiry)] if first_expiry else []
             if first_due:
@@ -376,14 +379,14 @@ class RedisJobStore(JobStore):
                 self._rng.setstate(state)
         if default:
             self.default_job_id = fields[0]
-        self._publish(events)
+        self._report(events)
         return self._document(fields, now), tag == "created"
 
     def status(self, job_id: str) -> dict[str, Any] | None:
         """Returns the job's status document, or ``None`` for an unknown (or forgotten) job."""
         now = self._clock()
         fields, raw_events = self._call(self._status_script, now, job_id)
-        self._publish(self._events(raw_events, now))
+        self._report(self._events(raw_events, now))
         return None if not fields else self._document(fields, now)
 
     def wait(self, job_id: str, timeout: float) -> tuple[dict[str, Any] | None, bool]:
@@ -472,7 +475,7 @@ class RedisJobStore(JobStore):
         settings = self.settings
         return self._guard(script, keys=[], args=[
             self._prefix, repr(now), repr(settings.job_ttl), repr(LATE_FINISH),
-            int(BACKSTOP * 1000), *args])  # fmt: skip
+            int(BACKSTOP * 1000), self._me, *args])  # fmt: skip
 
     def _guard(self, script: Any, **kwargs: Any) -> Any:
         try:
@@ -489,7 +492,7 @@ class RedisJobStore(JobStore):
         now = self._clock()
         raw_events, more, first_due, first_expiry = self._call(self._advance_script, now, BATCH)
         events = self._events(raw_events, now)
-        self._publish(events)
+        self._report(events)
         deadlines = [float(s) for s in (first_due, first_expiry) if s]
         return len(events), bool(more), min(deadlines, default=math.inf)
 
@@ -538,8 +541,10 @@ class RedisJobStore(JobStore):
                     self._wake_all()  # news sent while we were away is lost: recheck
                 message = pubsub.get_message(timeout=TIMER_MAX_SLEEP)
                 if message is not None and message["channel"] == final:
-                    job_id, _, fields = message["data"].partition(" ")
-                    if job_id in self._waiting:  # parse only what this process waits for
+                    job_id, finisher, fields = message["data"].split(" ", 2)
+                    # Own finishes wake our waiters once logged (_report); parse only what
+                    # this process waits for.
+                    if finisher != self._me and job_id in self._waiting:
                         self._wake(job_id, self._document(json.loads(fields), self._clock()))
             except (redis.RedisError, OSError) as exc:
                 if not self._lost:
@@ -579,11 +584,16 @@ class RedisJobStore(JobStore):
         events = []
         for kind, fields in raw:
             detail = f"error: {JOB_ERROR_MESSAGE}" if kind == JobResult.ERROR.value else ""
-            doc = self._document(fields, now)
-            events.append(JobEvent(fields[0], kind, doc, detail))
-            if kind in (JobResult.COMPLETED.value, JobResult.ERROR.value):
-                self._wake(fields[0], doc)  # this process's waiters need not wait for pub/sub
+            events.append(JobEvent(fields[0], kind, self._document(fields, now), detail))
         return events
+
+    def _report(self, events: list[JobEvent]) -> None:
+        """Tells the listeners, then wakes this process's waiters on jobs that became final (they
+        need not wait for the pub/sub echo), so a woken caller finds the change logged."""
+        self._publish(events)
+        for event in events:
+            if event.kind in (JobResult.COMPLETED.value, JobResult.ERROR.value):
+                self._wake(event.job_id, event.doc)
 
     @staticmethod
     def _document(fields: Sequence[Any], now: float) -> dict[str, Any]:
