@@ -34,6 +34,7 @@ __all__ = [
     "MemoryJobStore",
     "StoreFullError",
     "StoreUnavailableError",
+    "check_store",
     "open_store",
 ]
 
@@ -433,6 +434,18 @@ class MemoryJobStore(JobStore):
             if job.result is JobResult.ERROR:
                 doc["error"] = JOB_ERROR_MESSAGE
         return doc
+
+
+def check_store(settings: Settings) -> None:
+    """Checks that the store ``settings.job_store`` names can be reached (memory always can).
+
+    Raises:
+        StoreUnavailableError: Redis does not answer (the message masks the URL's password).
+    """
+    if settings.job_store != "memory":
+        from redis_store import check_reachable
+
+        check_reachable(settings.job_store)
 
 
 def open_store(

@@ -72,7 +72,7 @@ from job_store import (
 )
 from server_settings import Settings, mask_url
 
-__all__ = ["DEFAULT_PREFIX", "RedisJobStore"]
+__all__ = ["DEFAULT_PREFIX", "RedisJobStore", "check_reachable"]
 
 logger = logging.getLogger("server")
 
@@ -258,6 +258,22 @@ return n
 """
 
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
+
+
+def check_reachable(url: str) -> None:
+    """Pings the Redis at ``url`` once (connect and socket timeouts as the store's).
+
+    Raises:
+        StoreUnavailableError: no answer; the message names ``JOB_STORE``, password masked.
+    """
+    client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT,
+                                  socket_connect_timeout=CONNECT_TIMEOUT)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        raise StoreUnavailableError(f"JOB_STORE {mask_url(url)} unreachable: {exc}") from exc
+    finally:
+        client.close()
 
 
 @dataclasses.dataclass(eq=False, slots=True)
