@@ -199,6 +199,38 @@ def test_a_job_finished_late_reports_its_due_time(redis_server, stores) -> None:
     assert store.status(late["job_id"])["finished_at"] == late["created_at"] + 2
 
 
+# --- several workers ----------------------------------------------------------------------------
+
+
+def test_two_workers_on_redis_serve_one_service(redis_server) -> None:
+    """`python server.py --workers 2` on Redis runs two worker processes behind one port; 40
+    concurrent long-polls all end completed, and each job is finished (logged) exactly once."""
+    with start_server(redis_server.fresh_url(), "--workers", "2") as srv:
+        assert settle(lambda: len(psutil.Process(srv.pid).children()) == 2)
+        ids = [requests.post(f"{srv.url}/start", json={"delay": 1}, timeout=5).json()["job_id"]
+               for _ in range(40)]  # fmt: skip
+        with ThreadPoolExecutor(40) as pool:
+            answers = list(pool.map(
+                lambda i: requests.get(f"{srv.url}/status/{i}?wait=20", timeout=30), ids))
+        assert {a.json()["result"] for a in answers} == {"completed"}
+        assert all(a.headers.get("Preference-Applied") == "wait=20" for a in answers)
+        assert settle(lambda: all(any(line.endswith(f"job {i} completed") for line in srv.output)
+                                  for i in ids))  # fmt: skip
+        assert all(sum(line.endswith(f"job {i} completed") for line in srv.output) == 1
+                   for i in ids)  # fmt: skip
+
+
+def test_workers_stay_refused_with_the_memory_store(tmp_path) -> None:
+    """--workers 2 without a shared store: one line saying why, exit 2."""
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    done = subprocess.run([sys.executable, "server.py", "--env-file", str(empty), "--workers", "2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--workers 2 needs a shared job store" in lines[0]
+
+
 # --- waking waiters across processes ------------------------------------------------------------
 
 
