@@ -409,15 +409,14 @@ class RedisJobStore(JobStore):
         """See :meth:`JobStore.wait`; a finish by any process wakes this one's waiters at once."""
         if timeout <= 0 or self._stopping.is_set():
             return self.status(job_id), False
-        waiter: _Waiter | None = _Waiter()
+        waiter = _Waiter()
         with self._lock:
-            if self._waiters >= self.settings.max_waiters:
-                logger.debug("%d waiters already; answering at once", self._waiters)
-                waiter = None
-            else:
+            full = self._waiters >= self.settings.max_waiters
+            if not full:
                 self._waiters += 1
                 self._waiting.setdefault(job_id, set()).add(waiter)
-        if waiter is None:
+        if full:
+            logger.debug("%d waiters already; answering at once", self.settings.max_waiters)
             return self.status(job_id), False
         try:
             # Registered before the first read, so a finish between the two still wakes us.
