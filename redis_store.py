@@ -23,8 +23,16 @@ key                  type        holds
                                  (``finished_at + JOB_TTL``); the default job is never in it
 ``vt:idem:<key>``    string      the job id an ``Idempotency-Key`` started; same expiry as the job
 ``vt:default``       string      the default job's id (``GET /status``); no expiry
+``vt:event_id``      string      the last event id given (``INCR``); starts at the first store's
+                                 start time in microseconds
+``vt:events``        stream      the event log of ``GET /events``: entry ``0-<event id>`` with
+                                 ``job kind data t`` (``data``: the status document as JSON);
+                                 ``XADD MAXLEN EVENT_RETENTION``, entries older than ``JOB_TTL``
+                                 trimmed (``XTRIM MINID``) by the next change or read
 ``vt:final``         channel     pub/sub: ``<id> <finisher> <fields as JSON>`` of each job that
                                  just became final (a woken long-poll answers from it, no read)
+``vt:logged``        channel     pub/sub: the last event id, after each step that logged one
+                                 (wakes every process's held event readers)
 ===================  ==========  ==================================================================
 
 ``MAX_JOBS`` accounting is ``ZCARD vt:due + ZCARD vt:expiry`` (minus the default job while it is
@@ -33,7 +41,9 @@ other client: starting (evict what expired, replay an idempotency key or the def
 ``MAX_JOBS``, create), reading one job (finish it if due, forget it if expired), and the timer's
 batch (finish due jobs, forget expired ones). A job is finished only by the script call that finds
 it ``pending`` in ``vt:due`` and removes it, so with any number of workers running the timer, each
-job changes once and one process reports the change to its listeners. A job finished more than
+job changes once and one process reports the change to its listeners. Each change is appended to
+``vt:events`` inside the same script, so event ids follow the order of the changes across every
+process, and a snapshot (``event_snapshot``) reads documents and the last id in one script. A job finished more than
 ``LATE_FINISH`` seconds after its due time (no server ran then, e.g. across a restart) gets its due
 time as ``finished_at``, not the moment it was noticed.
 
@@ -64,9 +74,13 @@ from redis.retry import Retry
 from job_store import (
     FINAL_RESULTS,
     JOB_ERROR_MESSAGE,
+    UNLOGGED_KINDS,
+    EventIdExpiredError,
     JobEvent,
     JobResult,
     JobStore,
+    LoggedEvent,
+    StoreClosedError,
     StoreFullError,
     StoreUnavailableError,
 )
@@ -99,7 +113,8 @@ MAX_CONNECTIONS = 64
 RECONNECT_PAUSE = 0.5
 
 # Shared by every script. ARGV: prefix, now (Unix s, as text), JOB_TTL, LATE_FINISH, BACKSTOP ms,
-# the calling store's id.
+# the calling store's id, EVENT_RETENTION, the first event id (used once, on an empty database).
+# Script arguments start at ARGV[9].
 _LUA_PRELUDE = """
 local P = ARGV[1]
 local NOW_S = ARGV[2]
@@ -108,10 +123,14 @@ local TTL = tonumber(ARGV[3])
 local LATE = tonumber(ARGV[4])
 local MARGIN = tonumber(ARGV[5])
 local ME = ARGV[6]
+local RETENTION = tonumber(ARGV[7])
 local DUE = P .. 'due'
 local EXPIRY = P .. 'expiry'
+local EVENTS = P .. 'events'
+local LAST = P .. 'event_id'
 local FIELDS = {'job_id', 'created_at', 'started', 'due', 'outcome', 'eta_factor', 'key',
                 'result', 'finished_at', 'default'}
+local logged = false
 
 local function job_key(id) return P .. 'job:' .. id end
 
@@ -119,6 +138,53 @@ local function read(id)
   local f = redis.call('HMGET', job_key(id), unpack(FIELDS))
   if not f[1] then return false end
   return f
+end
+
+-- The status document of a final job, byte for byte as json.dumps(doc) writes it in Python:
+-- the numbers are kept as the text Python wrote (repr of a float).
+local function final_json(f)
+  local text = '{"job_id":"' .. f[1] .. '","result":"' .. f[8] .. '","progress":1.0,' ..
+    '"created_at":' .. f[2] .. ',"finished_at":' .. f[9]
+  if f[8] == 'error' then text = text .. ',"error":' .. ERROR_JSON end
+  return text .. '}'
+end
+
+-- Appends one change to the event log, with the next id of the one counter.
+local function log_event(id, kind, data)
+  if redis.call('EXISTS', LAST) == 0 then redis.call('SET', LAST, ARGV[8]) end
+  local n = redis.call('INCR', LAST)
+  redis.call('XADD', EVENTS, 'MAXLEN', RETENTION, '0-' .. string.format('%d', n),
+             'job', id, 'kind', kind, 'data', data, 't', NOW_S)
+  logged = true
+end
+
+-- Drops logged events older than JOB_TTL (XADD's MAXLEN bounds their count).
+local function trim_old()
+  local cutoff = NOW - TTL
+  local head = redis.call('XRANGE', EVENTS, '-', '+', 'COUNT', 1)[1]
+  while head and tonumber(head[2][8]) < cutoff do
+    local batch = redis.call('XRANGE', EVENTS, head[1], '+', 'COUNT', 100)
+    local keep = false
+    for _, entry in ipairs(batch) do
+      if tonumber(entry[2][8]) >= cutoff then keep = entry[1] break end
+    end
+    if keep then
+      redis.call('XTRIM', EVENTS, 'MINID', keep)
+      return
+    end
+    local next_id = tonumber(string.sub(batch[#batch][1], 3)) + 1
+    redis.call('XTRIM', EVENTS, 'MINID', '0-' .. string.format('%d', next_id))
+    head = redis.call('XRANGE', EVENTS, '-', '+', 'COUNT', 1)[1]
+  end
+end
+
+-- Ends a script that may have logged events: trims the log and wakes every process's readers.
+local function done(reply)
+  if logged then
+    trim_old()
+    redis.call('PUBLISH', P .. 'logged', redis.call('GET', LAST))
+  end
+  return reply
 end
 
 -- Redis forgets the job's keys MARGIN ms after the store should have (a backstop).
@@ -145,11 +211,12 @@ local function finish(id, events)
     keep(id, j[5], forget_at - NOW)
   end
   local f = read(id)
+  log_event(id, j[3], final_json(f))
   redis.call('PUBLISH', P .. 'final', id .. ' ' .. ME .. ' ' .. cjson.encode(f))
   events[#events + 1] = {j[3], f}
 end
 
--- Forgets one finished job and its idempotency key.
+-- Forgets one finished job and its idempotency key (not logged: no document changes).
 local function evict(id, events)
   local f = read(id)
   redis.call('ZREM', EXPIRY, id)
@@ -161,39 +228,56 @@ local function evict(id, events)
   events[#events + 1] = {'evicted', f}
 end
 
+-- Reads one job as a reader should see it: finished if due, forgotten if expired.
+local function current(id, events)
+  local f = read(id)
+  if not f then return false end
+  if f[8] == 'pending' then
+    finish(id, events)
+    return read(id)
+  end
+  local at = redis.call('ZSCORE', EXPIRY, id)
+  if at and tonumber(at) <= NOW then
+    evict(id, events)
+    return false
+  end
+  return f
+end
+
 local function first_score(key)
   return redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2] or false
 end
-"""
+""".replace("ERROR_JSON", repr(json.dumps(JOB_ERROR_MESSAGE)))
 
-# ARGV 6..: id, created_at, due, outcome, eta_factor, idempotency key ('' for none),
-# default ('1' or '0'), MAX_JOBS. Returns {tag, fields, events, fields at creation}.
+# ARGV 9..: id, created_at, due, outcome, eta_factor, idempotency key ('' for none),
+# default ('1' or '0'), MAX_JOBS, the "started" document as JSON.
+# Returns {tag, fields, events, fields at creation}.
 _LUA_START = _LUA_PRELUDE + """
 local events = {}
 for _, old in ipairs(redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', NOW_S)) do evict(old, events) end
-local id, key, default = ARGV[7], ARGV[12], ARGV[13]
+local id, key, default = ARGV[9], ARGV[14], ARGV[15]
 local found = false
 if default == '1' then found = redis.call('GET', P .. 'default')
 elseif key ~= '' then found = redis.call('GET', P .. 'idem:' .. key) end
 if found and redis.call('EXISTS', job_key(found)) == 1 then
   finish(found, events)
-  return {'replay', read(found), events}
+  return done({'replay', read(found), events})
 end
 if default ~= '1' then
   local def = redis.call('GET', P .. 'default')
   local live = redis.call('ZCARD', DUE) + redis.call('ZCARD', EXPIRY)
   if def and redis.call('ZSCORE', DUE, def) then live = live - 1 end
-  if live >= tonumber(ARGV[14]) then
+  if live >= tonumber(ARGV[16]) then
     local first_due = false
     local pairs_ = redis.call('ZRANGE', DUE, 0, 1, 'WITHSCORES')
     for i = 1, #pairs_, 2 do
       if pairs_[i] ~= def then first_due = pairs_[i + 1] break end
     end
-    return {'full', {first_score(EXPIRY), first_due}, events}
+    return done({'full', {first_score(EXPIRY), first_due}, events})
   end
 end
-local fields = {'job_id', id, 'created_at', ARGV[8], 'started', NOW_S, 'due', ARGV[9],
-                'outcome', ARGV[10], 'eta_factor', ARGV[11], 'result', 'pending'}
+local fields = {'job_id', id, 'created_at', ARGV[10], 'started', NOW_S, 'due', ARGV[11],
+                'outcome', ARGV[12], 'eta_factor', ARGV[13], 'result', 'pending'}
 if key ~= '' then
   fields[#fields + 1] = 'key'
   fields[#fields + 1] = key
@@ -205,38 +289,27 @@ if default == '1' then
   redis.call('SET', P .. 'default', id)
 end
 redis.call('HSET', job_key(id), unpack(fields))
-redis.call('ZADD', DUE, ARGV[9], id)
+redis.call('ZADD', DUE, ARGV[11], id)
 if default ~= '1' then
   if key == '' then key = false end
-  keep(id, key, tonumber(ARGV[9]) - NOW + TTL)
+  keep(id, key, tonumber(ARGV[11]) - NOW + TTL)
 end
 local created = read(id)
+log_event(id, 'started', ARGV[17])
 finish(id, events)
-return {'created', read(id), events, created}
+return done({'created', read(id), events, created})
 """
 
-# ARGV 7: job id. Returns {fields or false, events}.
+# ARGV 9: job id. Returns {fields or false, events}.
 _LUA_STATUS = _LUA_PRELUDE + """
-local id = ARGV[7]
 local events = {}
-local f = read(id)
-if not f then return {false, events} end
-if f[8] == 'pending' then
-  finish(id, events)
-  f = read(id)
-else
-  local at = redis.call('ZSCORE', EXPIRY, id)
-  if at and tonumber(at) <= NOW then
-    evict(id, events)
-    return {false, events}
-  end
-end
-return {f, events}
+local f = current(ARGV[9], events)
+return done({f, events})
 """
 
-# ARGV 7: batch size. Returns {events, more (1 when a batch was full), first due, first expiry}.
+# ARGV 9: batch size. Returns {events, more (1 when a batch was full), first due, first expiry}.
 _LUA_ADVANCE = _LUA_PRELUDE + """
-local limit = tonumber(ARGV[7])
+local limit = tonumber(ARGV[9])
 local events = {}
 local due = redis.call('ZRANGEBYSCORE', DUE, '-inf', NOW_S, 'LIMIT', 0, limit)
 for _, id in ipairs(due) do finish(id, events) end
@@ -244,7 +317,33 @@ local old = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', NOW_S, 'LIMIT', 0, limit
 for _, id in ipairs(old) do evict(id, events) end
 local more = 0
 if #due == limit or #old == limit then more = 1 end
-return {events, more, first_score(DUE), first_score(EXPIRY)}
+return done({events, more, first_score(DUE), first_score(EXPIRY)})
+"""
+
+# ARGV 9..: job ids. Returns {fields or false per id, the last event id, events}: one atomic
+# step, so every change after that id is one the documents do not show yet.
+_LUA_SNAPSHOT = _LUA_PRELUDE + """
+local events = {}
+local docs = {}
+for i = 9, #ARGV do docs[#docs + 1] = current(ARGV[i], events) end
+if redis.call('EXISTS', LAST) == 0 then redis.call('SET', LAST, ARGV[8]) end
+return done({docs, redis.call('GET', LAST), events})
+"""
+
+# ARGV 9: event id, 10: limit. Returns {'ok', entries} or {'expired', oldest, last}.
+_LUA_EVENTS_AFTER = _LUA_PRELUDE + """
+if redis.call('EXISTS', LAST) == 0 then redis.call('SET', LAST, ARGV[8]) end
+trim_old()
+local last = tonumber(redis.call('GET', LAST))
+local after = tonumber(ARGV[9])
+local head = redis.call('XRANGE', EVENTS, '-', '+', 'COUNT', 1)[1]
+local oldest = last + 1
+if head then oldest = tonumber(string.sub(head[1], 3)) end
+if after < oldest - 1 or after > last then
+  return {'expired', string.format('%d', oldest), string.format('%d', last)}
+end
+return {'ok', redis.call('XRANGE', EVENTS, '(0-' .. string.format('%d', after), '+',
+                        'COUNT', tonumber(ARGV[10]))}
 """
 
 # Returns the number of live jobs, the default one included.
@@ -321,6 +420,12 @@ class RedisJobStore(JobStore):
         self._me = uuid.uuid4().hex  # names this store in what it publishes
         self._control = f"{prefix}control:{self._me}"  # shutdown() wakes the listener
         self._lost = False
+        # Event ids start at the first store's start time in microseconds (like the memory
+        # store's), so an id from another service is refused, never silently gapped; every
+        # later store of this service continues the same counter.
+        self._first_event_id = int(wall_clock() * 1_000_000)
+        self._log_changes = threading.Condition()  # event readers of this process wait here
+        self._log_generation = 0  # bumped on each change logged by any process
         self._pool = redis.BlockingConnectionPool.from_url(
             settings.job_store,
             max_connections=MAX_CONNECTIONS,
@@ -335,6 +440,8 @@ class RedisJobStore(JobStore):
         self._start_script = self._redis.register_script(_LUA_START)
         self._status_script = self._redis.register_script(_LUA_STATUS)
         self._advance_script = self._redis.register_script(_LUA_ADVANCE)
+        self._snapshot_script = self._redis.register_script(_LUA_SNAPSHOT)
+        self._events_after_script = self._redis.register_script(_LUA_EVENTS_AFTER)
         self._len_script = self._redis.register_script(_LUA_LEN)
         try:
             self._redis.ping()
@@ -370,9 +477,13 @@ class RedisJobStore(JobStore):
         now = self._clock()
         due = now + (drawn_delay if delay is None else delay)
         job_id = uuid.uuid4().hex
+        fields = [job_id, repr(now), repr(now), repr(due), outcome.value, repr(1.0 + noise),
+                  idempotency_key, JobResult.PENDING.value, None, "1" if default else None]
+        started_json = json.dumps(self._document(fields, now), separators=(",", ":"))
         reply = self._call(
-            self._start_script, now, job_id, repr(now), repr(due), outcome.value,
-            repr(1.0 + noise), idempotency_key or "", "1" if default else "0", settings.max_jobs,
+            self._start_script, now, job_id, fields[1], fields[3], outcome.value, fields[5],
+            idempotency_key or "",
+            "1" if default else "0", settings.max_jobs, started_json,
         )  # fmt: skip
         tag = reply[0]
         events = self._events(reply[2], now)
@@ -404,6 +515,44 @@ class RedisJobStore(JobStore):
         fields, raw_events = self._call(self._status_script, now, job_id)
         self._report(self._events(raw_events, now))
         return None if not fields else self._document(fields, now)
+
+    def event_snapshot(self, job_ids: Sequence[str]) -> tuple[list[dict[str, Any] | None], int]:
+        """See :meth:`JobStore.event_snapshot`: one script reads the jobs and the last id."""
+        now = self._clock()
+        raw_docs, last, raw_events = self._call(self._snapshot_script, now, *job_ids)
+        self._report(self._events(raw_events, now))
+        docs = [None if not fields else self._document(fields, now) for fields in raw_docs]
+        return docs, int(last)
+
+    def events_after(self, event_id: int, limit: int) -> list[LoggedEvent]:
+        """See :meth:`JobStore.events_after`; the log is the stream ``vt:events``."""
+        reply = self._call(self._events_after_script, self._clock(), str(int(event_id)),
+                           max(int(limit), 1))  # fmt: skip
+        if reply[0] == "expired":
+            raise EventIdExpiredError(event_id, int(reply[1]), int(reply[2]))
+        found = []
+        for entry_id, values in reply[1]:
+            entry = dict(zip(values[::2], values[1::2], strict=True))
+            found.append(LoggedEvent(int(entry_id.partition("-")[2]), entry["job"],
+                                     entry["kind"], entry["data"]))
+        return found
+
+    def wait_events(self, event_id: int, limit: int, timeout: float) -> list[LoggedEvent]:
+        """See :meth:`JobStore.wait_events`; a change logged by any process wakes the wait."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._stopping.is_set():
+                raise StoreClosedError("the store is shutting down")
+            with self._log_changes:
+                generation = self._log_generation
+            found = self.events_after(event_id, limit)
+            left = deadline - time.monotonic()
+            if found or left <= 0:
+                return found
+            with self._log_changes:
+                # A change logged since the read above bumped the generation: read again.
+                if generation == self._log_generation and not self._stopping.is_set():
+                    self._log_changes.wait(left)
 
     def wait(self, job_id: str, timeout: float) -> tuple[dict[str, Any] | None, bool]:
         """See :meth:`JobStore.wait`; a finish by any process wakes this one's waiters at once."""
@@ -490,7 +639,8 @@ class RedisJobStore(JobStore):
         settings = self.settings
         return self._guard(script, keys=[], args=[
             self._prefix, repr(now), repr(settings.job_ttl), repr(LATE_FINISH),
-            int(BACKSTOP * 1000), self._me, *args])  # fmt: skip
+            int(BACKSTOP * 1000), self._me, settings.event_retention, self._first_event_id,
+            *args])  # fmt: skip
 
     def _guard(self, script: Any, **kwargs: Any) -> Any:
         try:
@@ -539,13 +689,13 @@ class RedisJobStore(JobStore):
 
     def _subscribe(self) -> redis.client.PubSub:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(f"{self._prefix}final", self._control)
+        pubsub.subscribe(f"{self._prefix}final", f"{self._prefix}logged", self._control)
         return pubsub
 
     def _listen(self) -> None:
         """Wakes this process's waiters on each job that became final; reconnects by itself."""
         pubsub: redis.client.PubSub | None = self._pubsub
-        final = f"{self._prefix}final"
+        final, logged = f"{self._prefix}final", f"{self._prefix}logged"
         while not self._stopping.is_set():
             try:
                 if pubsub is None:
@@ -555,7 +705,9 @@ class RedisJobStore(JobStore):
                         self._lost = False
                     self._wake_all()  # news sent while we were away is lost: recheck
                 message = pubsub.get_message(timeout=TIMER_MAX_SLEEP)
-                if message is not None and message["channel"] == final:
+                if message is not None and message["channel"] == logged:
+                    self._logged()
+                elif message is not None and message["channel"] == final:
                     job_id, finisher, fields = message["data"].split(" ", 2)
                     # Own finishes wake our waiters once logged (_report); parse only what
                     # this process waits for.
@@ -588,8 +740,15 @@ class RedisJobStore(JobStore):
             waiter.doc = doc
             waiter.event.set()
 
+    def _logged(self) -> None:
+        """Wakes this process's event readers: some process logged a change."""
+        with self._log_changes:
+            self._log_generation += 1
+            self._log_changes.notify_all()
+
     def _wake_all(self) -> None:
-        """Wakes every waiter without a document: each rereads its job."""
+        """Wakes every waiter without a document (each rereads its job), and every event reader."""
+        self._logged()
         with self._lock:
             waiters = [waiter for waiting in self._waiting.values() for waiter in waiting]
         for waiter in waiters:
@@ -606,6 +765,8 @@ class RedisJobStore(JobStore):
         """Tells the listeners, then wakes this process's waiters on jobs that became final (they
         need not wait for the pub/sub echo), so a woken caller finds the change logged."""
         self._publish(events)
+        if any(event.kind not in UNLOGGED_KINDS for event in events):
+            self._logged()  # this process's readers need not wait for the pub/sub echo
         for event in events:
             if event.kind in (JobResult.COMPLETED.value, JobResult.ERROR.value):
                 self._wake(event.job_id, event.doc)

@@ -14,6 +14,7 @@ Routes:
   ``GET /status`` answers the server's default job, started with the server and never evicted.
 * ``GET /healthz`` answers ``{"status": "ok"}``, without authentication.
 * ``GET /metrics`` answers Prometheus metrics (``metrics.py``), without authentication.
+* ``GET /events`` is the job event stream (Server-Sent Events; ``event_stream.py``).
 * ``GET /openapi.yaml`` and ``GET /openapi.json`` answer the API description (``openapi.yaml``
   beside this module), without authentication; the JSON form needs PyYAML, else it is a 404.
 
@@ -60,6 +61,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from event_stream import register_event_stream
 from job_store import (
     FINAL_RESULTS,
     JOB_ERROR_MESSAGE,
@@ -199,6 +201,7 @@ def create_app(
     store.start(default=True)
     if start_worker:
         store.start_worker()
+    register_event_stream(app, store, settings)
 
     @app.before_request
     def _start_timer() -> None:

@@ -8,6 +8,8 @@ specified in ``test_server.py``, which runs on each.
 from __future__ import annotations
 
 import collections
+import itertools
+import json
 import os
 import subprocess
 import sys
@@ -248,6 +250,38 @@ def test_a_long_poll_on_one_server_wakes_when_another_finishes_the_job(make_serv
     assert doc["result"] == "completed" and response.headers["Preference-Applied"] == "wait=20"
     assert held < 10  # the hold ended by the wake; without it, 20 s
     print(f"cross-server wake: {(time.time() - doc['finished_at']) * 1000:.1f} ms after finishing")
+
+
+def test_an_event_stream_on_one_server_carries_changes_made_on_another(make_server, redis_server):
+    """GET /events on server A reports a job started and finished on server B, with ids of the
+    one shared log; a resume on B from A's id replays exactly the changes after it."""
+    settings = fast_settings(job_store=redis_server.fresh_url(), event_heartbeat=0.2)
+    first, second = make_server(settings), make_server(settings)
+    with requests.get(f"{first.url}/events", stream=True, timeout=30) as stream:
+        lines = stream.iter_lines(decode_unicode=True)
+        assert next(lines).startswith("retry:")
+        job_id = requests.post(f"{second.url}/start", json={"delay": 0.3},
+                               timeout=5).json()["job_id"]
+        changes: list[tuple[int, dict]] = []
+        event_id = None
+        for line in lines:
+            if line.startswith("id: "):
+                event_id = int(line[4:])
+            elif line.startswith("data: ") and json.loads(line[6:])["job_id"] == job_id:
+                changes.append((event_id, json.loads(line[6:])))
+                if changes[-1][1]["result"] != "pending":
+                    break
+    assert [(doc["job_id"], doc["result"]) for _, doc in changes] == [
+        (job_id, "pending"), (job_id, "completed")]
+    assert changes[0][0] < changes[1][0]
+    assert changes[1][1] == requests.get(f"{second.url}/status/{job_id}", timeout=5).json()
+    with requests.get(f"{second.url}/events?job_id={job_id}", stream=True, timeout=30,
+                      headers={"Last-Event-ID": str(changes[0][0])}) as resumed:
+        lines = resumed.iter_lines(decode_unicode=True)
+        replay = list(itertools.islice(
+            (line for line in lines if line.startswith(("id: ", "data: "))), 3))
+    final = "data: " + json.dumps(changes[1][1], separators=(",", ":"))
+    assert replay == [final, f"id: {changes[1][0]}", final]  # the snapshot, then the change
 
 
 # --- Redis lost, and back -----------------------------------------------------------------------

@@ -694,6 +694,7 @@ def test_max_jobs_answers_429_with_retry_after(make_fake, fake_clock) -> None:
     assert len(store) == 3  # two live jobs plus the default one, which is not counted
 
 
+@pytest.mark.parametrize("store_kind", ["memory"])  # the memory store's thread and timing
 def test_one_timer_thread_holds_ten_thousand_pending_jobs(make_app) -> None:
     """10,000 pending jobs cost no extra threads and start quickly."""
     app = make_app(fast_settings(min_delay=60, max_delay=60))
