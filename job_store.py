@@ -33,9 +33,11 @@ from server_settings import Settings
 
 __all__ = [
     "FINAL_RESULTS",
+    "JOB_CANCELED_MESSAGE",
     "JOB_ERROR_MESSAGE",
     "EventIdExpiredError",
     "JobEvent",
+    "JobPhase",
     "JobResult",
     "JobStore",
     "LoggedEvent",
@@ -45,12 +47,15 @@ __all__ = [
     "StoreUnavailableError",
     "check_store",
     "open_store",
+    "estimate_queue_starts",
 ]
 
 logger = logging.getLogger("server")
 
 #: Message of a job that ends in ``error``.
 JOB_ERROR_MESSAGE = "translation failed (simulated error)"
+#: Message of a job ended by ``POST /status/<job_id>/cancel``.
+JOB_CANCELED_MESSAGE = "job was cancelled at the caller's request"
 
 
 class JobResult(str, enum.Enum):
@@ -63,6 +68,19 @@ class JobResult(str, enum.Enum):
 
 #: Results after which a job never changes again.
 FINAL_RESULTS = frozenset({JobResult.COMPLETED, JobResult.ERROR})
+
+
+class JobPhase(str, enum.Enum):
+    """Where a job is, as reported in the status document's ``phase``.
+
+    ``queued`` and ``running`` have ``result: "pending"``; ``canceled`` has ``result: "error"``.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    ERROR = "error"
+    CANCELED = "canceled"
 
 
 class StoreFullError(RuntimeError):
@@ -108,8 +126,10 @@ UNLOGGED_KINDS = frozenset({"evicted"})
 class JobEvent:
     """One change of one job, as a store's listeners hear it.
 
-    ``kind`` is ``started``, ``completed``, ``error`` or ``evicted``; ``doc`` is the job's status
-    document just after the change; ``detail`` is the log's wording (empty: the kind says it).
+    ``kind`` is ``started`` (created, running or queued), ``running`` (left the queue; a job that
+    never queued has no such event), ``completed``, ``error``, ``canceled`` or ``evicted``; ``doc``
+    is the job's status document just after the change; ``detail`` is the log's wording (empty:
+    the kind says it).
     """
 
     job_id: str
@@ -150,14 +170,23 @@ class JobStore(abc.ABC):
         outcome: JobResult | None = None,
         idempotency_key: str | None = None,
         default: bool = False,
+        callback_url: str | None = None,
+        callback_id: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Starts a job, or finds the one started with the same idempotency key.
+
+        With ``CONCURRENCY`` jobs running already, the job queues (``phase: "queued"``) behind
+        the others in FIFO order, and its duration counts from when it leaves the queue (a
+        ``running`` event).
 
         Args:
             delay: the job's duration; ``None`` draws it from ``[MIN_DELAY, MAX_DELAY]``.
             outcome: the job's fate; ``None`` draws it with ``ERROR_PROBABILITY``.
             idempotency_key: a key already seen (within ``JOB_TTL``) returns that key's job.
             default: this is the server's default job: never evicted, not counted in MAX_JOBS.
+            callback_url: kept in the document (``callback_url``); the webhook sender posts the
+                final document there. Validated by the caller.
+            callback_id: kept in the document (``callback_id``), echoed back to the caller.
 
         Returns:
             The status document, and whether a job was created (``False`` for a replay).
@@ -178,6 +207,21 @@ class JobStore(abc.ABC):
 
         Returns:
             The status document (``None`` for an unknown job), and whether the call held.
+        """
+
+    @abc.abstractmethod
+    def cancel(self, job_id: str) -> dict[str, Any] | None:
+        """Cancels a queued or running job; a final job is left as it is.
+
+        A cancelled job becomes final at once (``result: "error"``, ``phase: "canceled"``,
+        ``error``: :data:`JOB_CANCELED_MESSAGE`, ``finished_at`` now), wakes its waiters,
+        frees its running slot for the next queued job, and is published as a ``canceled``
+        event; it is forgotten ``JOB_TTL`` later like any final job.
+
+        Returns:
+            The job's document after the call (its ``phase`` tells a cancelled job, now or
+            before, from one that had already completed or failed), or ``None`` for an unknown
+            job.
         """
 
     @abc.abstractmethod
@@ -248,15 +292,41 @@ class JobStore(abc.ABC):
                     logger.exception("listener %r failed on job %s", listener, event.job_id)
 
 
+def estimate_queue_starts(slots_free: list[float], durations: list[float]) -> list[float]:
+    """When each queued job should start, if every job takes what it is expected to take.
+
+    Args:
+        slots_free: when each running slot frees (one entry per slot of ``CONCURRENCY``; a free
+            slot is "now").
+        durations: the expected durations of the queued jobs, in queue order.
+
+    Returns:
+        The start times, in the same order and on the same clock as ``slots_free``.
+    """
+    heap = list(slots_free)
+    heapq.heapify(heap)
+    starts = []
+    for duration in durations:
+        start = heapq.heappop(heap)
+        starts.append(start)
+        heapq.heappush(heap, start + duration)
+    return starts
+
+
 @dataclasses.dataclass(slots=True, eq=False)
 class _Job:
     job_id: str
     created_at: float  # wall clock
-    started: float  # monotonic clock
-    due: float  # monotonic clock
+    duration: float
     outcome: JobResult  # the fate, revealed at ``due``
     eta_factor: float  # systematic error of this job's estimates
     idempotency_key: str | None
+    callback_url: str | None = None
+    callback_id: str | None = None
+    phase: JobPhase = JobPhase.QUEUED
+    started: float = 0.0  # monotonic clock, once running
+    due: float = math.inf  # monotonic clock, once running
+    started_at: float | None = None  # wall clock, once running
     result: JobResult = JobResult.PENDING
     finished_at: float | None = None  # wall clock
     event: threading.Event | None = None  # created by the first waiter, set by the finisher
@@ -297,7 +367,11 @@ class MemoryJobStore(JobStore):
         self._log_head = 0
         self._jobs: dict[str, _Job] = {}
         self._keys: dict[str, _Job] = {}  # idempotency key -> job
-        self._due: list[tuple[float, int, _Job]] = []  # heap of pending jobs by due time
+        self._due: list[tuple[float, int, _Job]] = []  # heap of running jobs by due time
+        self._queue: collections.deque[_Job] = collections.deque()  # waiting for a slot, FIFO
+        # Queued job id -> (position, estimated start), and the slots' estimated free times after
+        # the last one: rebuilt after a slot or the queue's head changes, extended on a start.
+        self._queue_view: tuple[dict[str, tuple[int, float]], list[float]] | None = None
         self._expiry: collections.deque[tuple[float, _Job]] = collections.deque()  # finish order
         self._seq = itertools.count()
         self._waiters = 0
@@ -314,6 +388,8 @@ class MemoryJobStore(JobStore):
         outcome: JobResult | None = None,
         idempotency_key: str | None = None,
         default: bool = False,
+        callback_url: str | None = None,
+        callback_id: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """See :meth:`JobStore.start`."""
         with self._cond:
@@ -326,9 +402,15 @@ class MemoryJobStore(JobStore):
                 retry_after = self._retry_after(now)
             elif created:
                 job = self._create(delay, outcome, idempotency_key, now)
+                job.callback_url, job.callback_id = callback_url, callback_id
                 if default:
                     self.default_job_id = job.job_id
-                fate = f"started (delay {job.due - now:.3f} s, fated {job.outcome.value})"
+                self._queue.append(job)
+                running = self._promote(now, now)  # no event: "started" says it
+                if not running and self._queue_view is not None:
+                    self._extend_view(job, self._queue_view)
+                fate = f"started (delay {job.duration:.3f} s, fated {job.outcome.value}"
+                fate += ")" if running else f", queued at {len(self._queue)})"
                 started = JobEvent(job.job_id, "started", self._document(job, now), fate)
                 events += self._logged([started], now)
                 events += self._advance(now)  # a zero delay finishes at once
@@ -374,6 +456,27 @@ class MemoryJobStore(JobStore):
             with self._cond:
                 self._waiters -= 1
         return self.status(job_id), True
+
+    def cancel(self, job_id: str) -> dict[str, Any] | None:
+        """See :meth:`JobStore.cancel`."""
+        with self._cond:
+            now = self._clock()
+            events = self._advance(now)
+            job = self._jobs.get(job_id)
+            if job is not None and job.result is JobResult.PENDING:
+                if job.phase is JobPhase.QUEUED:
+                    self._queue.remove(job)
+                else:
+                    self._due = [entry for entry in self._due if entry[2] is not job]
+                    heapq.heapify(self._due)
+                self._queue_view = None
+                self._finish(job, JobResult.ERROR, JobPhase.CANCELED, now, self._wall_clock())
+                canceled = JobEvent(job.job_id, "canceled", self._document(job, now))
+                events += self._logged([canceled, *self._announce(self._promote(now, now), now)],
+                                       now)
+            doc = None if job is None else self._document(job, now)
+        self._publish(events)
+        return doc
 
     def process_due(self) -> int:
         """Finishes the jobs that are due and forgets the expired ones; returns how many changed."""
@@ -495,8 +598,7 @@ class MemoryJobStore(JobStore):
         job = _Job(
             job_id=uuid.uuid4().hex,
             created_at=self._wall_clock(),
-            started=now,
-            due=now + (drawn_delay if delay is None else delay),
+            duration=drawn_delay if delay is None else delay,
             outcome=outcome,
             eta_factor=1.0 + noise,
             idempotency_key=key,
@@ -504,11 +606,37 @@ class MemoryJobStore(JobStore):
         self._jobs[job.job_id] = job
         if key is not None:
             self._keys[key] = job
-        wake_worker = not self._due or job.due < self._due[0][0]
-        heapq.heappush(self._due, (job.due, next(self._seq), job))
-        if wake_worker:  # the timer thread sleeps until the old earliest due time
-            self._cond.notify()
         return job
+
+    def _promote(self, at: float, now: float) -> list[_Job]:
+        """Moves queued jobs into free slots, as if they started at ``at`` (when a slot freed)."""
+        limit = self.settings.concurrency
+        promoted = []
+        while self._queue and (limit == 0 or len(self._due) < limit):
+            job = self._queue.popleft()
+            job.phase, job.started, job.due = JobPhase.RUNNING, at, at + job.duration
+            job.started_at = self._wall_clock() - (now - at)
+            wake_worker = not self._due or job.due < self._due[0][0]
+            heapq.heappush(self._due, (job.due, next(self._seq), job))
+            if wake_worker:  # the timer thread sleeps until the old earliest due time
+                self._cond.notify()
+            promoted.append(job)
+        if promoted and limit:
+            self._queue_view = None
+        return promoted
+
+    def _announce(self, promoted: list[_Job], now: float) -> list[JobEvent]:
+        return [JobEvent(job.job_id, "running", self._document(job, now)) for job in promoted]
+
+    def _finish(
+        self, job: _Job, result: JobResult, phase: JobPhase, now: float, wall: float
+    ) -> None:
+        job.result, job.phase, job.finished_at = result, phase, wall
+        if job.event is not None:
+            job.event.set()
+        if job.job_id != self.default_job_id:
+            # `now` only grows under the lock, so the deque stays sorted by expiry.
+            self._expiry.append((now + self.settings.job_ttl, job))
 
     def _run(self) -> None:
         while True:
@@ -534,18 +662,16 @@ class MemoryJobStore(JobStore):
         events: list[JobEvent] = []
         wall = None
         while self._due and self._due[0][0] <= now:
-            job = heapq.heappop(self._due)[2]
+            due, _, job = heapq.heappop(self._due)
             if wall is None:
                 wall = self._wall_clock()
-            job.result = job.outcome
-            job.finished_at = wall
-            if job.event is not None:
-                job.event.set()
-            if job.job_id != self.default_job_id:
-                # `now` only grows under the lock, so the deque stays sorted by expiry.
-                self._expiry.append((now + self.settings.job_ttl, job))
+            self._finish(job, job.outcome, JobPhase(job.outcome.value), now, wall)
             detail = f"error: {JOB_ERROR_MESSAGE}" if job.result is JobResult.ERROR else ""
             events.append(JobEvent(job.job_id, job.result.value, self._document(job, now), detail))
+            if self.settings.concurrency:
+                self._queue_view = None
+                # The next job started when this one's slot freed, not when we noticed.
+                events += self._announce(self._promote(due, now), now)
         while self._expiry and self._expiry[0][0] <= now:
             job = self._expiry.popleft()[1]
             del self._jobs[job.job_id]
@@ -563,20 +689,56 @@ class MemoryJobStore(JobStore):
                 break
         return max(1, math.ceil(min(candidates, default=now + 1) - now))
 
+    def _queue_estimate(self, job: _Job, now: float) -> tuple[int, float]:
+        """A queued job's 1-based position and estimated start (monotonic clock)."""
+        if self._queue_view is None:
+            # Each running job is expected to end when its own estimate says, seen from now.
+            ends = [now + max(j.eta_factor * (due - now), 0.0) for due, _, j in self._due]
+            ends += [now] * (self.settings.concurrency - len(ends))
+            heapq.heapify(ends)
+            self._queue_view = ({}, ends)
+            for queued in self._queue:
+                self._extend_view(queued, self._queue_view)
+        return self._queue_view[0][job.job_id]
+
+    @staticmethod
+    def _extend_view(job: _Job, view: tuple[dict[str, tuple[int, float]], list[float]]) -> None:
+        """Adds the job at the queue's tail to the view (what estimate_queue_starts does)."""
+        positions, slots = view
+        start = heapq.heappop(slots)
+        heapq.heappush(slots, start + job.eta_factor * job.duration)
+        positions[job.job_id] = (len(positions) + 1, start)
+
     def _document(self, job: _Job, now: float) -> dict[str, Any]:
-        doc: dict[str, Any] = {"job_id": job.job_id, "result": job.result.value}
-        if job.result is JobResult.PENDING:
-            duration = job.due - job.started  # 0 only for the "started" event of a 0 s job
+        doc: dict[str, Any] = {"job_id": job.job_id, "result": job.result.value,
+                               "phase": job.phase.value}
+        if job.phase is JobPhase.QUEUED:
+            position, start = self._queue_estimate(job, now)
+            doc["progress"] = 0.0  # progress counts from started_at: waiting is not work
+            doc["created_at"] = job.created_at
+            doc["queue_position"] = position
+            doc["eta_seconds"] = round(max(start - now, 0.0) + job.eta_factor * job.duration, 3)
+        elif job.result is JobResult.PENDING:
+            duration = job.duration  # 0 only for the "started" event of a 0 s job
             elapsed = max(now - job.started, 0.0)
             doc["progress"] = min(round(elapsed / duration, 3), 0.999) if duration > 0 else 0.0
             doc["created_at"] = job.created_at
+            doc["started_at"] = job.started_at
             doc["eta_seconds"] = round(job.eta_factor * (job.due - now), 3)
         else:
             doc["progress"] = 1.0
             doc["created_at"] = job.created_at
+            if job.started_at is not None:  # a job cancelled in the queue never started
+                doc["started_at"] = job.started_at
             doc["finished_at"] = job.finished_at
-            if job.result is JobResult.ERROR:
+            if job.phase is JobPhase.CANCELED:
+                doc["error"] = JOB_CANCELED_MESSAGE
+            elif job.result is JobResult.ERROR:
                 doc["error"] = JOB_ERROR_MESSAGE
+        if job.callback_id is not None:
+            doc["callback_id"] = job.callback_id
+        if job.callback_url is not None:
+            doc["callback_url"] = job.callback_url
         return doc
 
 

@@ -6,20 +6,23 @@ Usage::
     store = RedisJobStore(Settings(job_store="redis://127.0.0.1:6379/0"))
     doc, created = store.start(delay=5)
 
-It behaves exactly like :class:`job_store.MemoryJobStore` behind the API (the same test suite runs
-on both). Every time is Unix seconds from ``wall_clock``, the clock that all processes and hosts
-share; all durations are in seconds.
+It behaves like :class:`job_store.MemoryJobStore` behind the API (the same test suites run on
+both: routes, long-poll, TTL, limits, the queue, cancel, the event log). Every time is Unix seconds
+from ``wall_clock``, the clock that all processes and hosts share; all durations are in seconds.
 
 Key layout (prefix ``vt:``, configurable; ``<id>`` is a job id):
 
 ===================  ==========  ==================================================================
 key                  type        holds
 ===================  ==========  ==================================================================
-``vt:job:<id>``      hash        ``job_id created_at started due outcome eta_factor key result
-                                 finished_at default``; expires ``BACKSTOP`` s after it should be
-                                 forgotten (Redis forgets it even when no server runs)
-``vt:due``           sorted set  pending job ids scored by due time: the timer's work list
-``vt:expiry``        sorted set  finished job ids scored by the time they are forgotten
+``vt:job:<id>``      hash        ``job_id created_at duration outcome eta_factor result phase``,
+                                 once running ``started due``, once final ``finished_at``; and
+                                 ``key default cb_id cb_url`` when set. Times are kept as the
+                                 text Python's ``repr`` wrote. Expires ``BACKSTOP`` s after it
+                                 should be forgotten (Redis forgets it even when no server runs)
+``vt:due``           sorted set  running job ids scored by due time: the timers' work list
+``vt:queue``         list        queued job ids, FIFO (``CONCURRENCY``; empty when 0)
+``vt:expiry``        sorted set  final job ids scored by the time they are forgotten
                                  (``finished_at + JOB_TTL``); the default job is never in it
 ``vt:idem:<key>``    string      the job id an ``Idempotency-Key`` started; same expiry as the job
 ``vt:default``       string      the default job's id (``GET /status``); no expiry
@@ -29,29 +32,37 @@ key                  type        holds
                                  ``job kind data t`` (``data``: the status document as JSON);
                                  ``XADD MAXLEN EVENT_RETENTION``, entries older than ``JOB_TTL``
                                  trimmed (``XTRIM MINID``) by the next change or read
-``vt:final``         channel     pub/sub: ``<id> <finisher> <fields as JSON>`` of each job that
-                                 just became final (a woken long-poll answers from it, no read)
+``vt:final``         channel     pub/sub: ``<id> <finisher> <document>`` of each job that just
+                                 became final (a woken long-poll answers from it, no read)
 ``vt:logged``        channel     pub/sub: the last event id, after each step that logged one
                                  (wakes every process's held event readers)
 ===================  ==========  ==================================================================
 
-``MAX_JOBS`` accounting is ``ZCARD vt:due + ZCARD vt:expiry`` (minus the default job while it is
-pending): no counter to drift. Every change is one Lua script, so it is atomic with respect to every
-other client: starting (evict what expired, replay an idempotency key or the default job, check
-``MAX_JOBS``, create), reading one job (finish it if due, forget it if expired), and the timer's
-batch (finish due jobs, forget expired ones). A job is finished only by the script call that finds
-it ``pending`` in ``vt:due`` and removes it, so with any number of workers running the timer, each
-job changes once and one process reports the change to its listeners. Each change is appended to
-``vt:events`` inside the same script, so event ids follow the order of the changes across every
-process, and a snapshot (``event_snapshot``) reads documents and the last id in one script. A job finished more than
-``LATE_FINISH`` seconds after its due time (no server ran then, e.g. across a restart) gets its due
-time as ``finished_at``, not the moment it was noticed.
+``MAX_JOBS`` accounting is ``ZCARD vt:due + LLEN vt:queue + ZCARD vt:expiry`` (minus the default
+job while it is pending): no counter to drift. Every change is one Lua script, so it is atomic
+with respect to every other client: a start (forget what expired, replay an idempotency key or
+the default job, check ``MAX_JOBS``, create, queue or run), a read (finish the job if due, forget
+it if expired), a cancel (end the job, start the next queued one), and the timer's batch (finish
+due jobs in due order, each freeing its slot for the head of the queue at its due time; forget
+expired ones). A job is finished only by the script call that finds it ``pending`` in ``vt:due``
+and removes it, so with any number of workers running the timer each job changes once, and one
+process reports the change to its listeners (so a webhook is sent once). Each change is appended
+to ``vt:events`` inside the same script, so event ids follow the order of the changes across
+every process, and a snapshot (``event_snapshot``) reads documents and the last id in one script.
+The scripts write the status documents themselves, as JSON byte for byte like the memory store's.
+A job finished more than ``LATE_FINISH`` seconds after its due time (no server ran then, e.g.
+across a restart) gets its due time as ``finished_at``, not the moment it was noticed.
 
 Each process holds one pub/sub connection (a thread, or a greenlet under gevent) subscribed to
-``vt:final``; it wakes this process's long-polls on that job, whichever worker or host finished it.
-Waiters hold no connection while they wait. When Redis is lost, calls raise
-:class:`job_store.StoreUnavailableError` (the API answers 503) within the socket timeouts, held
-long-polls are woken and answered the same way, and every connection reconnects by itself.
+``vt:final`` and ``vt:logged``; it wakes this process's long-polls on a job that became final and
+its event readers, whichever worker or host made the change. Waiters hold no connection while they
+wait. When Redis is lost, calls raise :class:`job_store.StoreUnavailableError` (the API answers
+503) within the socket timeouts, held long-polls are woken and answered the same way, event streams
+end (clients resume with ``Last-Event-ID``), and every connection reconnects by itself.
+
+One difference from the memory store: a queued job's ``eta_seconds`` is computed from the running
+jobs' estimates at each read, where the memory store keeps the estimate it made when the queue last
+changed; with ``ETA_NOISE=0`` both give the same numbers.
 """
 
 from __future__ import annotations
@@ -73,10 +84,12 @@ from redis.retry import Retry
 
 from job_store import (
     FINAL_RESULTS,
+    JOB_CANCELED_MESSAGE,
     JOB_ERROR_MESSAGE,
     UNLOGGED_KINDS,
     EventIdExpiredError,
     JobEvent,
+    JobPhase,
     JobResult,
     JobStore,
     LoggedEvent,
@@ -112,9 +125,10 @@ MAX_CONNECTIONS = 64
 #: Pause between reconnection attempts of the pub/sub listener and the timer.
 RECONNECT_PAUSE = 0.5
 
-# Shared by every script. ARGV: prefix, now (Unix s, as text), JOB_TTL, LATE_FINISH, BACKSTOP ms,
-# the calling store's id, EVENT_RETENTION, the first event id (used once, on an empty database).
-# Script arguments start at ARGV[9].
+# Shared by every script. ARGV: prefix, now (Unix s, as Python's repr), JOB_TTL, LATE_FINISH,
+# BACKSTOP ms, the calling store's id, EVENT_RETENTION, the first event id (used once, on an empty
+# database), CONCURRENCY. Script arguments start at ARGV[10]. Documents are written here, as
+# JSON byte for byte as Python's json.dumps(doc, separators=(",", ":")) writes the memory store's.
 _LUA_PRELUDE = """
 local P = ARGV[1]
 local NOW_S = ARGV[2]
@@ -124,12 +138,16 @@ local LATE = tonumber(ARGV[4])
 local MARGIN = tonumber(ARGV[5])
 local ME = ARGV[6]
 local RETENTION = tonumber(ARGV[7])
+local CONCURRENCY = tonumber(ARGV[9])
 local DUE = P .. 'due'
+local QUEUE = P .. 'queue'
 local EXPIRY = P .. 'expiry'
 local EVENTS = P .. 'events'
 local LAST = P .. 'event_id'
 local FIELDS = {'job_id', 'created_at', 'started', 'due', 'outcome', 'eta_factor', 'key',
-                'result', 'finished_at', 'default'}
+                'result', 'finished_at', 'default', 'duration', 'phase', 'cb_id', 'cb_url'}
+local ERROR_JSON = [[@ERROR@]]
+local CANCELED_JSON = [[@CANCELED@]]
 local logged = false
 
 local function job_key(id) return P .. 'job:' .. id end
@@ -140,13 +158,74 @@ local function read(id)
   return f
 end
 
--- The status document of a final job, byte for byte as json.dumps(doc) writes it in Python:
--- the numbers are kept as the text Python wrote (repr of a float).
-local function final_json(f)
-  local text = '{"job_id":"' .. f[1] .. '","result":"' .. f[8] .. '","progress":1.0,' ..
-    '"created_at":' .. f[2] .. ',"finished_at":' .. f[9]
-  if f[8] == 'error' then text = text .. ',"error":' .. ERROR_JSON end
-  return text .. '}'
+-- A float as Python's repr writes it: the shortest text that reads back as the same number.
+local function pyfloat(x)
+  local s
+  for digits = 15, 17 do
+    s = string.format('%.' .. digits .. 'g', x)
+    if tonumber(s) == x then break end
+  end
+  if not string.find(s, '[.en]') then s = s .. '.0' end
+  return s
+end
+
+-- round(x, 3) as Python writes it.
+local function round3(x)
+  local s = (string.gsub(string.format('%.3f', x), '0+$', ''))
+  if string.sub(s, -1) == '.' then s = s .. '0' end
+  return s
+end
+
+-- A queued job's 1-based place and estimated start: the running jobs' estimated ends (a free
+-- slot is now), then each job ahead takes the slot that frees first for its expected duration.
+local function queue_estimate(id)
+  local position = redis.call('LPOS', QUEUE, id)
+  local slots = {}
+  for _, running in ipairs(redis.call('ZRANGE', DUE, 0, -1)) do
+    local r = redis.call('HMGET', job_key(running), 'due', 'eta_factor')
+    slots[#slots + 1] = NOW + math.max(tonumber(r[2]) * (tonumber(r[1]) - NOW), 0)
+  end
+  while #slots < CONCURRENCY do slots[#slots + 1] = NOW end
+  local start = NOW
+  for _, queued in ipairs(redis.call('LRANGE', QUEUE, 0, position)) do
+    local first = 1
+    for k = 2, #slots do if slots[k] < slots[first] then first = k end end
+    start = slots[first]
+    local q = redis.call('HMGET', job_key(queued), 'eta_factor', 'duration')
+    slots[first] = start + tonumber(q[1]) * tonumber(q[2])
+  end
+  return position + 1, start
+end
+
+-- The status document of a job (its hash fields f) at NOW.
+local function doc_json(f)
+  local phase = f[12]
+  local t = {'{"job_id":"', f[1], '","result":"', f[8], '","phase":"', phase, '"'}
+  if phase == 'queued' then
+    local position, start = queue_estimate(f[1])
+    local eta = math.max(start - NOW, 0) + tonumber(f[6]) * tonumber(f[11])
+    t[#t + 1] = ',"progress":0.0,"created_at":' .. f[2] .. ',"queue_position":' .. position ..
+      ',"eta_seconds":' .. round3(eta)
+  elseif phase == 'running' then
+    local duration = tonumber(f[11])
+    local progress = '0.0'
+    if duration > 0 then
+      progress = round3(math.max(NOW - tonumber(f[3]), 0) / duration)
+      if tonumber(progress) > 0.999 then progress = '0.999' end
+    end
+    t[#t + 1] = ',"progress":' .. progress .. ',"created_at":' .. f[2] .. ',"started_at":' ..
+      f[3] .. ',"eta_seconds":' .. round3(tonumber(f[6]) * (tonumber(f[4]) - NOW))
+  else
+    t[#t + 1] = ',"progress":1.0,"created_at":' .. f[2]
+    if f[3] then t[#t + 1] = ',"started_at":' .. f[3] end
+    t[#t + 1] = ',"finished_at":' .. f[9]
+    if phase == 'canceled' then t[#t + 1] = ',"error":' .. CANCELED_JSON
+    elseif f[8] == 'error' then t[#t + 1] = ',"error":' .. ERROR_JSON end
+  end
+  if f[13] then t[#t + 1] = ',"callback_id":' .. f[13] end
+  if f[14] then t[#t + 1] = ',"callback_url":' .. f[14] end
+  t[#t + 1] = '}'
+  return table.concat(t)
 end
 
 -- Appends one change to the event log, with the next id of the one counter.
@@ -194,26 +273,67 @@ local function keep(id, key, seconds)
   if key then redis.call('PEXPIRE', P .. 'idem:' .. key, ms) end
 end
 
--- Finishes one job if it is pending and due: the only place a job becomes final.
-local function finish(id, events)
-  local k = job_key(id)
-  local j = redis.call('HMGET', k, 'result', 'due', 'outcome', 'default', 'key')
-  if j[1] ~= 'pending' then redis.call('ZREM', DUE, id) return end
-  local due = tonumber(j[2])
-  if due > NOW then return end
-  local fin = NOW_S
-  if NOW - due > LATE then fin = j[2] end
-  redis.call('HSET', k, 'result', j[3], 'finished_at', fin)
-  redis.call('ZREM', DUE, id)
-  if j[4] ~= '1' then
-    local forget_at = tonumber(fin) + TTL
-    redis.call('ZADD', EXPIRY, string.format('%.6f', forget_at), id)
-    keep(id, j[5], forget_at - NOW)
+-- Moves queued jobs into free slots, as if they started at AT_S (when a slot freed); each gets
+-- a "running" event, but SILENT (a job just started: its "started" event says it).
+local function promote(at_s, events, silent)
+  local at = tonumber(at_s)
+  while redis.call('LLEN', QUEUE) > 0 and
+        (CONCURRENCY == 0 or redis.call('ZCARD', DUE) < CONCURRENCY) do
+    local id = redis.call('LPOP', QUEUE)
+    local k = job_key(id)
+    local j = redis.call('HMGET', k, 'duration', 'default', 'key')
+    local due = at + tonumber(j[1])
+    local due_s = pyfloat(due)
+    redis.call('HSET', k, 'phase', 'running', 'started', at_s, 'due', due_s)
+    redis.call('ZADD', DUE, due_s, id)
+    if j[2] ~= '1' then keep(id, j[3], due - NOW + TTL) end
+    if id ~= silent then
+      local data = doc_json(read(id))
+      log_event(id, 'running', data)
+      events[#events + 1] = {'running', data}
+    end
   end
-  local f = read(id)
-  log_event(id, j[3], final_json(f))
-  redis.call('PUBLISH', P .. 'final', id .. ' ' .. ME .. ' ' .. cjson.encode(f))
-  events[#events + 1] = {j[3], f}
+end
+
+-- Ends a pending job: RESULT and PHASE, finished at FIN_S; logged, published, its slot freed.
+local function conclude(id, result, phase, fin_s, events)
+  local k = job_key(id)
+  local j = redis.call('HMGET', k, 'default', 'key')
+  redis.call('HSET', k, 'result', result, 'phase', phase, 'finished_at', fin_s)
+  if j[1] ~= '1' then
+    local forget_at = tonumber(fin_s) + TTL
+    redis.call('ZADD', EXPIRY, string.format('%.6f', forget_at), id)
+    keep(id, j[2], forget_at - NOW)
+  end
+  local data = doc_json(read(id))
+  log_event(id, phase, data)
+  redis.call('PUBLISH', P .. 'final', id .. ' ' .. ME .. ' ' .. data)
+  events[#events + 1] = {phase, data}
+end
+
+-- Finishes one running job if it is due: the only place a job completes or fails. The next
+-- queued job starts when this one's slot freed (its due time), not when it was noticed.
+local function finish(id, events)
+  local j = redis.call('HMGET', job_key(id), 'result', 'due', 'outcome')
+  if j[1] ~= 'pending' then redis.call('ZREM', DUE, id) return end
+  if not j[2] or tonumber(j[2]) > NOW then return end
+  local fin = NOW_S
+  if NOW - tonumber(j[2]) > LATE then fin = j[2] end
+  redis.call('ZREM', DUE, id)
+  conclude(id, j[3], j[3], fin, events)
+  if CONCURRENCY > 0 then promote(j[2], events, false) end
+end
+
+-- Finishes due jobs in due order (a promoted job may be due already), at most LIMIT.
+local function finish_due(limit, events)
+  local count = 0
+  while count < limit do
+    local first = redis.call('ZRANGE', DUE, 0, 0, 'WITHSCORES')
+    if not first[1] or tonumber(first[2]) > NOW then return false end
+    finish(first[1], events)
+    count = count + 1
+  end
+  return true
 end
 
 -- Forgets one finished job and its idempotency key (not logged: no document changes).
@@ -221,25 +341,31 @@ local function evict(id, events)
   local f = read(id)
   redis.call('ZREM', EXPIRY, id)
   if not f then return end
+  local data = doc_json(f)
   redis.call('DEL', job_key(id))
   if f[7] and redis.call('GET', P .. 'idem:' .. f[7]) == id then
     redis.call('DEL', P .. 'idem:' .. f[7])
   end
-  events[#events + 1] = {'evicted', f}
+  events[#events + 1] = {'evicted', data}
 end
 
--- Reads one job as a reader should see it: finished if due, forgotten if expired.
+-- Reads one job as a reader should see it: finished if due (a queued one after the jobs ahead
+-- that are due), forgotten if expired.
 local function current(id, events)
   local f = read(id)
   if not f then return false end
-  if f[8] == 'pending' then
+  if f[12] == 'queued' then
+    finish_due(100, events)
+    f = read(id)
+  elseif f[8] == 'pending' then
     finish(id, events)
-    return read(id)
-  end
-  local at = redis.call('ZSCORE', EXPIRY, id)
-  if at and tonumber(at) <= NOW then
-    evict(id, events)
-    return false
+    f = read(id)
+  else
+    local at = redis.call('ZSCORE', EXPIRY, id)
+    if at and tonumber(at) <= NOW then
+      evict(id, events)
+      return false
+    end
   end
   return f
 end
@@ -247,27 +373,34 @@ end
 local function first_score(key)
   return redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2] or false
 end
-""".replace("ERROR_JSON", repr(json.dumps(JOB_ERROR_MESSAGE)))
 
-# ARGV 9..: id, created_at, due, outcome, eta_factor, idempotency key ('' for none),
-# default ('1' or '0'), MAX_JOBS, the "started" document as JSON.
-# Returns {tag, fields, events, fields at creation}.
+local function first_event_id()
+  if redis.call('EXISTS', LAST) == 0 then redis.call('SET', LAST, ARGV[8]) end
+end
+""".replace("@ERROR@", json.dumps(JOB_ERROR_MESSAGE)).replace(
+    "@CANCELED@", json.dumps(JOB_CANCELED_MESSAGE))
+
+# ARGV 10..: id, created_at, duration, outcome, eta_factor, idempotency key ('' for none),
+# default ('1' or '0'), MAX_JOBS, callback_id and callback_url as JSON ('' for none).
+# Returns {tag, document, events, document at creation}.
 _LUA_START = _LUA_PRELUDE + """
 local events = {}
 for _, old in ipairs(redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', NOW_S)) do evict(old, events) end
-local id, key, default = ARGV[9], ARGV[14], ARGV[15]
+local id, key, default = ARGV[10], ARGV[15], ARGV[16]
 local found = false
 if default == '1' then found = redis.call('GET', P .. 'default')
 elseif key ~= '' then found = redis.call('GET', P .. 'idem:' .. key) end
 if found and redis.call('EXISTS', job_key(found)) == 1 then
-  finish(found, events)
-  return done({'replay', read(found), events})
+  local f = current(found, events)
+  return done({'replay', doc_json(f), events})
 end
+local def = redis.call('GET', P .. 'default')
 if default ~= '1' then
-  local def = redis.call('GET', P .. 'default')
-  local live = redis.call('ZCARD', DUE) + redis.call('ZCARD', EXPIRY)
-  if def and redis.call('ZSCORE', DUE, def) then live = live - 1 end
-  if live >= tonumber(ARGV[16]) then
+  local live = redis.call('ZCARD', DUE) + redis.call('LLEN', QUEUE) + redis.call('ZCARD', EXPIRY)
+  if def and (redis.call('ZSCORE', DUE, def) or redis.call('LPOS', QUEUE, def)) then
+    live = live - 1
+  end
+  if live >= tonumber(ARGV[17]) then
     local first_due = false
     local pairs_ = redis.call('ZRANGE', DUE, 0, 1, 'WITHSCORES')
     for i = 1, #pairs_, 2 do
@@ -276,8 +409,8 @@ if default ~= '1' then
     return done({'full', {first_score(EXPIRY), first_due}, events})
   end
 end
-local fields = {'job_id', id, 'created_at', ARGV[10], 'started', NOW_S, 'due', ARGV[11],
-                'outcome', ARGV[12], 'eta_factor', ARGV[13], 'result', 'pending'}
+local fields = {'job_id', id, 'created_at', ARGV[11], 'duration', ARGV[12], 'outcome', ARGV[13],
+                'eta_factor', ARGV[14], 'result', 'pending', 'phase', 'queued'}
 if key ~= '' then
   fields[#fields + 1] = 'key'
   fields[#fields + 1] = key
@@ -288,54 +421,80 @@ if default == '1' then
   fields[#fields + 1] = '1'
   redis.call('SET', P .. 'default', id)
 end
-redis.call('HSET', job_key(id), unpack(fields))
-redis.call('ZADD', DUE, ARGV[11], id)
-if default ~= '1' then
-  if key == '' then key = false end
-  keep(id, key, tonumber(ARGV[11]) - NOW + TTL)
+if ARGV[18] ~= '' then
+  fields[#fields + 1] = 'cb_id'
+  fields[#fields + 1] = ARGV[18]
 end
-local created = read(id)
-log_event(id, 'started', ARGV[17])
+if ARGV[19] ~= '' then
+  fields[#fields + 1] = 'cb_url'
+  fields[#fields + 1] = ARGV[19]
+end
+redis.call('HSET', job_key(id), unpack(fields))
+redis.call('RPUSH', QUEUE, id)
+promote(NOW_S, events, id)
+local created = doc_json(read(id))
+log_event(id, 'started', created)
 finish(id, events)
-return done({'created', read(id), events, created})
+return done({'created', doc_json(read(id)), events, created})
 """
 
-# ARGV 9: job id. Returns {fields or false, events}.
+# ARGV 10: job id. Returns {document or false, events}.
 _LUA_STATUS = _LUA_PRELUDE + """
 local events = {}
-local f = current(ARGV[9], events)
+local f = current(ARGV[10], events)
+if f then f = doc_json(f) end
 return done({f, events})
 """
 
-# ARGV 9: batch size. Returns {events, more (1 when a batch was full), first due, first expiry}.
-_LUA_ADVANCE = _LUA_PRELUDE + """
-local limit = tonumber(ARGV[9])
+# ARGV 10: job id. Returns {document or false, events}.
+_LUA_CANCEL = _LUA_PRELUDE + """
+local id = ARGV[10]
 local events = {}
-local due = redis.call('ZRANGEBYSCORE', DUE, '-inf', NOW_S, 'LIMIT', 0, limit)
-for _, id in ipairs(due) do finish(id, events) end
+local f = current(id, events)
+if not f then return done({false, events}) end
+if f[8] == 'pending' then
+  if f[12] == 'queued' then
+    redis.call('LREM', QUEUE, 0, id)
+  else
+    redis.call('ZREM', DUE, id)
+  end
+  conclude(id, 'error', 'canceled', NOW_S, events)
+  promote(NOW_S, events, false)
+end
+return done({doc_json(read(id)), events})
+"""
+
+# ARGV 10: batch size. Returns {events, more (1 when a batch was full), first due, first expiry}.
+_LUA_ADVANCE = _LUA_PRELUDE + """
+local limit = tonumber(ARGV[10])
+local events = {}
+local more = finish_due(limit, events)
 local old = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', NOW_S, 'LIMIT', 0, limit)
 for _, id in ipairs(old) do evict(id, events) end
-local more = 0
-if #due == limit or #old == limit then more = 1 end
+if more or #old == limit then more = 1 else more = 0 end
 return done({events, more, first_score(DUE), first_score(EXPIRY)})
 """
 
-# ARGV 9..: job ids. Returns {fields or false per id, the last event id, events}: one atomic
+# ARGV 10..: job ids. Returns {document or false per id, the last event id, events}: one atomic
 # step, so every change after that id is one the documents do not show yet.
 _LUA_SNAPSHOT = _LUA_PRELUDE + """
 local events = {}
 local docs = {}
-for i = 9, #ARGV do docs[#docs + 1] = current(ARGV[i], events) end
-if redis.call('EXISTS', LAST) == 0 then redis.call('SET', LAST, ARGV[8]) end
+for i = 10, #ARGV do
+  local f = current(ARGV[i], events)
+  if f then f = doc_json(f) end
+  docs[#docs + 1] = f
+end
+first_event_id()
 return done({docs, redis.call('GET', LAST), events})
 """
 
-# ARGV 9: event id, 10: limit. Returns {'ok', entries} or {'expired', oldest, last}.
+# ARGV 10: event id, 11: limit. Returns {'ok', entries} or {'expired', oldest, last}.
 _LUA_EVENTS_AFTER = _LUA_PRELUDE + """
-if redis.call('EXISTS', LAST) == 0 then redis.call('SET', LAST, ARGV[8]) end
+first_event_id()
 trim_old()
 local last = tonumber(redis.call('GET', LAST))
-local after = tonumber(ARGV[9])
+local after = tonumber(ARGV[10])
 local head = redis.call('XRANGE', EVENTS, '-', '+', 'COUNT', 1)[1]
 local oldest = last + 1
 if head then oldest = tonumber(string.sub(head[1], 3)) end
@@ -343,20 +502,25 @@ if after < oldest - 1 or after > last then
   return {'expired', string.format('%d', oldest), string.format('%d', last)}
 end
 return {'ok', redis.call('XRANGE', EVENTS, '(0-' .. string.format('%d', after), '+',
-                        'COUNT', tonumber(ARGV[10]))}
+                        'COUNT', tonumber(ARGV[11]))}
 """
 
 # Returns the number of live jobs, the default one included.
 _LUA_LEN = """
 local P = ARGV[1]
-local n = redis.call('ZCARD', P .. 'due') + redis.call('ZCARD', P .. 'expiry')
+local n = redis.call('ZCARD', P .. 'due') + redis.call('LLEN', P .. 'queue') +
+          redis.call('ZCARD', P .. 'expiry')
 local def = redis.call('GET', P .. 'default')
-if def and redis.call('EXISTS', P .. 'job:' .. def) == 1
-   and not redis.call('ZSCORE', P .. 'due', def) then n = n + 1 end
+if def and redis.call('EXISTS', P .. 'job:' .. def) == 1 and
+   not redis.call('ZSCORE', P .. 'due', def) and not redis.call('LPOS', P .. 'queue', def) then
+  n = n + 1
+end
 return n
 """
 
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
+#: Kinds of change after which a job is final (its waiters are answered).
+_FINAL_KINDS = frozenset({JobPhase.COMPLETED.value, JobPhase.ERROR.value, JobPhase.CANCELED.value})
 
 
 def check_reachable(url: str) -> None:
@@ -441,6 +605,7 @@ class RedisJobStore(JobStore):
         self._status_script = self._redis.register_script(_LUA_STATUS)
         self._advance_script = self._redis.register_script(_LUA_ADVANCE)
         self._snapshot_script = self._redis.register_script(_LUA_SNAPSHOT)
+        self._cancel_script = self._redis.register_script(_LUA_CANCEL)
         self._events_after_script = self._redis.register_script(_LUA_EVENTS_AFTER)
         self._len_script = self._redis.register_script(_LUA_LEN)
         try:
@@ -463,6 +628,8 @@ class RedisJobStore(JobStore):
         outcome: JobResult | None = None,
         idempotency_key: str | None = None,
         default: bool = False,
+        callback_url: str | None = None,
+        callback_id: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """See :meth:`JobStore.start`."""
         settings = self.settings
@@ -474,19 +641,17 @@ class RedisJobStore(JobStore):
             noise = self._rng.uniform(-settings.eta_noise, settings.eta_noise)
         if outcome is None:
             outcome = JobResult.ERROR if fails else JobResult.COMPLETED
+        duration = drawn_delay if delay is None else delay
         now = self._clock()
-        due = now + (drawn_delay if delay is None else delay)
         job_id = uuid.uuid4().hex
-        fields = [job_id, repr(now), repr(now), repr(due), outcome.value, repr(1.0 + noise),
-                  idempotency_key, JobResult.PENDING.value, None, "1" if default else None]
-        started_json = json.dumps(self._document(fields, now), separators=(",", ":"))
         reply = self._call(
-            self._start_script, now, job_id, fields[1], fields[3], outcome.value, fields[5],
-            idempotency_key or "",
-            "1" if default else "0", settings.max_jobs, started_json,
+            self._start_script, now, job_id, repr(now), repr(duration), outcome.value,
+            repr(1.0 + noise), idempotency_key or "", "1" if default else "0", settings.max_jobs,
+            "" if callback_id is None else json.dumps(callback_id),
+            "" if callback_url is None else json.dumps(callback_url),
         )  # fmt: skip
         tag = reply[0]
-        events = self._events(reply[2], now)
+        events = self._events(reply[2])
         if tag == "full":
             self._report(events)
             first_expiry, first_due = reply[1]
@@ -494,35 +659,43 @@ class RedisJobStore(JobStore):
             if first_due:
                 candidates.append(float(first_due) + settings.job_ttl)
             raise StoreFullError(max(1, math.ceil(min(candidates, default=now + 1) - now)))
-        fields = reply[1]
+        doc = json.loads(reply[1])
         if tag == "created":
-            fate = f"started (delay {due - now:.3f} s, fated {outcome.value})"
-            started = JobEvent(job_id, "started", self._document(reply[3], now), fate)
-            events.insert(0, started)
-            if due < self._next_wake:  # this process's timer sleeps until a later time
+            created = json.loads(reply[3])
+            fate = f"started (delay {duration:.3f} s, fated {outcome.value}"
+            fate += f", queued at {created['queue_position']})" if "queue_position" in created \
+                else ")"
+            # The evictions the script made first, then the start, then what followed it.
+            later = [e for e in events if e.kind != "evicted"]
+            events = [e for e in events if e.kind == "evicted"]
+            events += [JobEvent(job_id, "started", created, fate), *later]
+            if now + duration < self._next_wake:  # this process's timer sleeps until later
                 self._wake_timer.set()
         else:
             with self._lock:  # a replay creates nothing, so it draws nothing
                 self._rng.setstate(state)
         if default:
-            self.default_job_id = fields[0]
+            self.default_job_id = doc["job_id"]
         self._report(events)
-        return self._document(fields, now), tag == "created"
+        return doc, tag == "created"
 
     def status(self, job_id: str) -> dict[str, Any] | None:
         """Returns the job's status document, or ``None`` for an unknown (or forgotten) job."""
-        now = self._clock()
-        fields, raw_events = self._call(self._status_script, now, job_id)
-        self._report(self._events(raw_events, now))
-        return None if not fields else self._document(fields, now)
+        data, raw_events = self._call(self._status_script, self._clock(), job_id)
+        self._report(self._events(raw_events))
+        return json.loads(data) if data else None
+
+    def cancel(self, job_id: str) -> dict[str, Any] | None:
+        """See :meth:`JobStore.cancel`: one script ends the job and starts the next queued one."""
+        data, raw_events = self._call(self._cancel_script, self._clock(), job_id)
+        self._report(self._events(raw_events))
+        return json.loads(data) if data else None
 
     def event_snapshot(self, job_ids: Sequence[str]) -> tuple[list[dict[str, Any] | None], int]:
         """See :meth:`JobStore.event_snapshot`: one script reads the jobs and the last id."""
-        now = self._clock()
-        raw_docs, last, raw_events = self._call(self._snapshot_script, now, *job_ids)
-        self._report(self._events(raw_events, now))
-        docs = [None if not fields else self._document(fields, now) for fields in raw_docs]
-        return docs, int(last)
+        raw_docs, last, raw_events = self._call(self._snapshot_script, self._clock(), *job_ids)
+        self._report(self._events(raw_events))
+        return [json.loads(data) if data else None for data in raw_docs], int(last)
 
     def events_after(self, event_id: int, limit: int) -> list[LoggedEvent]:
         """See :meth:`JobStore.events_after`; the log is the stream ``vt:events``."""
@@ -640,7 +813,7 @@ class RedisJobStore(JobStore):
         return self._guard(script, keys=[], args=[
             self._prefix, repr(now), repr(settings.job_ttl), repr(LATE_FINISH),
             int(BACKSTOP * 1000), self._me, settings.event_retention, self._first_event_id,
-            *args])  # fmt: skip
+            settings.concurrency, *args])  # fmt: skip
 
     def _guard(self, script: Any, **kwargs: Any) -> Any:
         try:
@@ -656,7 +829,7 @@ class RedisJobStore(JobStore):
         """One timer batch; returns (changes, whether more is due now, next deadline)."""
         now = self._clock()
         raw_events, more, first_due, first_expiry = self._call(self._advance_script, now, BATCH)
-        events = self._events(raw_events, now)
+        events = self._events(raw_events)
         self._report(events)
         deadlines = [float(s) for s in (first_due, first_expiry) if s]
         return len(events), bool(more), min(deadlines, default=math.inf)
@@ -708,11 +881,11 @@ class RedisJobStore(JobStore):
                 if message is not None and message["channel"] == logged:
                     self._logged()
                 elif message is not None and message["channel"] == final:
-                    job_id, finisher, fields = message["data"].split(" ", 2)
+                    job_id, finisher, data = message["data"].split(" ", 2)
                     # Own finishes wake our waiters once logged (_report); parse only what
                     # this process waits for.
                     if finisher != self._me and job_id in self._waiting:
-                        self._wake(job_id, self._document(json.loads(fields), self._clock()))
+                        self._wake(job_id, json.loads(data))
             except (redis.RedisError, OSError) as exc:
                 if not self._lost:
                     logger.warning("%s lost (%s); reconnecting", self._where, exc)
@@ -754,11 +927,14 @@ class RedisJobStore(JobStore):
         for waiter in waiters:
             waiter.event.set()
 
-    def _events(self, raw: Sequence[Any], now: float) -> list[JobEvent]:
+    @staticmethod
+    def _events(raw: Sequence[Any]) -> list[JobEvent]:
+        """The changes a script reports, each ``[kind, document as JSON]``, as JobEvents."""
         events = []
-        for kind, fields in raw:
+        for kind, data in raw:
+            doc = json.loads(data)
             detail = f"error: {JOB_ERROR_MESSAGE}" if kind == JobResult.ERROR.value else ""
-            events.append(JobEvent(fields[0], kind, self._document(fields, now), detail))
+            events.append(JobEvent(doc["job_id"], kind, doc, detail))
         return events
 
     def _report(self, events: list[JobEvent]) -> None:
@@ -768,25 +944,5 @@ class RedisJobStore(JobStore):
         if any(event.kind not in UNLOGGED_KINDS for event in events):
             self._logged()  # this process's readers need not wait for the pub/sub echo
         for event in events:
-            if event.kind in (JobResult.COMPLETED.value, JobResult.ERROR.value):
+            if event.kind in _FINAL_KINDS:
                 self._wake(event.job_id, event.doc)
-
-    @staticmethod
-    def _document(fields: Sequence[Any], now: float) -> dict[str, Any]:
-        """The status document from a job's hash fields (the order of the scripts' FIELDS)."""
-        job_id, created_at, started, due, _, eta_factor, _, result, finished_at, _ = fields
-        doc: dict[str, Any] = {"job_id": job_id, "result": result}
-        if result == JobResult.PENDING.value:
-            started_at, due_at = float(started), float(due)
-            duration = due_at - started_at  # 0 only for the "started" event of a 0 s job
-            elapsed = max(now - started_at, 0.0)
-            doc["progress"] = min(round(elapsed / duration, 3), 0.999) if duration > 0 else 0.0
-            doc["created_at"] = float(created_at)
-            doc["eta_seconds"] = round(float(eta_factor) * (due_at - now), 3)
-        else:
-            doc["progress"] = 1.0
-            doc["created_at"] = float(created_at)
-            doc["finished_at"] = float(finished_at)
-            if result == JobResult.ERROR.value:
-                doc["error"] = JOB_ERROR_MESSAGE
-        return doc

@@ -12,6 +12,8 @@ Routes:
   ``{"delay": s, "outcome": "completed" | "error"}``, an ``Idempotency-Key`` header.
 * ``GET /status/<job_id>`` (or ``GET /status?job_id=<id>``) answers the job's status document;
   ``GET /status`` answers the server's default job, started with the server and never evicted.
+* ``POST /status/<job_id>/cancel`` cancels a queued or running job (200 with the final document;
+  409 with the document of a job that had already ended); ``DELETE /status/<id>`` is a 405.
 * ``GET /healthz`` answers ``{"status": "ok"}``, without authentication.
 * ``GET /metrics`` answers Prometheus metrics (``metrics.py``), without authentication.
 * ``GET /events`` is the job event stream (Server-Sent Events; ``event_stream.py``).
@@ -61,10 +63,13 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+import rate_limits
+import webhooks
 from event_stream import register_event_stream
 from job_store import (
     FINAL_RESULTS,
     JOB_ERROR_MESSAGE,
+    JobPhase,
     JobResult,
     JobStore,
     StoreFullError,
@@ -109,6 +114,8 @@ MAX_START_DELAY = 86400.0
 REQUEST_TIMEOUT = 30.0
 #: What ``python server.py`` prints once it listens (ServerProcess reads it back).
 LISTENING_LINE = "Listening on {url} (Ctrl+C to stop)"
+#: What ``python server.py`` prints once, before it listens, when WEBHOOK_SECRET is unset.
+WEBHOOK_SECRET_LINE = "Webhook signing secret for this run (set WEBHOOK_SECRET to fix it): "
 #: Realm named in ``WWW-Authenticate``.
 REALM = "video-translation"
 #: Body of a ``FAULT_GARBAGE`` answer: what a misbehaving proxy might send.
@@ -120,7 +127,7 @@ _IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9_:.-]{1,255}")
 _WAIT_RE = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 _DIGITS_RE = re.compile(r"[0-9]+")
 _LISTENING_RE = re.compile(re.escape(LISTENING_LINE).replace(r"\{url\}", r"(https?://\S+)"))
-_START_KEYS = frozenset({"delay", "outcome"})
+_START_KEYS = frozenset({"delay", "outcome", "callback_url", "callback_id"})
 # Endpoints that answer without credentials (readiness checks, the API description).
 _OPEN_ENDPOINTS = frozenset({"healthz", "metrics", "openapi", "openapi_yaml"})
 _ERROR_CODES = {
@@ -201,6 +208,20 @@ def create_app(
     store.start(default=True)
     if start_worker:
         store.start_worker()
+    secret = settings.webhook_secret
+    if secret is None:  # main() passes the one it printed; an app built otherwise makes its own
+        secret = webhooks.generate_secret()
+        logger.info("WEBHOOK_SECRET is unset: this app signs webhooks with a generated secret, "
+                    "app.extensions['webhook_secret'] (python server.py prints it)")
+    sender = webhooks.WebhookSender(
+        secret, max_attempts=settings.webhook_max_attempts, timeout=settings.webhook_timeout,
+        retry_delay=settings.webhook_retry_delay)
+    store.add_listener(sender.on_event)
+    app.extensions["webhooks"] = sender
+    app.extensions["webhook_secret"] = secret
+    limiter = None
+    if settings.rate_limit:
+        limiter = rate_limits.install(app, settings.rate_limit, settings.rate_capacity, clock=clock)
     register_event_stream(app, store, settings)
 
     @app.before_request
@@ -209,15 +230,20 @@ def create_app(
 
     @app.before_request
     def _authenticate() -> None:
-        if settings.auth_enabled and request.endpoint not in _OPEN_ENDPOINTS:
-            if not _credentials_ok(request.headers.get("Authorization"), settings):
-                logger.warning("authentication failed for %s %s", request.method, request.path)
-                raise ApiError(
-                    401,
-                    "unauthorized",
-                    "valid HTTP Basic credentials required",
-                    headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
-                )
+        needs_auth = settings.auth_enabled and request.endpoint not in _OPEN_ENDPOINTS
+        authenticated = settings.auth_enabled and _credentials_ok(
+            request.headers.get("Authorization"), settings)
+        if limiter is not None:  # charged before a 401, so guessing passwords is rate-limited too
+            limiter.admit(f"user:{settings.api_username}" if authenticated
+                          else f"addr:{request.remote_addr}")
+        if needs_auth and not authenticated:
+            logger.warning("authentication failed for %s %s", request.method, request.path)
+            raise ApiError(
+                401,
+                "unauthorized",
+                "valid HTTP Basic credentials required",
+                headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
+            )
 
     @app.after_request
     def _log_request(response: Response) -> Response:
@@ -247,7 +273,9 @@ def create_app(
         code = error.code or 500
         messages = {
             404: "no such route",
-            405: f"method {request.method} not allowed here",
+            405: f"method {request.method} not allowed here" + (
+                "; cancel a job with POST /status/<job_id>/cancel"
+                if request.method == "DELETE" and request.path.startswith("/status") else ""),
             413: f"request body larger than {MAX_CONTENT_LENGTH} bytes",
         }
         message = messages.get(code, error.description or error.name)
@@ -288,9 +316,11 @@ def create_app(
             raise ApiError(
                 400, "bad_request", "Idempotency-Key must be 1 to 255 characters of [A-Za-z0-9_:.-]"
             )
-        delay, outcome = _parse_start_body(_read_body())
+        delay, outcome, callback_url, callback_id = _parse_start_body(
+            _read_body(), settings.webhook_hosts)
         try:
-            doc, created = store.start(delay=delay, outcome=outcome, idempotency_key=key)
+            doc, created = store.start(delay=delay, outcome=outcome, idempotency_key=key,
+                                       callback_url=callback_url, callback_id=callback_id)
         except StoreFullError as exc:
             raise ApiError(
                 429,
@@ -312,6 +342,13 @@ def create_app(
     @app.get("/status/<job_id>")
     def status_job(job_id: str) -> Response:
         return _status(job_id)
+
+    @app.post("/status/<job_id>/cancel")
+    def cancel_job(job_id: str) -> Response:
+        doc = store.cancel(job_id) if _JOB_ID_RE.fullmatch(job_id) else None
+        if doc is None:
+            raise ApiError(404, "not_found", f"no job {job_id}"[:200])
+        return _status_answer(doc, settings, 200 if doc["phase"] == JobPhase.CANCELED else 409)
 
     def _status(job_id: str) -> Response:
         fault = _inject_fault(settings, fault_rng)
@@ -388,10 +425,13 @@ def _read_body() -> bytes:
     raise RequestEntityTooLarge()
 
 
-def _parse_start_body(raw: bytes) -> tuple[float | None, JobResult | None]:
-    """Reads ``{"delay": s, "outcome": ...}``; an empty body means neither is fixed."""
+def _parse_start_body(
+    raw: bytes, allowed_hosts: frozenset[str]
+) -> tuple[float | None, JobResult | None, str | None, str | None]:
+    """Reads ``{"delay": s, "outcome": ..., "callback_url": ..., "callback_id": ...}``; an empty
+    body fixes none of them."""
     if not raw.strip():
-        return None, None
+        return None, None, None, None
     try:
         body = json.loads(raw)
     except ValueError:  # also UnicodeDecodeError, and ints longer than Python parses
@@ -417,7 +457,13 @@ def _parse_start_body(raw: bytes) -> tuple[float | None, JobResult | None]:
         if outcome not in ("completed", "error"):
             raise ApiError(400, "bad_request", 'outcome must be "completed" or "error"')
         outcome = JobResult(outcome)
-    return delay, outcome
+    try:
+        url, callback_id = body.get("callback_url"), body.get("callback_id")
+        url = None if url is None else webhooks.validate_callback_url(url, allowed_hosts)
+        callback_id = None if callback_id is None else webhooks.validate_callback_id(callback_id)
+    except webhooks.CallbackError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+    return delay, outcome, url, callback_id
 
 
 def _requested_wait() -> float | None:
@@ -615,12 +661,14 @@ def _build_parser() -> argparse.ArgumentParser:
             continue
         flag = "--" + option.env.lower().replace("_", "-")
         default = defaults[option.env.lower()]
-        shown = "unset" if default is None else ("off" if default is False else f"{default:g}")
+        shown = "unset" if default is None else ("off" if default is False else (
+            default if isinstance(default, str) else f"{default:g}"))
         help_text = f"{option.help} (env {option.env}; default {shown})"
         if option.kind == "bool":
             kind = {"action": argparse.BooleanOptionalAction}
         else:
-            kind = {"metavar": {"float": "NUMBER", "int": "INT", "str": "PATH"}[option.kind]}
+            text = "PATH" if option.env.endswith("_FILE") else "TEXT"
+            kind = {"metavar": {"float": "NUMBER", "int": "INT", "str": text}[option.kind]}
         parser.add_argument(flag, dest=option.env, default=None, help=help_text, **kind)
     return parser
 
@@ -744,6 +792,21 @@ class ServerProcess:
         self.stop()
 
 
+def _with_run_secret(settings: Settings) -> tuple[Settings, str]:
+    """The settings with a WEBHOOK_SECRET for this run, and what to print after the listening line.
+
+    Unset, a secret is generated here, before the app (or any worker) exists, so that all sign
+    alike; like `stripe listen`, it is shown once to the operator on stdout, never through the log
+    (whose lines may be shipped elsewhere). Set, nothing is printed.
+    """
+    if settings.webhook_secret is not None:
+        return settings, ""
+    settings = dataclasses.replace(settings, webhook_secret=webhooks.generate_secret())
+    logger.warning("WEBHOOK_SECRET is unset: webhooks are signed with a secret generated for this "
+                   "run, printed once on stdout; set WEBHOOK_SECRET to keep one")
+    return settings, f"\n{WEBHOOK_SECRET_LINE}{settings.webhook_secret}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the server until Ctrl+C or SIGTERM; returns the exit status."""
     args = _build_parser().parse_args(argv)
@@ -767,13 +830,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     auth = f"user {settings.api_username!r}" if settings.auth_enabled else "off"
     logger.info("settings: %r; auth %s; store %s", settings, auth, mask_url(settings.job_store))
+    settings, secret_line = _with_run_secret(settings)
     if not args.dev_server:
+        listening = LISTENING_LINE + secret_line.replace("{", "{{").replace("}", "}}")
         return serving.serve(settings, args.host, args.port, workers=args.workers,
-                             listening_line=LISTENING_LINE)
-    return _serve_dev(settings, args.host, args.port)
+                             listening_line=listening)
+    return _serve_dev(settings, args.host, args.port, secret_line)
 
 
-def _serve_dev(settings: Settings, host: str, port: int) -> int:
+def _serve_dev(settings: Settings, host: str, port: int, secret_line: str = "") -> int:
     """Serves with werkzeug's threaded development server until Ctrl+C or SIGTERM."""
     serving.check_fd_limit(settings.max_waiters)
     app = create_app(settings)
@@ -782,12 +847,13 @@ def _serve_dev(settings: Settings, host: str, port: int) -> int:
     handler = type("_IdleTimeoutHandler", (_RequestHandler,), {"timeout": settings.idle_timeout})
     server = make_server(host, port, app, threaded=True, request_handler=handler)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    print(LISTENING_LINE.format(url=f"http://{host}:{server.port}"), flush=True)
+    print(LISTENING_LINE.format(url=f"http://{host}:{server.port}") + secret_line, flush=True)
     try:
         server.serve_forever()  # returns on Ctrl+C
     finally:
         server.server_close()
         store.shutdown()
+        app.extensions["webhooks"].close()
     return 0
 
 

@@ -8,6 +8,7 @@ raises :class:`ConfigError` naming the variable. All durations are in seconds.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import math
 import os
@@ -45,6 +46,13 @@ DEFAULT_ETA_NOISE = 0.2
 DEFAULT_JOB_STORE = "memory"
 #: URL schemes of a Redis ``JOB_STORE`` (redis-py's ``Redis.from_url``).
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+#: Hosts a ``callback_url`` may name: loopback only, so the simulator never calls out.
+DEFAULT_WEBHOOK_ALLOWED_HOSTS = "127.0.0.1,localhost,::1"
+#: Delivery attempts per webhook (the first one included), and each attempt's time limit.
+DEFAULT_WEBHOOK_MAX_ATTEMPTS = 5
+DEFAULT_WEBHOOK_TIMEOUT = 5.0
+#: Wait before the first retry of a webhook; each later retry waits twice the one before.
+DEFAULT_WEBHOOK_RETRY_DELAY = 1.0
 #: Most job events kept for ``GET /events`` resumes (none older than ``JOB_TTL`` either).
 DEFAULT_EVENT_RETENTION = 100_000
 #: Seconds of silence after which an event stream sends a ``: ping`` comment.
@@ -94,6 +102,14 @@ class Settings:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     # Not in repr: its URL may carry a password (log ``mask_url(settings.job_store)`` instead).
     job_store: str = dataclasses.field(default=DEFAULT_JOB_STORE, repr=False)
+    concurrency: int = 0
+    webhook_secret: str | None = dataclasses.field(default=None, repr=False)
+    webhook_allowed_hosts: str = DEFAULT_WEBHOOK_ALLOWED_HOSTS
+    webhook_max_attempts: int = DEFAULT_WEBHOOK_MAX_ATTEMPTS
+    webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
+    webhook_retry_delay: float = DEFAULT_WEBHOOK_RETRY_DELAY
+    rate_limit: int = 0
+    rate_burst: int | None = None
     events: bool = True
     event_retention: int = DEFAULT_EVENT_RETENTION
     event_heartbeat: float = DEFAULT_EVENT_HEARTBEAT
@@ -102,7 +118,7 @@ class Settings:
     max_stream_jobs: int = DEFAULT_MAX_STREAM_JOBS
 
     def __post_init__(self) -> None:
-        for name in ("api_username", "api_password", "log_file"):
+        for name in ("api_username", "api_password", "log_file", "webhook_secret"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{name.upper()} must be a string, got {value!r}")
@@ -113,7 +129,16 @@ class Settings:
         for name, maximum, open_top in _NUMBER_RANGES:
             number = _check_number(name, getattr(self, name), maximum, open_top)
             object.__setattr__(self, name, number)
-        for name, minimum in _INT_MINIMUMS:
+        for name, minimum in (("max_waiters", 0), ("max_jobs", 1), ("concurrency", 0),
+                              ("webhook_max_attempts", 1), ("rate_limit", 0)):
+            _check_int(name, getattr(self, name), minimum)
+        if self.rate_burst is not None:
+            _check_int("rate_burst", self.rate_burst, 1)
+        if self.webhook_timeout <= 0:
+            raise ConfigError(f"WEBHOOK_TIMEOUT must be more than 0, got {self.webhook_timeout!r}")
+        _check_webhook_secret(self.webhook_secret)
+        _ = self.webhook_hosts  # raises ConfigError on a malformed list
+        for name, minimum in (("event_retention", 1), ("max_streams", 0), ("max_stream_jobs", 1)):
             _check_int(name, getattr(self, name), minimum)
         for name in ("event_heartbeat", "event_send_timeout"):  # 0 would spin or drop at once
             if getattr(self, name) == 0:
@@ -123,13 +148,32 @@ class Settings:
         if self.idle_timeout == 0:
             raise ConfigError("IDLE_TIMEOUT must be more than 0, got 0")
         for name in ("plain", "events"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name.upper()} must be true or false, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name.upper()} must be true or false, got {value!r}")
         if self.min_delay > self.max_delay:
             raise ConfigError(
                 f"MIN_DELAY must not exceed MAX_DELAY, got {self.min_delay:g} > {self.max_delay:g}"
             )
         _check_job_store(self.job_store)
+
+    @property
+    def webhook_hosts(self) -> frozenset[str]:
+        """``WEBHOOK_ALLOWED_HOSTS`` as a set of lower-case host names and addresses."""
+        if not isinstance(self.webhook_allowed_hosts, str):
+            raise ConfigError(f"WEBHOOK_ALLOWED_HOSTS must be a string, got "
+                              f"{self.webhook_allowed_hosts!r}")
+        hosts = [h.strip().lower().removeprefix("[").removesuffix("]")
+                 for h in self.webhook_allowed_hosts.split(",")]
+        if not all(hosts) or any(c.isspace() or c in "/@?#" for h in hosts for c in h):
+            raise ConfigError("WEBHOOK_ALLOWED_HOSTS must be host names or addresses separated by "
+                              f"commas, got {self.webhook_allowed_hosts!r}")
+        return frozenset(hosts)
+
+    @property
+    def rate_capacity(self) -> int:
+        """The token bucket's size: ``RATE_BURST``, or one second's worth of ``RATE_LIMIT``."""
+        return self.rate_limit if self.rate_burst is None else self.rate_burst
 
     @property
     def auth_enabled(self) -> bool:
@@ -198,6 +242,15 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("IDLE_TIMEOUT", "float", "seconds a silent connection is kept open"),
     _Option("JOB_STORE", "str", "memory, or a redis:// / rediss:// URL (environment or .env only)",
             False),
+    _Option("CONCURRENCY", "int", "most jobs running at once, the rest queue in order; 0: no limit"),
+    _Option("WEBHOOK_SECRET", "str", "whsec_<base64> key that signs webhooks (env or .env only)",
+            False),
+    _Option("WEBHOOK_ALLOWED_HOSTS", "str", "comma-separated hosts a callback_url may name"),
+    _Option("WEBHOOK_MAX_ATTEMPTS", "int", "delivery attempts per webhook, the first included"),
+    _Option("WEBHOOK_TIMEOUT", "float", "seconds one webhook attempt may take"),
+    _Option("WEBHOOK_RETRY_DELAY", "float", "seconds before the first webhook retry; doubles"),
+    _Option("RATE_LIMIT", "int", "requests per second per credential (token bucket); 0: off"),
+    _Option("RATE_BURST", "int", "token bucket size (default: one second's worth of RATE_LIMIT)"),
     _Option("EVENTS", "bool", "serve the job event stream GET /events (off: a 404, as before it)"),
     _Option("EVENT_RETENTION", "int", "most job events kept for event stream resumes"),
     _Option("EVENT_HEARTBEAT", "float", "seconds of silence before an event stream sends a ping"),
@@ -220,17 +273,10 @@ _NUMBER_RANGES: tuple[tuple[str, float, bool], ...] = (
     ("fault_drop", 1.0, False),
     ("fault_garbage", 1.0, False),
     ("idle_timeout", math.inf, False),
+    ("webhook_timeout", math.inf, False),
+    ("webhook_retry_delay", math.inf, False),
     ("event_heartbeat", math.inf, False),
     ("event_send_timeout", math.inf, False),
-)
-
-# (int field, smallest value)
-_INT_MINIMUMS: tuple[tuple[str, int], ...] = (
-    ("max_waiters", 0),
-    ("max_jobs", 1),
-    ("event_retention", 1),
-    ("max_streams", 0),
-    ("max_stream_jobs", 1),
 )
 
 
@@ -282,6 +328,22 @@ def _check_number(name: str, value: Any, maximum: float, open_top: bool) -> floa
         bracket = ")" if open_top else "]"
         raise ConfigError(f"{env} must be in [0, {maximum:g}{bracket}, got {value!r}")
     return number
+
+
+def _check_webhook_secret(secret: str | None) -> None:
+    """A Standard Webhooks secret is ``whsec_`` and the base64 of at least 16 random bytes."""
+    if secret is None:
+        return
+    body = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except ValueError:  # binascii.Error
+        key = b""
+    if not secret.startswith("whsec_") or len(key) < 16:
+        # The message never quotes the value: it is a secret, even when malformed.
+        raise ConfigError("WEBHOOK_SECRET must be whsec_ followed by the base64 of at least "
+                          "16 bytes (e.g. python -c \"import base64,os; "
+                          "print('whsec_'+base64.b64encode(os.urandom(32)).decode())\")")
 
 
 def _check_int(name: str, value: Any, minimum: int | None) -> None:

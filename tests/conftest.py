@@ -62,6 +62,7 @@ def make_app(with_store: Callable[..., server.Settings]) -> Iterator[Callable[..
     yield factory
     for app in apps:
         app.extensions["job_store"].shutdown()
+        app.extensions["webhooks"].close()
 
 
 @pytest.fixture

@@ -96,6 +96,7 @@ class LiveServer:
             return
         self._stopped = True
         self.store.shutdown()  # releases held long-polls first, so their threads end
+        self.app.extensions["webhooks"].close()
         self._server.shutdown()
         self._thread.join()
         self._server.server_close()

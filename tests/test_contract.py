@@ -87,8 +87,10 @@ RESPONSE_CHECKS = [
 @pytest.fixture(scope="module")
 def contract_server() -> Iterator[LiveServer]:
     """A live server with Basic auth on, short jobs and a short long-poll cap (no case hangs)."""
+    # Generated callback_urls name random loopback ports: one short attempt each, no retries.
     live = start_live_server(
-        fast_settings(api_username=USERNAME, api_password=PASSWORD, max_wait=0.2)
+        fast_settings(api_username=USERNAME, api_password=PASSWORD, max_wait=0.2,
+                      webhook_max_attempts=1, webhook_timeout=0.5)
     )
     yield live
     live.stop()
@@ -150,8 +152,8 @@ def test_every_error_code_the_server_answers_is_documented() -> None:
 
 def conforms(response: Any, path: str, method: str) -> None:
     """Checks one real answer against the document: status, content type, headers, body."""
-    job_id = response.request.path.rpartition("/")[2]
-    case = schema[path][method].Case(path_parameters={"job_id": job_id} if "{" in path else None)
+    job_id = response.request.path.split("/")[2] if "{" in path else None
+    case = schema[path][method].Case(path_parameters={"job_id": job_id} if job_id else None)
     case.validate_response(response, checks=RESPONSE_CHECKS)
 
 
@@ -166,6 +168,11 @@ def _closed_stream(client: FlaskClient) -> Any:
     response = client.get(f"/events?job_id={job}&job_id=nope", headers=AUTH)
     assert response.get_data(as_text=True).count("event: ") == 2
     return response
+
+
+def _queued(client: FlaskClient) -> str:
+    """Starts two hour-long jobs (CONCURRENCY=1: the second queues) and returns the second's id."""
+    return [_start(client, delay=3600) for _ in range(2)][1].get_json()["job_id"]
 
 
 # (settings overrides, path, method, how to get the answer, expected status)
@@ -201,6 +208,35 @@ SCENARIOS: dict[str, Scenario] = {
                              lambda c: c.get("/status/abc", headers=AUTH), 429),
     "status: injected garbage": ({"fault_garbage": 1.0}, "/status", "GET",
                                  lambda c: c.get("/status", headers=AUTH), 200),
+    "start: queued behind CONCURRENCY": ({"concurrency": 1}, "/start", "POST",
+                                         lambda c: [_start(c, delay=60) for _ in range(2)][1], 201),
+    "status: queued": ({"concurrency": 1}, "/status/{job_id}", "GET",
+                       lambda c: c.get(f"/status/{_queued(c)}", headers=AUTH), 200),
+    "start: with a callback": ({"webhook_max_attempts": 1}, "/start", "POST", lambda c: _start(
+        c, delay=60, callback_url="http://127.0.0.1:9/hook", callback_id="order 42"), 201),
+    "start: callback host not allowed": ({}, "/start", "POST", lambda c: _start(
+        c, callback_url="http://example.com/hook"), 400),
+    "cancel: a running job": ({}, "/status/{job_id}/cancel", "POST", lambda c: c.post(
+        f"/status/{_start(c, delay=60).get_json()['job_id']}/cancel", headers=AUTH), 200),
+    "cancel: a queued job, twice": ({"concurrency": 1}, "/status/{job_id}/cancel", "POST",
+                                    lambda c: [c.post(f"/status/{job_id}/cancel", headers=AUTH)
+                                               for job_id in [_queued(c)] * 2][1], 200),
+    "cancel: a finished job": ({}, "/status/{job_id}/cancel", "POST", lambda c: c.post(
+        f"/status/{_start(c, delay=0).get_json()['job_id']}/cancel", headers=AUTH), 409),
+    "cancel: unknown job": ({}, "/status/{job_id}/cancel", "POST",
+                            lambda c: c.post("/status/nope/cancel", headers=AUTH), 404),
+    "cancel: no credentials": ({}, "/status/{job_id}/cancel", "POST",
+                               lambda c: c.post("/status/nope/cancel"), 401),
+    "status: rate-limit fields": ({"rate_limit": 5}, "/status", "GET",
+                                  lambda c: c.get("/status", headers=AUTH), 200),
+    "status: rate limited": ({"rate_limit": 1}, "/status", "GET",
+                             lambda c: [c.get("/status", headers=AUTH) for _ in range(2)][1], 429),
+    "start: rate limited": ({"rate_limit": 1}, "/start", "POST",
+                            lambda c: [_start(c, delay=60) for _ in range(2)][1], 429),
+    "cancel: rate limited": ({"rate_limit": 1}, "/status/{job_id}/cancel", "POST", lambda c: c.post(
+        f"/status/{_start(c, delay=60).get_json()['job_id']}/cancel", headers=AUTH), 429),
+    "openapi.yaml: rate limited": ({"rate_limit": 1}, "/openapi.yaml", "GET",
+                                   lambda c: [c.get("/openapi.yaml") for _ in range(2)][1], 429),
     "healthz": ({}, "/healthz", "GET", lambda c: c.get("/healthz"), 200),
     "metrics": ({}, "/metrics", "GET", lambda c: c.get("/metrics"), 200),
     "openapi.json": ({}, "/openapi.json", "GET", lambda c: c.get("/openapi.json"), 200),
@@ -228,6 +264,8 @@ def test_real_answers_conform_to_the_document(make_app, name: str) -> None:
     response = call(make_app(settings).test_client())
     assert response.status_code == status
     conforms(response, path, method)
+    if overrides.get("rate_limit"):
+        assert "RateLimit" in response.headers and "RateLimit-Policy" in response.headers
 
 
 @schema.exclude(path=EVENTS_PATH).parametrize()

@@ -212,6 +212,26 @@ def test_ids_follow_the_order_of_changes_under_concurrent_starts(app: Flask) -> 
     assert len({e.job_id for e in logged}) == 400
 
 
+def test_a_snapshot_matches_the_log_up_to_its_cursor_while_jobs_finish(make_app) -> None:
+    """Snapshots taken while the timer finishes 300 jobs: each document shows exactly the state
+    its job's last event up to the snapshot's cursor gives (snapshot and tail are atomic)."""
+    app = make_app(fast_settings(min_delay=0.0, max_delay=0.3, error_probability=0.5))
+    store = app.extensions["job_store"]
+    _, baseline = store.event_snapshot([])
+    jobs = [store.start()[0]["job_id"] for _ in range(300)]
+    snapshots = []
+    while not snapshots or any(d["result"] == "pending" for d in snapshots[-1][0]):
+        snapshots.append(store.event_snapshot(jobs))
+    log = store.events_after(baseline, 10_000)
+    assert len(snapshots) > 1
+    for docs, cursor in snapshots:
+        state: dict[str, str] = {}
+        for event in log:
+            if event.event_id <= cursor:
+                state[event.job_id] = json.loads(event.data)["result"]
+        assert [d["result"] for d in docs] == [state[job] for job in jobs]
+
+
 def test_wait_events_returns_empty_on_timeout_and_raises_once_closed(make_fake) -> None:
     """A hold that times out returns []; after shutdown a hold raises StoreClosedError at once."""
     _, _, store = make_fake()
@@ -265,6 +285,21 @@ def test_a_stream_carries_one_status_event_per_change(make_fake, fake_clock) -> 
     stream.close()
 
 
+def test_queue_and_cancel_changes_are_streamed_too(make_fake, fake_clock) -> None:
+    """CONCURRENCY=1: a queued job's 'running' and its cancel are status events with ids."""
+    _, client, store = make_fake(concurrency=1)
+    first, second = start(client, delay=1), start(client, delay=60)
+    stream = open_stream(client, f"?job_id={second}")
+    assert json.loads(stream.read()[1]["data"])["phase"] == "queued"
+    fake_clock.advance(2)
+    store.process_due()  # the first ends, the second leaves the queue
+    assert client.post(f"/status/{second}/cancel").status_code == 200
+    seen = changes(stream.read())  # both were logged before the read: one batch
+    assert [doc["phase"] for _, doc in seen] == ["running", "canceled"]
+    assert seen[-1][1] == client.get(f"/status/{second}").get_json() and first != second
+    stream.close()
+
+
 def test_job_id_filter_starts_with_a_snapshot_without_ids(make_fake, fake_clock) -> None:
     """?job_id=: a snapshot event per listed job (no id), then only those jobs' changes."""
     _, client, store = make_fake()
@@ -294,6 +329,20 @@ def test_unknown_or_malformed_listed_jobs_get_not_found_events(make_fake, job_id
     data = json.loads(block["data"])
     assert data["job_id"] == job_id and data["error"]["code"] == "not_found"
     assert data["error"]["message"]
+    stream.close()
+
+
+def test_a_job_id_cannot_inject_lines_into_the_stream(make_fake) -> None:
+    """A listed id holding CR, LF, U+2028 and 'id:' text stays inside one escaped data line."""
+    _, client, _ = make_fake()
+    hostile = "x\r\nid: 1\nevent: status\n\ndata: {}\u2028\u0085"
+    response = client.get("/events?" + requests.compat.urlencode({"job_id": hostile}),
+                          buffered=False)
+    stream = Stream(response)
+    raw = next(stream._chunks)
+    assert raw.isascii() and raw.count(b"\n") == 2 + 3  # retry + blank, then one block
+    block = parse_sse(raw.decode())[1]
+    assert block["event"] == "not_found" and json.loads(block["data"])["job_id"] == hostile
     stream.close()
 
 
@@ -361,6 +410,7 @@ def test_an_expired_event_id_is_a_410_before_the_stream(make_fake) -> None:
 @pytest.mark.parametrize(
     ("query", "headers"),
     [("?last_event_id=-1", {}), ("?last_event_id=1.5", {}), ("?last_event_id=1e3", {}),
+     ("?last_event_id=" + "9" * 400, {}), ("?last_event_id=%EF%BC%91", {}),  # fullwidth "1"
      ("", {"Last-Event-ID": "abc"}), ("", {"Last-Event-ID": "9" * 21}),
      ("?last_event_id=x", {"Last-Event-ID": ""}),  # the header wins, but both must be well formed
      ("?job_id=a&job_id=b&job_id=c", {})],

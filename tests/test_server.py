@@ -248,8 +248,10 @@ def test_start_answers_201_with_document_location_and_hints(make_fake) -> None:
     assert doc == {
         "job_id": doc["job_id"],
         "result": "pending",
+        "phase": "running",
         "progress": 0.0,
         "created_at": 1_700_000_000.0,
+        "started_at": 1_700_000_000.0,
         "eta_seconds": 2.5,
     }
     assert response.headers["Retry-After"] == "3"
@@ -293,8 +295,10 @@ def test_finished_at_is_when_the_job_was_marked_final(make_fake, fake_clock) -> 
     assert doc == {
         "job_id": job_id,
         "result": "completed",
+        "phase": "completed",
         "progress": 1.0,
         "created_at": 1_700_000_000.0,
+        "started_at": 1_700_000_000.0,
         "finished_at": marked,
     }
     assert "Retry-After" not in response.headers
