@@ -51,7 +51,10 @@ import psutil
 import redis
 
 from server import ServerProcess
-from tests.redis_fixture import RedisServer
+
+# The tests' private redis-server (loopback, free port, temporary folder) serves the bench too.
+sys.path.insert(0, str(Path(__file__).resolve().with_name("tests")))
+from redis_fixture import RedisServer  # noqa: E402
 
 __all__ = ["main"]
 

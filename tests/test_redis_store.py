@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def settle(predicate, timeout: float = 20.0) -> bool:
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> RedisServer:
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of this test alone, with AOF on (fsync always), so it can be killed."""
     redis = RedisServer.start(tmp_path / "redis", appendonly=True)
     yield redis
