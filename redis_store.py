@@ -397,9 +397,7 @@ end
 local def = redis.call('GET', P .. 'default')
 if default ~= '1' then
   local live = redis.call('ZCARD', DUE) + redis.call('LLEN', QUEUE) + redis.call('ZCARD', EXPIRY)
-  if def and (redis.call('ZSCORE', DUE, def) or redis.call('LPOS', QUEUE, def)) then
-    live = live - 1
-  end
+  if def and redis.call('HGET', job_key(def), 'result') == 'pending' then live = live - 1 end
   if live >= tonumber(ARGV[17]) then
     local first_due = false
     local pairs_ = redis.call('ZRANGE', DUE, 0, 1, 'WITHSCORES')
@@ -511,10 +509,8 @@ local P = ARGV[1]
 local n = redis.call('ZCARD', P .. 'due') + redis.call('LLEN', P .. 'queue') +
           redis.call('ZCARD', P .. 'expiry')
 local def = redis.call('GET', P .. 'default')
-if def and redis.call('EXISTS', P .. 'job:' .. def) == 1 and
-   not redis.call('ZSCORE', P .. 'due', def) and not redis.call('LPOS', P .. 'queue', def) then
-  n = n + 1
-end
+local result = def and redis.call('HGET', P .. 'job:' .. def, 'result')
+if result and result ~= 'pending' then n = n + 1 end
 return n
 """
 
@@ -576,7 +572,8 @@ class RedisJobStore(JobStore):
         self._rng = random.Random(settings.seed)
         self._lock = threading.Lock()
         self._waiting: dict[str, set[_Waiter]] = {}  # job id -> this process's held long-polls
-        self._waiters = 0
+        self._waiters = 0  # places taken under MAX_WAITERS (from just before the first read)
+        self._held = 0  # long-polls holding now (the first read found the job pending)
         self._stopping = threading.Event()
         self._wake_timer = threading.Event()
         self._next_wake = math.inf
@@ -740,11 +737,15 @@ class RedisJobStore(JobStore):
         if full:
             logger.debug("%d waiters already; answering at once", self.settings.max_waiters)
             return self.status(job_id), False
+        holding = False
         try:
             # Registered before the first read, so a finish between the two still wakes us.
             doc = self.status(job_id)
             if doc is None or JobResult(doc["result"]) in FINAL_RESULTS:
                 return doc, False
+            with self._lock:
+                self._held += 1
+                holding = True
             deadline = time.monotonic() + timeout
             while not self._stopping.is_set():
                 remaining = deadline - time.monotonic()
@@ -760,6 +761,7 @@ class RedisJobStore(JobStore):
         finally:
             with self._lock:
                 self._waiters -= 1
+                self._held -= holding
                 waiting = self._waiting.get(job_id)
                 if waiting is not None:
                     waiting.discard(waiter)
@@ -779,7 +781,7 @@ class RedisJobStore(JobStore):
     def waiters(self) -> int:
         """How many requests this process holds by long-poll right now."""
         with self._lock:
-            return self._waiters
+            return self._held
 
     def __len__(self) -> int:
         return int(self._guard(self._len_script, keys=[], args=[self._prefix]))
