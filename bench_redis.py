@@ -74,7 +74,7 @@ CONNECT_BURST = 256
 #: Long-poll asked by each waiter; the server holds at most its MAX_WAIT (30 s).
 WAIT = 30.0
 #: Time from the first start of a waiter round to the moment its jobs end: base + per waiter.
-WAITER_LEAD = (1.5, 0.0012)
+WAITER_LEAD = (1.5, 0.002)
 #: Threads that POST /start jobs, each with its own connection.
 STARTERS = 8
 #: Targets of the issue.
@@ -296,8 +296,10 @@ def _waiter_round(server: ServerProcess, redis_pid: int | None, pool: Any, waite
     end = time.time() + lead
     logger.info("%d jobs ending in %.1f s, a long-poll on each", waiters, lead)
     ids = _post_jobs(server.port, waiters, lambda: end - time.time())
-    if time.time() > end - 1.0:
-        raise BenchError("starting the jobs took too long to open the waiters in time")
+    if time.time() > end - 1.0:  # the "held to the end" column shows what this cost
+        logger.warning("starting the jobs took %.1f s of the %.1f s lead: some waiters may "
+                       "arrive after their job ended (is the machine busy?)",
+                       lead - (end - time.time()), lead)
     pids = _server_pids(server)
     cpu, redis_cpu = _cpu_seconds(pids), _cpu_seconds([redis_pid] if redis_pid else [])
     paths = [f"/status/{job_id}" for job_id in ids]

@@ -118,10 +118,12 @@ BATCH = 500
 #: Socket timeouts: no request waits on a lost Redis much past these (one retry included).
 SOCKET_TIMEOUT = 2.0
 CONNECT_TIMEOUT = 1.0
-#: Most Redis connections of one process (the pub/sub one included); a request waits up to
-#: SOCKET_TIMEOUT for a free one. Waiters hold none while they wait, so 10,000 held long-polls
-#: that all end at once queue here instead of opening 10,000 connections.
+#: Most Redis connections of one process (the pub/sub one included). Waiters hold none while
+#: they wait, so 10,000 long-polls arriving at once queue here for their first read instead of
+#: opening 10,000 connections; a request waits up to POOL_TIMEOUT for one (well under the
+#: request timeout), then answers 503.
 MAX_CONNECTIONS = 64
+POOL_TIMEOUT = 10.0
 #: Pause between reconnection attempts of the pub/sub listener and the timer.
 RECONNECT_PAUSE = 0.5
 
@@ -590,7 +592,7 @@ class RedisJobStore(JobStore):
         self._pool = redis.BlockingConnectionPool.from_url(
             settings.job_store,
             max_connections=MAX_CONNECTIONS,
-            timeout=SOCKET_TIMEOUT,
+            timeout=POOL_TIMEOUT,
             decode_responses=True,
             socket_timeout=SOCKET_TIMEOUT,
             socket_connect_timeout=CONNECT_TIMEOUT,
