@@ -829,9 +829,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, StoreUnavailableError, OSError) as exc:  # messages mask passwords
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    settings, secret_line = _with_run_secret(settings)
     auth = f"user {settings.api_username!r}" if settings.auth_enabled else "off"
     logger.info("settings: %r; auth %s; store %s", settings, auth, mask_url(settings.job_store))
-    settings, secret_line = _with_run_secret(settings)
     if not args.dev_server:
         listening = LISTENING_LINE + secret_line.replace("{", "{{").replace("}", "}}")
         return serving.serve(settings, args.host, args.port, workers=args.workers,
@@ -839,7 +839,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _serve_dev(settings, args.host, args.port, secret_line)
 
 
-def _serve_dev(settings: Settings, host: str, port: int, secret_line: str = "") -> int:
+def _serve_dev(settings: Settings, host: str, port: int, secret_line: str) -> int:
     """Serves with werkzeug's threaded development server until Ctrl+C or SIGTERM."""
     serving.check_fd_limit(settings.max_waiters)
     app = create_app(settings)

@@ -282,10 +282,13 @@ class JsonErrorWorker(GeventWorker):
         self._stop_event.set()  # streaming answers end at their next check (STOPPING_ENVIRON_KEY)
         if store is not None:
             store.shutdown()  # every held request returns the job's current status now
+        webhooks = getattr(self._application, "extensions", {}).get("webhooks")
         for greenlet, timeout in list(self._idle.items()):
             # Thrown into the wait, the Timeout ends it as if keepalive ran out: no answer is
             # cut, the connection was between requests.
             greenlet.kill(timeout, block=False)
+        if webhooks is not None:
+            webhooks.close()  # deliveries in flight may finish; the rest are logged as left
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """Answers what gunicorn could not parse with the API's JSON error, then closes."""
@@ -360,6 +363,14 @@ def gunicorn_settings(
             sys.exit(2)
         check_fd_limit(settings.max_waiters)
         _prepare_metrics_dir(arbiter.cfg.workers)
+        worker = arbiter.cfg.worker_class
+        if not (isinstance(worker, type) and issubclass(worker, JsonErrorWorker)):
+            # e.g. `gunicorn -k gevent ...` beside this file: its settings, but a stock worker,
+            # which would not limit the request line that this configuration leaves to ours.
+            arbiter.cfg.set("limit_request_line", 8190)
+            logger.warning(
+                "worker %s is not serving.JsonErrorWorker: gunicorn's HTML error pages, request "
+                "lines up to 8190 bytes, and held long-polls cut at a stop", worker.__name__)
 
     def when_ready(arbiter: Any) -> None:
         host, port = arbiter.LISTENERS[0].sock.getsockname()[:2]

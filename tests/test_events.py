@@ -219,7 +219,7 @@ def test_a_snapshot_matches_the_log_up_to_its_cursor_while_jobs_finish(make_app)
     store = app.extensions["job_store"]
     _, baseline = store.event_snapshot([])
     jobs = [store.start()[0]["job_id"] for _ in range(300)]
-    snapshots = []
+    snapshots: list[Any] = []
     while not snapshots or any(d["result"] == "pending" for d in snapshots[-1][0]):
         snapshots.append(store.event_snapshot(jobs))
     log = store.events_after(baseline, 10_000)
@@ -356,8 +356,9 @@ def test_resume_replays_exactly_the_changes_after_last_event_id(make_fake, fake_
     stream.close()
     fake_clock.advance(2)
     store.process_due()  # three completions while it was away
-    for how in ({"headers": {"Last-Event-ID": str(first[-1][0])}},
-                {"query": f"?last_event_id={first[-1][0]}"}):
+    hows: tuple[dict[str, Any], ...] = ({"headers": {"Last-Event-ID": str(first[-1][0])}},
+                                        {"query": f"?last_event_id={first[-1][0]}"})
+    for how in hows:
         resumed = open_stream(client, how.get("query", ""), **how.get("headers", {}))
         assert resumed.read() == [{"retry": "1000"}]
         replay = changes(resumed.read())
@@ -567,7 +568,7 @@ def test_live_resume_after_a_dropped_connection_has_no_gap_and_no_duplicate(make
     first.close()  # the connection drops; jobs go on finishing meanwhile
     got = [b for b in first.blocks if "id" in b]
     second = LiveReader(f"{live.url}/events", **{"Last-Event-ID": got[-1]["id"]})
-    wait_until(lambda: all(live.store.status(job)["result"] != "pending" for job in jobs))
+    wait_until(lambda: all((live.store.status(job) or {})["result"] != "pending" for job in jobs))
     _, last = live.store.event_snapshot([])
     second.wait_for(lambda blocks: any(b.get("id") == str(last) for b in blocks))
     second.close()
@@ -577,7 +578,7 @@ def test_live_resume_after_a_dropped_connection_has_no_gap_and_no_duplicate(make
     docs = [json.loads(b["data"]) for b in received]
     results = [(d["job_id"], d["result"]) for d in docs if d["job_id"] in jobs]
     assert sorted(results) == sorted([(job, "pending") for job in jobs] + [
-        (job, live.store.status(job)["result"]) for job in jobs])
+        (job, (live.store.status(job) or {})["result"]) for job in jobs])
 
 
 def test_live_heartbeat_comments_arrive(make_server) -> None:

@@ -268,6 +268,31 @@ def test_stop_ends_a_streaming_answer_cleanly() -> None:
     assert process.returncode == 0, out
 
 
+def test_stop_ends_the_event_stream_cleanly() -> None:
+    """GET /events on python server.py: at SIGTERM the stream ends with the chunked terminator
+    (no reset), and the server exits 0."""
+    srv = start_server_process(fast_settings())
+    try:
+        host, port = srv.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while b"retry:" not in data:
+                chunk = sock.recv(65536)
+                assert chunk, data
+                data += chunk
+            srv.process.send_signal(signal.SIGTERM)
+            while chunk := sock.recv(65536):  # a reset raises here
+                data += chunk
+        assert srv.process.wait(timeout=30) == 0
+    finally:
+        srv.stop()
+    assert data.startswith(b"HTTP/1.1 200 ") and b"text/event-stream" in data
+    assert data.endswith(b"0\r\n\r\n")  # the last chunk: the stream ended, not cut
+    assert any("event stream closed" in line and "server stopping" in line
+               for line in srv.output), srv.output[-10:]
+
+
 # ------------------------------------------------------------------- 2,000 held long-polls
 HELD = 2000
 

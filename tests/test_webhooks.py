@@ -107,7 +107,7 @@ def test_a_finished_job_is_posted_to_its_callback_url_signed(make_server, receiv
         timeout=5).json()
     assert started["callback_id"] == "order-42" and started["callback_url"] == url
     sender = live.app.extensions["webhooks"]
-    assert until(lambda: receiver.received and sender.pending == 0)
+    assert until(lambda: bool(receiver.received) and sender.pending == 0)
     headers, body = receiver.received[0]
     document = receiver.verified(0)
     assert document == requests.get(f"{live.url}/status/{started['job_id']}", timeout=5).json()
