@@ -4,6 +4,7 @@
     python bench.py scale --json bench-results/scale.json
     python bench.py --quick; python bench.py scale --quick      # a few seconds each
     python bench.py many --quick      # many jobs from one process (bench_many.py, its own --help)
+    python bench.py redis --quick                               # the Redis store (bench_redis.py)
 
 **Strategies** (the default mode). One seeded list of jobs (200 by default, durations uniform in
 3-7 s, about 30 % fated to end in error, all started at once) is waited for by each strategy in
@@ -424,6 +425,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import bench_many
 
         return bench_many.main(argv)
+    if argv[:1] == ["redis"]:  # the Redis store's benchmark has its own module and flags
+        import bench_redis
+
+        return bench_redis.main(argv[1:])
     parser = _parser()
     options = parser.parse_args(argv)
     try:
