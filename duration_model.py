@@ -1,0 +1,425 @@
+"""How long a route's jobs take, learned from what the client saw, and when to ask because of it.
+
+    from duration_model import DurationModel
+    model = DurationModel()
+    for lower, upper in [(3.1, 4.0), (4.2, 5.3), ...]:   # each job ended somewhere in (lower, upper]
+        model.add(lower, upper)
+    model.schedule(budget=3.5)   # Schedule(times=(3.74, 4.41, ...)): poll at these ages
+
+No I/O and no clock: the model is a list of intervals, the estimate and the schedule are plain data
+computed from it. :class:`DurationHistory` (one model per status route, optionally kept in SQLite)
+and the planner that uses it are in ``learned_planner.py``.
+
+**Why intervals.** A client never sees a job end; it sees a pending answer and, later, a final one.
+So a duration is known only as ``(lower, upper]``: from the last pending answer to the final one,
+measured from the start. The gap is as wide as the polling gap (a second or more under backoff), so
+treating its midpoint as the duration would blur the estimate by as much as the polls are apart,
+and treating its end as the duration would bias every estimate late by half a gap. The estimate
+here is the nonparametric maximum-likelihood estimate for interval-censored data (Turnbull, 1976):
+it puts probability only on the *innermost intervals* (where the observed intervals overlap most
+tightly) and finds their masses by the self-consistency (EM) iteration; no shape is assumed. Inside
+an innermost interval the likelihood cannot tell where the mass sits; it is spread uniformly there,
+the usual convention, so the distribution function is piecewise linear. The observations are cut
+to the most recent ``capacity`` so that the model follows a workload that changes, and a run of
+``drift_run`` consecutive jobs outside everything the model holds (a change of workload) replaces
+the older observations by that run.
+
+**Why this schedule.** The knob is a *budget*: the mean number of status requests per job the
+schedule may spend under the model. For a detection delay ``d``, the cheapest schedule that tells
+every job within ``d`` of its end polls at the earliest moment a job can end plus ``d``, then every
+``d`` while jobs can end, and skips stretches where none ends (the next poll is the next possible
+end plus ``d``): each poll is as late as the delay allows, so as few jobs as possible are still
+running at each one. The earliest ``early_share`` (0.5 %) of jobs are let through a little late,
+which moves the whole grid later; that is half the 1 % a p99 target allows, the other half is the
+estimate's margin. The schedule takes the smallest ``d`` whose expected requests fit the budget
+(bisection). A job past the last poll has outlived everything seen: the caller falls back to backoff.
+A budget is scale-free: the same budget on jobs three times longer gives gaps three times longer.
+
+All durations are in seconds, measured from the job's start.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "DEFAULT_BUDGET",
+    "DEFAULT_CAPACITY",
+    "DEFAULT_MIN_JOBS",
+    "DurationDistribution",
+    "DurationModel",
+    "Schedule",
+    "fit_turnbull",
+    "plan_schedule",
+]
+
+#: Mean status requests per job the learned schedule aims at (the policy's knob).
+DEFAULT_BUDGET = 3.5
+#: Jobs the model must hold before its schedule is used; before that, backoff.
+DEFAULT_MIN_JOBS = 20
+#: Most recent observations kept per route.
+DEFAULT_CAPACITY = 256
+#: Consecutive observations outside everything the model holds that mean the workload changed.
+DEFAULT_DRIFT_RUN = 10
+#: Share of the earliest jobs whose detection may take longer than the schedule's gap.
+DEFAULT_EARLY_SHARE = 0.005
+#: Most polls one schedule may place (a tiny budget gap on a wide distribution stops here).
+MAX_SCHEDULE_POLLS = 1000
+#: EM steps from the interval-uniform start: enough to sharpen it toward where intervals overlap,
+#: few enough to stay smooth (the full NPMLE collapses onto slivers; measured, see the docstring).
+_SMOOTHING_STEPS = 3
+_EM_TOLERANCE = 1e-7
+_EM_MAX_ITERATIONS = 2000
+_BISECTION_STEPS = 40
+
+
+def _require(ok: bool, name: str, value: object, rule: str) -> None:
+    if not ok:
+        raise ValueError(f"{name} {rule}, got {value!r}")
+
+
+# --------------------------------------------------------------------------------- estimate
+@dataclass(frozen=True)
+class DurationDistribution:
+    """The estimated distribution of durations: masses on disjoint intervals ``(left, right]``.
+
+    Each mass is spread uniformly over its interval (a zero-width interval is a point mass).
+    """
+
+    lefts: tuple[float, ...]
+    rights: tuple[float, ...]
+    masses: tuple[float, ...]
+    jobs: int  #: observations it was fitted on
+    #: Median width of the observed intervals: a stretch without mass shorter than this is an
+    #: artefact of where the intervals happen to overlap, not a time when no job ends.
+    resolution: float = 0.0
+    #: The latest any observation allows a job to have ended (the largest upper bound).
+    horizon: float = 0.0
+
+    @property
+    def start(self) -> float:
+        """The earliest a job can end."""
+        return self.lefts[0]
+
+    @property
+    def end(self) -> float:
+        """The latest a job can end: past it, a job has outlived everything seen."""
+        return self.rights[-1]
+
+    def cdf(self, t: float) -> float:
+        """P(duration <= t)."""
+        index = bisect.bisect_right(self.lefts, t)  # intervals that start at or before t
+        total = sum(self.masses[:max(index - 1, 0)])
+        if index:
+            left, right, mass = self.lefts[index - 1], self.rights[index - 1], self.masses[index - 1]
+            total += mass if t >= right else mass * (t - left) / (right - left)
+        return min(total, 1.0)
+
+    def survival(self, t: float) -> float:
+        """P(duration > t)."""
+        return max(1.0 - self.cdf(t), 0.0)
+
+    def quantile(self, share: float) -> float:
+        """The smallest t with P(duration <= t) >= share.
+
+        An interval that starts at 0 ("ended before the first poll", all a skipped first poll
+        can say) holds its mass at its right end: spreading it would make up early ends nobody
+        saw, and pull the first poll of the next schedule far too early.
+        """
+        total = 0.0
+        for left, right, mass in zip(self.lefts, self.rights, self.masses):
+            if total + mass >= share:
+                if right == left or mass == 0 or left == 0:
+                    return right
+                return left + (right - left) * max(share - total, 0.0) / mass
+            total += mass
+        return self.end
+
+    def next_possible_end(self, t: float) -> float | None:
+        """The earliest moment at or after ``t`` a job can end, or None past :attr:`end`."""
+        index = bisect.bisect_right(self.lefts, t)
+        if index and t < self.rights[index - 1]:
+            return t  # inside an interval that holds mass
+        return self.lefts[index] if index < len(self.lefts) else None
+
+
+def _innermost(intervals: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Turnbull's innermost intervals: a left end followed directly by a right end, sorted."""
+    # At a tie a right end sorts first: (a, x] and (x, b] do not overlap.
+    ends = sorted([(lower, 1) for lower, _ in intervals] + [(upper, 0) for _, upper in intervals])
+    return [(a, b) for (a, kind_a), (b, kind_b) in itertools.pairwise(ends)
+            if kind_a == 1 and kind_b == 0]
+
+
+def _self_consistency(intervals: Sequence[tuple[float, float]],
+                      pieces: Sequence[tuple[float, float]], masses: list[float],
+                      iterations: int, tolerance: float = 0.0) -> list[float]:
+    """EM steps: each observation spreads its unit of weight over the pieces it contains in
+    proportion to their masses; the new masses are the averages. Each observation holds a
+    contiguous run of pieces, so a step is prefix sums and a difference array.
+    """
+    lefts = [a for a, _ in pieces]
+    rights = [b for _, b in pieces]
+    runs = [(bisect.bisect_left(lefts, lower), bisect.bisect_right(rights, upper) - 1)
+            for lower, upper in intervals]
+    count, size = len(intervals), len(pieces)
+    for _ in range(iterations):
+        prefix = [0.0, *itertools.accumulate(masses)]
+        weights = [0.0] * (size + 1)
+        for first, last in runs:
+            held = prefix[last + 1] - prefix[first]
+            if first > last or held <= 0:
+                continue
+            weights[first] += 1.0 / held
+            weights[last + 1] -= 1.0 / held
+        new = [m * w / count for m, w in zip(masses, itertools.accumulate(weights))]
+        change = max(abs(a - b) for a, b in zip(new, masses))
+        masses = new
+        if change < tolerance:
+            break
+    return masses
+
+
+def fit_turnbull(intervals: Sequence[tuple[float, float]], *,
+                 tolerance: float = _EM_TOLERANCE,
+                 max_iterations: int = _EM_MAX_ITERATIONS) -> DurationDistribution:
+    """The NPMLE of a duration distribution from interval-censored observations ``(lower, upper]``.
+
+    Self-consistency iteration: each observation spreads its unit of weight over the innermost
+    intervals it contains in proportion to their current masses; the new masses are the averages.
+    Each observation holds a contiguous run of innermost intervals, so one step is prefix sums and
+    a difference array, O(observations + intervals).
+
+    Raises:
+        ValueError: no observations, or one that is not ``0 <= lower < upper < inf``.
+    """
+    _require(bool(intervals), "intervals", intervals, "must not be empty")
+    for lower, upper in intervals:
+        _require(0 <= lower < upper < math.inf, "interval", (lower, upper),
+                 "must satisfy 0 <= lower < upper < inf")
+    inner = _innermost(intervals)
+    masses = _self_consistency(intervals, inner, [1.0 / len(inner)] * len(inner),
+                               max_iterations, tolerance)
+    kept = [(a, b, m) for (a, b), m in zip(inner, masses) if m > 1e-9]
+    total = sum(m for _, _, m in kept)
+    widths = sorted(upper - lower for lower, upper in intervals)
+    return DurationDistribution(tuple(a for a, _, _ in kept), tuple(b for _, b, _ in kept),
+                                tuple(m / total for _, _, m in kept), len(intervals),
+                                widths[len(widths) // 2], max(upper for _, upper in intervals))
+
+
+def fit_uniform(intervals: Sequence[tuple[float, float]], *,
+                steps: int = 0) -> DurationDistribution:
+    """Each observation's unit of mass spread uniformly over its own interval ``(lower, upper]``.
+
+    An interval from 0 (a job that ended before its first poll: a skipped first poll says no
+    more) is cut to its last typical width, the median width of the others: spreading it from 0
+    would make up early ends nobody saw and pull the next schedule's first poll far too early.
+
+    Raises:
+        ValueError: no observations, or one that is not ``0 <= lower < upper < inf``.
+    """
+    _require(bool(intervals), "intervals", intervals, "must not be empty")
+    for lower, upper in intervals:
+        _require(0 <= lower < upper < math.inf, "interval", (lower, upper),
+                 "must satisfy 0 <= lower < upper < inf")
+    widths = sorted(upper - lower for lower, upper in intervals if lower > 0)
+    typical = widths[len(widths) // 2] if widths else math.inf
+    cut = [(max(lower, upper - typical) if lower == 0 else lower, upper)
+           for lower, upper in intervals]
+    # Sweep the ends: between two consecutive ends the density is constant.
+    changes: dict[float, float] = {}
+    for lower, upper in cut:
+        density = 1.0 / (len(cut) * (upper - lower))
+        changes[lower] = changes.get(lower, 0.0) + density
+        changes[upper] = changes.get(upper, 0.0) - density
+    lefts, rights, masses = [], [], []
+    density = 0.0
+    for a, b in itertools.pairwise(sorted(changes)):
+        density += changes[a]
+        if density * (b - a) > 1e-12:
+            lefts.append(a)
+            rights.append(b)
+            masses.append(density * (b - a))
+    if steps:
+        masses = _self_consistency(cut, list(zip(lefts, rights)), masses, steps)
+    total = sum(masses)
+    return DurationDistribution(tuple(lefts), tuple(rights), tuple(m / total for m in masses),
+                                len(intervals), widths[len(widths) // 2] if widths else 0.0,
+                                max(upper for _, upper in intervals))
+
+
+# --------------------------------------------------------------------------------- schedule
+@dataclass(frozen=True)
+class Schedule:
+    """Poll times (ages of the job) common to every job of a route, and what they cost."""
+
+    times: tuple[float, ...]
+    gap: float  #: the detection delay every job after the earliest ``early_share`` gets at most
+    expected_requests: float  #: mean status requests per job under the model
+    jobs: int  #: observations behind it
+
+    @property
+    def end(self) -> float:
+        """The last poll: a job pending past it has outlived the model."""
+        return self.times[-1]
+
+    def next_after(self, age: float) -> float | None:
+        """The first poll time after ``age``, or None once past the last one."""
+        index = bisect.bisect_right(self.times, age)
+        return self.times[index] if index < len(self.times) else None
+
+
+def _grid(dist: DurationDistribution, gap: float, early_share: float) -> list[float]:
+    # Up to the horizon, not just the estimate's last mass: the estimate puts none past the last
+    # innermost interval, but the observations allow jobs up to their largest upper bound.
+    # The estimate puts no mass past its last innermost interval, but the jobs there are known
+    # only to within an interval's width: the grid goes on a typical width further, then one last
+    # look at the largest upper bound seen, and backoff takes over.
+    first = dist.quantile(early_share) + gap
+    last = min(dist.end + dist.resolution, max(dist.horizon, dist.end))
+    count = min(math.ceil(max(last - first, 0.0) / gap) + 1, MAX_SCHEDULE_POLLS)
+    times = [first + k * gap for k in range(count)]
+    if dist.horizon > times[-1] + gap / 2:
+        times.append(dist.horizon)
+    return times
+
+
+def _expected_requests(dist: DurationDistribution, times: Sequence[float]) -> float:
+    # Poll k is sent when the job is still running after poll k-1; the first is always sent.
+    return 1.0 + sum(dist.survival(t) for t in times[:-1])
+
+
+def plan_schedule(dist: DurationDistribution, budget: float = DEFAULT_BUDGET, *,
+                  early_share: float = DEFAULT_EARLY_SHARE) -> Schedule:
+    """The schedule with the smallest gap whose expected requests per job fit ``budget``.
+
+    Raises:
+        ValueError: a budget below 1 or an early share outside [0, 0.5).
+    """
+    _require(budget >= 1, "budget", budget, "must be >= 1 (a job needs one request)")
+    _require(0 <= early_share < 0.5, "early_share", early_share, "must be in [0, 0.5)")
+    span = max(dist.end - dist.start, 1e-3)
+    low, high = span / MAX_SCHEDULE_POLLS, span  # one gap of the whole span costs <= 2 requests
+    best = _grid(dist, high, early_share)
+    if _expected_requests(dist, _grid(dist, low, early_share)) <= budget:
+        high = low
+    for _ in range(_BISECTION_STEPS):
+        if high - low <= 1e-4 * span:
+            break
+        middle = (low + high) / 2
+        times = _grid(dist, middle, early_share)
+        if _expected_requests(dist, times) <= budget:
+            high, best = middle, times
+        else:
+            low = middle
+    best = _grid(dist, high, early_share)
+    return Schedule(tuple(best), high, _expected_requests(dist, best), dist.jobs)
+
+
+# ------------------------------------------------------------------------------------ model
+class DurationModel:
+    """The observed durations of one route and the schedule they give, refitted lazily.
+
+    Not thread-safe by itself: :class:`learned_planner.DurationHistory` guards each model.
+
+    Args:
+        capacity: Most recent observations kept.
+        min_jobs: Observations needed before :meth:`schedule` answers.
+        drift_run: Consecutive observations outside the model's range that replace the older ones.
+    """
+
+    def __init__(self, observations: Iterable[tuple[float, float]] = (), *,
+                 capacity: int = DEFAULT_CAPACITY, min_jobs: int = DEFAULT_MIN_JOBS,
+                 drift_run: int = DEFAULT_DRIFT_RUN):
+        _require(capacity >= 1, "capacity", capacity, "must be >= 1")
+        _require(min_jobs >= 1, "min_jobs", min_jobs, "must be >= 1")
+        _require(drift_run >= 1, "drift_run", drift_run, "must be >= 1")
+        self.capacity, self.min_jobs, self.drift_run = capacity, min_jobs, drift_run
+        self._observations: deque[tuple[float, float]] = deque(maxlen=capacity)
+        self._outside: list[tuple[float, float]] = []  # the current run of surprises
+        self._fitted: DurationDistribution | None = None
+        self._added = self._fitted_at = 0  # observations added in all, and when last fitted
+        self._schedules: dict[float, Schedule] = {}
+        self.replace(observations)
+
+    def __len__(self) -> int:
+        return len(self._observations)
+
+    @property
+    def observations(self) -> list[tuple[float, float]]:
+        """The observations kept, oldest first."""
+        return list(self._observations)
+
+    def replace(self, observations: Iterable[tuple[float, float]]) -> None:
+        """Forget everything and hold ``observations`` (e.g. as loaded from a file)."""
+        self._observations.clear()
+        self._observations.extend(observations)
+        self._outside.clear()
+        self._invalidate()
+
+    def add(self, lower: float, upper: float) -> bool:
+        """Record a job that ended in ``(lower, upper]``; True when it changed the workload.
+
+        Raises:
+            ValueError: not ``0 <= lower < upper < inf``.
+        """
+        _require(0 <= lower < upper < math.inf, "interval", (lower, upper),
+                 "must satisfy 0 <= lower < upper < inf")
+        drifted = False
+        if self._is_outside(lower, upper):
+            self._outside.append((lower, upper))
+            if len(self._outside) >= self.drift_run:
+                self._observations.clear()
+                self._observations.extend(self._outside[:-1])
+                self._outside.clear()
+                drifted = True
+        else:
+            self._outside.clear()
+        self._observations.append((lower, upper))
+        self._added += 1
+        if drifted:
+            self._invalidate()
+        return drifted
+
+    def distribution(self) -> DurationDistribution | None:
+        """The current estimate, or None with no observations."""
+        if not self._observations:
+            return None
+        # Refit once a tenth of the data is new: a batch of 200 completions costs a few dozen
+        # fits, not 200.
+        new = self._added - self._fitted_at
+        if self._fitted is None or new >= max(1, len(self._observations) // 10):
+            self._fitted = fit_uniform(list(self._observations), steps=_SMOOTHING_STEPS)
+            self._fitted_at = self._added
+            self._schedules.clear()
+        return self._fitted
+
+    def schedule(self, budget: float = DEFAULT_BUDGET, *,
+                 min_jobs: int | None = None) -> Schedule | None:
+        """The learned schedule for ``budget``, or None while fewer than ``min_jobs`` are known."""
+        if len(self) < (self.min_jobs if min_jobs is None else min_jobs):
+            return None
+        dist = self.distribution()
+        assert dist is not None
+        if budget not in self._schedules:
+            self._schedules[budget] = plan_schedule(dist, budget)
+        return self._schedules[budget]
+
+    def _is_outside(self, lower: float, upper: float) -> bool:
+        # Past the estimate's 1st or 99th percentile: by chance one job in a hundred, never a
+        # run of drift_run (the longest jobs of a batch that ends shortest first: a few).
+        if len(self._observations) - len(self._outside) < self.min_jobs:
+            return False
+        dist = self.distribution()
+        assert dist is not None
+        return lower >= dist.quantile(0.99) or upper <= dist.quantile(0.01)
+
+    def _invalidate(self) -> None:
+        self._fitted = None
+        self._schedules.clear()
