@@ -34,7 +34,8 @@ All durations are in seconds. Exceptions::
     ├── ServerError              5xx or 429 still answered after the retries
     ├── ServerUnreachableError   no answer at all after the retries (also ConnectionError)
     ├── ProtocolError            an answer with no usable status in it (also ValueError)
-    └── WaitTimeout              deadline or attempt budget spent (also TimeoutError)
+    ├── WaitTimeout              deadline or attempt budget spent (also TimeoutError)
+    └── BatchError               some jobs of a batch could not be waited for (the rest ended)
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -58,6 +59,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+import batch_cli
+import batch_sync
 from client_core import (
     _TRANSIENT_STATUSES,
     DEFAULT_BASE_URL,
@@ -65,6 +68,7 @@ from client_core import (
     DEFAULT_WAIT_TIMEOUT,
     FINAL_RESULTS,
     AuthenticationError,
+    BatchError,
     Decision,
     InvalidRequestError,
     JobNotFoundError,
@@ -89,14 +93,22 @@ from client_core import (
     scaled_jitter,
 )
 from duration_model import DurationModel, Schedule
-from learned_planner import DurationHistory, DurationLearner, LearnedPlanner
+from learned_planner import (
+    DurationHistory,
+    DurationLearner,
+    LearnedPlanner,
+    start_answer_status,
+)
+from many_jobs import unique_job_ids
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_WAIT_TIMEOUT",
     "FINAL_RESULTS",
+    "AsyncVideoTranslationClient",
     "AuthenticationError",
+    "BatchError",
     "Decision",
     "DurationHistory",
     "DurationModel",
@@ -126,6 +138,15 @@ __all__ = [
 ]
 
 logger = logging.getLogger("client")
+
+
+def __getattr__(name: str) -> Any:
+    # The asyncio client is imported on first use: aiohttp would add ~0.1 s to every `import client`.
+    if name == "AsyncVideoTranslationClient":
+        from async_client import AsyncVideoTranslationClient
+
+        return AsyncVideoTranslationClient
+    raise AttributeError(f"module 'client' has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------ the transport
@@ -244,6 +265,11 @@ class VideoTranslationClient:
             self.session.mount("https://", adapter)
         self.session.headers.setdefault("Accept", "application/json")
 
+    #: Where the job event stream is (``GET /events``, Server-Sent Events).
+    events_url = "/events"
+    #: Whether waits for many jobs try the event stream first (False: per-job waits only).
+    use_event_stream = True
+
     def __repr__(self) -> str:  # never shows credentials
         return f"{type(self).__name__}({self.base_url!r})"
 
@@ -349,10 +375,10 @@ class VideoTranslationClient:
                         on_update(status)
                     last = status
                     if status.done:
-                        self._observe_final(job_id, status, received_at=received_at,
-                                            pending_since=getattr(planner, "pending_since", None))
                         logger.info("job %s %s after %d status requests in %.3f s", label,
                                     status.result, attempts, received_at - started)
+                        self._observe_final(job_id, status, waited=received_at - started,
+                                            received_at=received_at)
                         return status
                     decision = planner.after_answer(status, asked_wait=wait, sent_at=sent_at,
                                                     received_at=received_at)
@@ -372,33 +398,81 @@ class VideoTranslationClient:
         finally:
             self._deadline.value = None
 
-    # -------------------------------------------------------------------------------- internals
-    def _new_planner(self, job_id: str | None) -> WaitPlanner:
-        """The planner of one job's wait: learned on a silent server, unless the policy says no."""
-        if not self.policy.learn:
-            return WaitPlanner(self.policy, rng=self._rng)
-        return self._learner.planner(job_id, self.policy, now=self._clock(), rng=self._rng)
+    # --------------------------------------------------------------------------- many jobs
+    def as_completed(self, job_ids: Iterable[str], *,
+                     timeout: float | None = None) -> Iterator[JobStatus]:
+        """Yield each job's final status the moment this client learns of it.
 
-    def _observe_final(self, job_id: str | None, status: JobStatus, *, received_at: float,
-                       pending_since: float | None = None) -> None:
-        """Learn from a final status, however it came (single wait, batch, stream).
+        One event stream per 1,000 ids when the server has one (a handful of requests for any
+        number of jobs), else per-job waits from one loop and a few threads. Duplicate ids are
+        waited for once.
 
         Args:
-            received_at: The client's clock when the final answer arrived.
-            pending_since: When the last pending answer about the job was asked for, if any.
+            job_ids: The jobs to wait for.
+            timeout: Seconds for the whole batch (default ``wait_timeout``).
+
+        Raises:
+            WaitTimeout: the deadline passed; ``pending`` names the jobs not final, ``finished``
+                holds what ended (statuses already yielded).
+            BatchError: after every other job ended, if some could not be waited for
+                (``failed``: e.g. JobNotFoundError for a job the server does not know).
+            AuthenticationError: the server refused the credentials.
         """
-        self._learner.observe_final(job_id, status, received_at=received_at,
-                                    pending_since=pending_since)
+        return batch_sync.as_completed(self, job_ids, timeout=timeout)
+
+    def wait_many(self, job_ids: Iterable[str], *,
+                  timeout: float | None = None) -> dict[str, JobStatus]:
+        """Wait for every job; ``{job_id: final JobStatus}`` in the order given.
+
+        Raises the same errors as :meth:`as_completed`; they carry what finished.
+        """
+        ids = unique_job_ids(job_ids)
+        ended = {status.job_id: status for status in self.as_completed(ids, timeout=timeout)}
+        return {job_id: ended[job_id] for job_id in ids}
+
+    def start_jobs(self, count: int, *, delay: float | None = None,
+                   outcome: str | None = None) -> list[str]:
+        """Start ``count`` jobs, each with its own Idempotency-Key; returns their ids in order."""
+        return batch_sync.start_jobs(self, count, delay=delay, outcome=outcome)
+
+    # -------------------------------------------------------------------------------- internals
+    def _new_planner(self, job_id: str | None, policy: PollingPolicy | None = None) -> WaitPlanner:
+        """The planner of one job's wait; every per-job wait (single or batch) gets it here.
+
+        Learned on a silent server (``learned_planner.py``) unless the policy says ``learn=False``.
+
+        Args:
+            job_id: The job waited for (None: the server's single job).
+            policy: The policy to plan with (default: the client's).
+        """
+        policy = policy or self.policy
+        if not policy.learn:
+            return WaitPlanner(policy, rng=self._rng)
+        return self._learner.planner(job_id, policy, now=self._clock(), rng=self._rng)
+
+    def _observe_final(self, job_id: str | None, status: JobStatus, *,
+                       waited: float | None = None, received_at: float | None = None,
+                       pending_since: float | None = None) -> None:
+        """Called once with each final status this client learns of, by any route.
+
+        Feeds the duration model: the job ended after its last pending answer was asked for
+        (``pending_since``, else what its planner saw) and before ``received_at``.
+
+        Args:
+            job_id: The job.
+            status: Its final status.
+            waited: Seconds from the start of the wait to learning it, when known.
+            received_at: The client's clock when the final answer arrived (default: now).
+            pending_since: When the last pending answer was asked for (default: its planner's).
+        """
+        self._learner.observe_final(
+            job_id, status, received_at=self._clock() if received_at is None else received_at,
+            pending_since=pending_since)
 
     def _note_start(self, job_id: str, document: Any, response: requests.Response,
                     sent_at: float, received_at: float) -> None:
-        try:
-            status = parse_status_document(document, job_id=job_id)
-        except ProtocolError:  # a bare {"job_id": ...} answer: the start is still known
-            status = None
-        else:
-            status = replace(status, retry_after=parse_retry_after(
-                response.headers.get("Retry-After"), maximum=self.policy.max_hint_delay))
+        status = start_answer_status(document, job_id=job_id, retry_after=parse_retry_after(
+            response.headers.get("Retry-After"), maximum=self.policy.max_hint_delay))
         self._learner.note_start(job_id, status, sent_at=sent_at, received_at=received_at)
 
     def _timeout(self, job_id: str | None, last: JobStatus | None, attempts: int,
@@ -514,7 +588,8 @@ TranslationStatusClient = VideoTranslationClient
 EXIT_COMPLETED, EXIT_JOB_ERROR, EXIT_USAGE, EXIT_TIMEOUT, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 # Anything else (ServerError, ServerUnreachableError, ProtocolError) exits EXIT_UNREACHABLE.
 _EXIT_CODES = ((WaitTimeout, EXIT_TIMEOUT), (AuthenticationError, EXIT_USAGE),
-               (JobNotFoundError, EXIT_USAGE), (InvalidRequestError, EXIT_USAGE))
+               (JobNotFoundError, EXIT_USAGE), (InvalidRequestError, EXIT_USAGE),
+               (BatchError, EXIT_USAGE))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -524,13 +599,18 @@ def _parser() -> argparse.ArgumentParser:
                     "completed or failed, with as few status requests as the server allows.",
         epilog="Credentials: set API_USERNAME and API_PASSWORD in the environment (--password is "
                "accepted, but a command line is visible to other users of the machine). Exit "
-               "codes: 0 completed, 1 the job ended in error, 2 usage or authentication error "
-               "(or unknown job), 3 timed out, 4 server unreachable or unusable.")
+               "codes: 0 completed (all of them, for many jobs), 1 a job ended in error, 2 usage "
+               "or authentication error (or unknown job), 3 timed out, 4 server unreachable or "
+               "unusable.")
     parser.add_argument("--base-url", default=os.environ.get("API_BASE_URL", DEFAULT_BASE_URL),
                         help="server URL (default: $API_BASE_URL or %(default)s)")
     parser.add_argument("--username", help="Basic auth user (default: $API_USERNAME)")
     parser.add_argument("--password", help="Basic auth password (default: $API_PASSWORD)")
-    parser.add_argument("--job-id", help="wait for this existing job instead of starting one")
+    parser.add_argument("--job-id", action="append",
+                        help="wait for this existing job instead of starting one; repeat it to "
+                             "wait for many (one progress display)")
+    parser.add_argument("--count", type=int, metavar="N",
+                        help="start N jobs (with --delay/--outcome) and wait for all of them")
     parser.add_argument("--delay", type=float, help="ask the simulator for this job duration")
     parser.add_argument("--outcome", choices=("completed", "error"),
                         help="ask the simulator for this final result")
@@ -566,7 +646,10 @@ class _ProgressLine:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.count is not None and args.count < 1:
+        parser.error(f"--count must be >= 1, got {args.count}")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if args.log_file:
         handlers.append(logging.FileHandler(args.log_file))
@@ -583,7 +666,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with VideoTranslationClient(args.base_url, args.username, args.password,
                                     policy=policy) as api:
-            job_id = args.job_id or api.start_job(delay=args.delay, outcome=args.outcome)
+            if args.count is not None or len(args.job_id or ()) > 1:
+                job_ids = list(args.job_id or ())
+                if args.count:
+                    job_ids += api.start_jobs(args.count, delay=args.delay, outcome=args.outcome)
+                return batch_cli.run_many(api, job_ids, timeout=args.timeout, as_json=args.json)
+            job_id = args.job_id[0] if args.job_id else api.start_job(delay=args.delay,
+                                                                      outcome=args.outcome)
             status = api.wait_for_completion(job_id, timeout=args.timeout, on_update=progress)
     except VideoTranslationError as exc:
         code = next((c for kind, c in _EXIT_CODES if isinstance(exc, kind)), EXIT_UNREACHABLE)

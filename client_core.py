@@ -16,7 +16,8 @@ All durations are in seconds. Exceptions::
     ├── ServerError              5xx or 429 still answered after the retries
     ├── ServerUnreachableError   no answer at all after the retries (also ConnectionError)
     ├── ProtocolError            an answer with no usable status in it (also ValueError)
-    └── WaitTimeout              deadline or attempt budget spent (also TimeoutError)
+    ├── WaitTimeout              deadline or attempt budget spent (also TimeoutError)
+    └── BatchError               some jobs of a batch could not be waited for (the rest ended)
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_WAIT_TIMEOUT",
     "FINAL_RESULTS",
     "AuthenticationError",
+    "BatchError",
     "Decision",
     "InvalidRequestError",
     "JobNotFoundError",
@@ -122,14 +124,37 @@ class ProtocolError(VideoTranslationError, ValueError):
 
 
 class WaitTimeout(VideoTranslationError, TimeoutError):
-    """The deadline or the attempt budget ran out before the job reached a final status."""
+    """The deadline or the attempt budget ran out before the job reached a final status.
+
+    A wait for many jobs names the jobs still ``pending`` and carries the ``finished`` ones
+    (``{job_id: JobStatus}``) and the ``failed`` ones (``{job_id: VideoTranslationError}``).
+    """
 
     def __init__(self, message: str, *, job_id: str | None, last_status: JobStatus | None,
-                 attempts: int, elapsed: float):
+                 attempts: int, elapsed: float, pending: tuple[str, ...] = (),
+                 finished: Mapping[str, JobStatus] | None = None,
+                 failed: Mapping[str, VideoTranslationError] | None = None):
         super().__init__(message, job_id=job_id)
         self.last_status = last_status
         self.attempts = attempts
         self.elapsed = elapsed
+        self.pending = pending
+        self.finished = dict(finished or {})
+        self.failed = dict(failed or {})
+
+
+class BatchError(VideoTranslationError):
+    """Some jobs of a batch could not be waited for (unknown, refused); every other one ended.
+
+    ``failed`` maps each such job to its error (e.g. :class:`JobNotFoundError`), ``finished``
+    maps every other job to its final :class:`JobStatus`.
+    """
+
+    def __init__(self, message: str, *, failed: Mapping[str, VideoTranslationError],
+                 finished: Mapping[str, JobStatus]):
+        super().__init__(message)
+        self.failed = dict(failed)
+        self.finished = dict(finished)
 
 
 # ---------------------------------------------------------------------------------- value types

@@ -35,19 +35,21 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from client_core import (
     Decision,
     JobStatus,
     PollingPolicy,
+    ProtocolError,
     WaitPlanner,
     exponential_delays,
+    parse_status_document,
 )
 from duration_model import DEFAULT_CAPACITY, DurationModel, Schedule
 
-__all__ = ["DurationHistory", "DurationLearner", "LearnedPlanner"]
+__all__ = ["DurationHistory", "DurationLearner", "LearnedPlanner", "start_answer_status"]
 
 logger = logging.getLogger("client")
 
@@ -287,6 +289,16 @@ class LearnedPlanner(WaitPlanner):
         return self._next_backoff(f"{why}: backoff" + ("" if schedule else " (not learned yet)"))
 
 
+def start_answer_status(document: object, *, job_id: str,
+                        retry_after: float | None) -> JobStatus | None:
+    """The status in a start answer (with its ``Retry-After``), or None for a bare job id."""
+    try:
+        status = parse_status_document(document, job_id=job_id)
+    except ProtocolError:
+        return None
+    return replace(status, retry_after=retry_after)
+
+
 def start_from_created_at(status: JobStatus, wall_offset: float | None,
                           asked_at: float) -> float | None:
     """The job's start on the client's clock from the answer's ``created_at``, or None.
@@ -323,6 +335,8 @@ class DurationLearner:
         self.history, self.route, self._wall_clock = history, route, wall_clock
         self._lock = threading.Lock()
         self._starts: OrderedDict[str, _Start] = OrderedDict()
+        # The planner of each job being waited for: it knows the job's last pending answer.
+        self._planners: OrderedDict[str, LearnedPlanner] = OrderedDict()
         self.hints_seen = False  #: the route gave a hint or held a long-poll at least once
 
     def note_start(self, job_id: str, status: JobStatus | None, *, sent_at: float,
@@ -331,30 +345,37 @@ class DurationLearner:
         silent = (status is not None and not status.done and status.eta_seconds is None
                   and status.retry_after is None)
         with self._lock:
-            self._starts[job_id] = _Start(sent_at, received_at, silent)
-            self._starts.move_to_end(job_id)
-            while len(self._starts) > MAX_TRACKED_STARTS:
-                self._starts.popitem(last=False)
+            _remember(self._starts, job_id, _Start(sent_at, received_at, silent))
 
     def planner(self, job_id: str | None, policy: PollingPolicy, *, now: float,
                 rng: random.Random | None = None) -> LearnedPlanner:
         """A planner for one wait on ``job_id``; ``now`` is the client's clock."""
         with self._lock:
             start = self._starts.get(job_id) if job_id is not None else None
-        return LearnedPlanner(
+        planner = LearnedPlanner(
             policy, schedule=lambda: self.history.schedule(self.route, policy.learned_budget,
                                                            policy.learn_after),
             start=start.sent_at if start else None,
             skip_first=bool(start and start.silent and policy.learn and not self.hints_seen),
             wall_offset=self._wall_clock() - now, on_hint=self._saw_hint, rng=rng)
+        if job_id is not None:
+            with self._lock:
+                _remember(self._planners, job_id, planner)
+        return planner
 
     def observe_final(self, job_id: str | None, status: JobStatus, *, received_at: float,
                       pending_since: float | None = None) -> None:
         """Learn from a final answer: the job ended after ``pending_since`` (the last pending
-        answer was asked for then; None if none was seen) and before ``received_at``.
+        answer was asked for then; None: what the job's planner saw, if any) and before
+        ``received_at``.
         """
         with self._lock:
             start = self._starts.pop(job_id, None) if job_id is not None else None
+            planner = self._planners.pop(job_id, None) if job_id is not None else None
+        if pending_since is None and planner is not None:
+            pending_since = planner.pending_since
+            if start is None and planner.start is not None:  # read from created_at
+                start = _Start(planner.start, planner.start, False)
         if start is not None:
             low_start, high_start = start.sent_at, start.received_at
         else:
@@ -371,3 +392,11 @@ class DurationLearner:
 
     def _saw_hint(self) -> None:
         self.hints_seen = True
+
+
+def _remember(table: OrderedDict[str, object], key: str, value: object) -> None:
+    """Put ``key`` last in a bounded table, forgetting the oldest past MAX_TRACKED_STARTS."""
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > MAX_TRACKED_STARTS:
+        table.popitem(last=False)

@@ -13,6 +13,7 @@ Routes:
 * ``GET /status/<job_id>`` (or ``GET /status?job_id=<id>``) answers the job's status document;
   ``GET /status`` answers the server's default job, started with the server and never evicted.
 * ``GET /healthz`` answers ``{"status": "ok"}``, without authentication.
+* ``GET /metrics`` answers Prometheus metrics (``metrics.py``), without authentication.
 * ``GET /openapi.yaml`` and ``GET /openapi.json`` answer the API description (``openapi.yaml``
   beside this module), without authentication; the JSON form needs PyYAML, else it is a 404.
 
@@ -67,6 +68,8 @@ from job_store import (
     MemoryJobStore,
     StoreFullError,
 )
+import metrics
+import serving
 from server_settings import DEFAULT_ENV_FILE, OPTIONS, ConfigError, Settings
 
 try:  # optional: without PyYAML, /openapi.json is a 404 and /openapi.yaml still answers
@@ -115,7 +118,7 @@ _DIGITS_RE = re.compile(r"[0-9]+")
 _LISTENING_RE = re.compile(re.escape(LISTENING_LINE).replace(r"\{url\}", r"(https?://\S+)"))
 _START_KEYS = frozenset({"delay", "outcome"})
 # Endpoints that answer without credentials (readiness checks, the API description).
-_OPEN_ENDPOINTS = frozenset({"healthz", "openapi", "openapi_yaml"})
+_OPEN_ENDPOINTS = frozenset({"healthz", "metrics", "openapi", "openapi_yaml"})
 _ERROR_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -183,6 +186,7 @@ def create_app(
     store = MemoryJobStore(settings, clock=clock, wall_clock=wall_clock)
     app.extensions["job_store"] = store
     app.extensions["video_translation"] = store
+    found = metrics.install(app, store)  # before the default job, so that it is counted
     # Seeded like the job store but a separate stream, so faults do not shift job outcomes.
     fault_rng = random.Random(None if settings.seed is None else f"faults:{settings.seed}")
     if (settings.api_username is None) != (settings.api_password is None):
@@ -305,7 +309,8 @@ def create_app(
         held = False
         if wait is not None and wait > 0:
             wait = min(wait, settings.max_wait)
-            doc, held = store.wait(job_id, wait)
+            with found.holding():
+                doc, held = store.wait(job_id, wait)
         else:
             doc = store.status(job_id)
         if doc is None:
@@ -358,14 +363,15 @@ def _read_body() -> bytes:
         return request.get_data(cache=False)  # werkzeug answers 413 to a long Content-Length
     stream = request.environ["wsgi.input"]
     body = bytearray()
-    try:
-        while chunk := stream.read(MAX_CONTENT_LENGTH + 1 - len(body)):
-            body += chunk
-            if len(body) > MAX_CONTENT_LENGTH:
-                raise RequestEntityTooLarge()
-    except OSError:  # a malformed chunk, or the client went away mid-body
-        raise ApiError(400, "bad_request", "malformed chunked body") from None
-    return bytes(body)
+    while len(body) <= MAX_CONTENT_LENGTH:
+        try:
+            chunk = stream.read(MAX_CONTENT_LENGTH + 1 - len(body))
+        except Exception:  # a malformed chunk (each server raises its own), or the client left
+            raise ApiError(400, "bad_request", "malformed chunked body") from None
+        if not chunk:
+            return bytes(body)
+        body += chunk
+    raise RequestEntityTooLarge()
 
 
 def _parse_start_body(raw: bytes) -> tuple[float | None, JobResult | None]:
@@ -444,8 +450,8 @@ def _inject_fault(settings: Settings, rng: random.Random) -> Response | None:
         time.sleep(settings.fault_latency)
     retry_soon = {"Retry-After": "1"}
     if settings.fault_drop and rng.random() < settings.fault_drop:
-        sock = request.environ.get("werkzeug.socket")
-        if sock is None:  # not served by werkzeug (e.g. app.test_client()): nothing to drop
+        sock = request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket")
+        if sock is None:  # not served over a socket (e.g. app.test_client()): nothing to drop
             logger.warning("fault: no socket to drop on %s; answering 503 instead", where)
             raise ApiError(503, "service_unavailable", "injected fault: drop", headers=retry_soon)
         logger.warning("fault: dropping the connection of %s", where)
@@ -453,8 +459,8 @@ def _inject_fault(settings: Settings, rng: random.Random) -> Response | None:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        # werkzeug's write of this answer now fails with BrokenPipeError, which its request
-        # handler treats as a client that went away: no traceback, and the server keeps serving.
+        # The server's write of this answer now fails with BrokenPipeError, which werkzeug and
+        # gunicorn treat as a client that went away: no traceback, and the server keeps serving.
         g.dropped = True
         return Response(status=500)
     if settings.fault_503 and rng.random() < settings.fault_503:
@@ -583,6 +589,11 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port, 0 for any (default 8000)")
     parser.add_argument("--env-file", help="read settings from this file (default: .env beside it)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="worker processes (default 1; more needs a shared job store)")
+    parser.add_argument("--dev-server", action="store_true",
+                        help="serve with werkzeug's threaded development server instead of "
+                             "gunicorn + gevent (a thread per connection; for comparison)")
     defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
     for option in OPTIONS:
         if not option.flag:
@@ -731,18 +742,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.env_file is not None and not env_file.exists():
             raise ConfigError(f"--env-file: no such file {args.env_file!r}")
         settings = Settings.from_env(environ, env_file=env_file)
+        if args.dev_server and args.workers != 1:
+            raise ConfigError("--dev-server serves from one process; drop --workers")
+        serving.check_workers(settings, args.workers)
         _configure_logging(settings.log_file)
     except (ConfigError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    auth = f"user {settings.api_username!r}" if settings.auth_enabled else "off"
+    logger.info("settings: %r; auth %s", settings, auth)
+    if not args.dev_server:
+        return serving.serve(settings, args.host, args.port, workers=args.workers,
+                             listening_line=LISTENING_LINE)
+    return _serve_dev(settings, args.host, args.port)
+
+
+def _serve_dev(settings: Settings, host: str, port: int) -> int:
+    """Serves with werkzeug's threaded development server until Ctrl+C or SIGTERM."""
+    serving.check_fd_limit(settings.max_waiters)
     app = create_app(settings)
     store: JobStore = app.extensions["job_store"]
     # Exits 1 if it cannot bind.
-    server = make_server(args.host, args.port, app, threaded=True, request_handler=_RequestHandler)
+    handler = type("_IdleTimeoutHandler", (_RequestHandler,), {"timeout": settings.idle_timeout})
+    server = make_server(host, port, app, threaded=True, request_handler=handler)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    auth = f"user {settings.api_username!r}" if settings.auth_enabled else "off"
-    logger.info("settings: %r; auth %s", settings, auth)
-    print(LISTENING_LINE.format(url=f"http://{args.host}:{server.port}"), flush=True)
+    print(LISTENING_LINE.format(url=f"http://{host}:{server.port}"), flush=True)
     try:
         server.serve_forever()  # returns on Ctrl+C
     finally:

@@ -28,12 +28,16 @@ DEFAULT_MAX_DELAY = 7.0
 DEFAULT_ERROR_PROBABILITY = 0.3
 #: Longest long-poll hold; longer requested waits are cut to it.
 DEFAULT_MAX_WAIT = 30.0
-#: Most requests held at once by long-poll; past it requests answer at once.
-DEFAULT_MAX_WAITERS = 1000
+#: Most requests held at once by long-poll; past it requests answer at once. Each is one open
+#: connection: the gevent server holds 10,000 in one process (``ulimit -n`` permitting).
+DEFAULT_MAX_WAITERS = 10000
 #: How long a finished job stays readable (and its idempotency key remembered).
 DEFAULT_JOB_TTL = 3600.0
 #: Most live jobs (pending or finished, not yet evicted) started by ``POST /start``.
 DEFAULT_MAX_JOBS = 20000
+#: Longest silence of a connection (no request yet, or between keep-alive requests) before the
+#: server closes it; a held long-poll is not silence, the server is the one waiting then.
+DEFAULT_IDLE_TIMEOUT = 30.0
 #: Relative error of ``eta_seconds``: each job's estimate is off by a fixed factor in 1 ± this.
 DEFAULT_ETA_NOISE = 0.2
 
@@ -72,6 +76,7 @@ class Settings:
     fault_latency: float = 0.0
     fault_drop: float = 0.0
     fault_garbage: float = 0.0
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
 
     def __post_init__(self) -> None:
         for name in ("api_username", "api_password", "log_file"):
@@ -89,6 +94,8 @@ class Settings:
             _check_int(name, getattr(self, name), minimum)
         if self.seed is not None:
             _check_int("seed", self.seed, None)
+        if self.idle_timeout == 0:
+            raise ConfigError("IDLE_TIMEOUT must be more than 0, got 0")
         if not isinstance(self.plain, bool):
             raise ConfigError(f"PLAIN must be true or false, got {self.plain!r}")
         if self.min_delay > self.max_delay:
@@ -160,6 +167,7 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("FAULT_LATENCY", "float", "extra seconds slept before each status answer"),
     _Option("FAULT_DROP", "float", "rate in [0, 1] of status requests whose connection is dropped"),
     _Option("FAULT_GARBAGE", "float", "rate in [0, 1] of status requests answered with non-JSON"),
+    _Option("IDLE_TIMEOUT", "float", "seconds a silent connection is kept open"),
 )
 
 # (field, maximum, maximum excluded); every number is finite and at least 0.
@@ -175,6 +183,7 @@ _NUMBER_RANGES: tuple[tuple[str, float, bool], ...] = (
     ("fault_latency", math.inf, False),
     ("fault_drop", 1.0, False),
     ("fault_garbage", 1.0, False),
+    ("idle_timeout", math.inf, False),
 )
 
 

@@ -137,3 +137,38 @@ def start_live_server(settings: server.Settings | None = None, **create_app_kwar
         _server=wsgi_server,
         _thread=thread,
     )
+
+
+def settings_env(settings: server.Settings) -> dict[str, str]:
+    """``settings`` as the environment variables ``python server.py`` reads (unset ones left out)."""
+    env = {}
+    for option in server.OPTIONS:
+        value = getattr(settings, option.env.lower())
+        if value is None:
+            continue
+        env[option.env] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+    return env
+
+
+def start_server_process(settings: server.Settings | None = None, *flags: str,
+                         **kwargs: Any) -> server.ServerProcess:
+    """``python server.py`` as users run it, with ``settings`` (default fast_settings()) passed
+    through its environment; stop it with ``.stop()`` (or use it as a context manager)."""
+    return server.ServerProcess.start(*flags, env=settings_env(settings or fast_settings()),
+                                      **kwargs)
+
+
+def serving_process(srv: server.ServerProcess, timeout: float = 20.0) -> Any:
+    """The ``psutil.Process`` that serves requests: gunicorn's (only) worker, or the server itself
+    under ``--dev-server``."""
+    import time
+
+    import psutil
+
+    master = psutil.Process(srv.pid)
+    deadline = time.monotonic() + timeout
+    while not (children := master.children()):
+        if "--dev-server" in srv.process.args or time.monotonic() > deadline:  # type: ignore[operator]
+            return master
+        time.sleep(0.05)
+    return children[0]

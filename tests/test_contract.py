@@ -164,6 +164,7 @@ SCENARIOS: dict[str, Scenario] = {
     "status: injected garbage": ({"fault_garbage": 1.0}, "/status", "GET",
                                  lambda c: c.get("/status", headers=AUTH), 200),
     "healthz": ({}, "/healthz", "GET", lambda c: c.get("/healthz"), 200),
+    "metrics": ({}, "/metrics", "GET", lambda c: c.get("/metrics"), 200),
     "openapi.json": ({}, "/openapi.json", "GET", lambda c: c.get("/openapi.json"), 200),
     "openapi.yaml": ({}, "/openapi.yaml", "GET", lambda c: c.get("/openapi.yaml"), 200),
 }

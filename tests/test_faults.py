@@ -1,7 +1,7 @@
 """The client gets the right answer from a server that misbehaves on purpose, or says why not.
 
 Injected 503/429/drops at 30 %, garbage bodies, and a server that is killed mid-wait (and
-restarted, or not). The in-process servers are seeded: their fault dice fall in the same
+restarted, or not). Each server is ``python server.py`` as shipped, in a subprocess, seeded: their fault dice fall in the same
 sequence on every run (which request meets which die still depends on thread timing), so the
 number of faults barely varies from run to run. No test really sleeps for a Retry-After: the
 clients' sleep function records the delays instead.
@@ -30,7 +30,7 @@ from client import (
     VideoTranslationClient,
     WaitTimeout,
 )
-from helpers import fast_settings
+from helpers import fast_settings, start_server_process
 from server import ServerProcess
 
 #: Status requests the wait may make per job (``max_attempts``), and urllib3 retries per request.
@@ -47,29 +47,43 @@ THIRTY_PERCENT = {"fault_drop": 0.1, "fault_503": 0.1 / 0.9, "fault_429": 0.1 / 
 #: The injected Retry-After of FAULT_503 and FAULT_429 answers.
 FAULT_RETRY_AFTER = 1.0
 
-# One line per status request in the server's log: "GET /status/<id>?wait=N 503 0.4ms".
-_STATUS_LINE = re.compile(r"^GET /status/([0-9a-f]{32})\S* (\d{3}|dropped) ")
+# One line per status request in the server's log: "... server: GET /status/<id>?wait=N 503 0.4ms".
+_STATUS_LINE = re.compile(r" server: GET /status/([0-9a-f]{32})\S* (\d{3}|dropped) ")
 
 
-def status_requests_by_job(records: list[logging.LogRecord]) -> dict[str, collections.Counter]:
-    """From the server's log: per job id, how many status requests ended in each status."""
+def status_requests_by_job(lines: list[str]) -> dict[str, collections.Counter]:
+    """From the server's log lines: per job id, how many status requests ended in each status."""
     seen: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    for record in records:
-        if record.name == "server":
-            match = _STATUS_LINE.match(record.getMessage())
-            if match:
-                seen[match.group(1)][match.group(2)] += 1
+    for line in lines:
+        match = _STATUS_LINE.search(line)
+        if match:
+            seen[match.group(1)][match.group(2)] += 1
     return seen
+
+
+@pytest.fixture
+def serve():
+    """Factory: serve(**settings) starts ``python server.py`` with fast_settings(**settings);
+    every server is stopped at teardown."""
+    servers: list[ServerProcess] = []
+
+    def factory(**overrides) -> ServerProcess:
+        servers.append(start_server_process(fast_settings(**overrides)))
+        return servers[-1]
+
+    yield factory
+    for srv in servers:
+        srv.stop()
 
 
 # ------------------------------------------------------------------ 30 % faults, 50 jobs
 def test_thirty_percent_faults_fifty_concurrent_jobs_all_get_their_final_status(
-    make_server, caplog
+    serve, caplog
 ) -> None:
     """Drops, 503s and 429s on 10 % of status requests each: every job's wait returns its
     forced outcome, in at most MAX_POLLS x (1 + max_retries) = 18 requests, and each 503/429 is
     retried after its Retry-After."""
-    live = make_server(fast_settings(**THIRTY_PERCENT, seed=1))
+    live = serve(**THIRTY_PERCENT, seed=1)
     rng = random.Random(1)
     forced = [rng.choice(["completed", "error"]) for _ in range(50)]
     with VideoTranslationClient(live.url) as starter:  # faults hit status requests only
@@ -89,7 +103,8 @@ def test_thirty_percent_faults_fifty_concurrent_jobs_all_get_their_final_status(
 
     assert [status.result.value for status, _ in results] == forced
     assert [status.job_id for status, _ in results] == job_ids
-    seen = status_requests_by_job(caplog.records)
+    live.stop()  # every log line written
+    seen = status_requests_by_job(live.output)
     failed_polls = collections.Counter(
         r.args[0] for r in caplog.records
         if r.name == "client" and r.msg.startswith("job %s: attempt %d failed"))
@@ -111,10 +126,10 @@ def test_thirty_percent_faults_fifty_concurrent_jobs_all_get_their_final_status(
 
 
 # ------------------------------------------------------------------------- garbage bodies
-def test_garbage_body_raises_protocol_error_naming_what_arrived(make_server) -> None:
+def test_garbage_body_raises_protocol_error_naming_what_arrived(serve) -> None:
     """FAULT_GARBAGE on every answer: ProtocolError quoting the body, after the tolerated
     max_protocol_errors retries; one status request each, never a status."""
-    live = make_server(fast_settings(fault_garbage=1.0))
+    live = serve(fault_garbage=1.0)
     slept: list[float] = []
     with VideoTranslationClient(live.url, policy=POLICY, sleep=slept.append) as api:
         job_id = api.start_job(delay=0.2)
@@ -129,20 +144,21 @@ def test_garbage_body_raises_protocol_error_naming_what_arrived(make_server) -> 
     assert len(slept) == POLICY.max_protocol_errors  # retried that often, then gave up
 
 
-def test_garbage_is_not_retried_when_the_policy_says_so(make_server, caplog) -> None:
+def test_garbage_is_not_retried_when_the_policy_says_so(serve) -> None:
     """max_protocol_errors=0: the first unreadable answer ends the wait."""
-    live = make_server(fast_settings(fault_garbage=1.0))
+    live = serve(fault_garbage=1.0)
     policy = PollingPolicy(max_protocol_errors=0)
     with VideoTranslationClient(live.url, policy=policy, sleep=lambda s: None) as api:
         job_id = api.start_job(delay=0.2)
         with pytest.raises(ProtocolError, match="upstream garbage"):
             api.wait_for_completion(job_id, timeout=10)
-    assert sum(status_requests_by_job(caplog.records)[job_id].values()) == 1
+    live.stop()
+    assert sum(status_requests_by_job(live.output)[job_id].values()) == 1
 
 
-def test_intermittent_garbage_is_retried_and_never_becomes_a_wrong_status(make_server) -> None:
+def test_intermittent_garbage_is_retried_and_never_becomes_a_wrong_status(serve) -> None:
     """Garbage on 30 % of answers, retried by policy: 20 jobs, each ends in its forced outcome."""
-    live = make_server(fast_settings(fault_garbage=0.3, seed=5))
+    live = serve(fault_garbage=0.3, seed=5)
     policy = PollingPolicy(initial_delay=0.01, max_delay=0.05, jitter=None,
                            max_protocol_errors=20)
     forced = ["completed", "error"] * 10

@@ -1,8 +1,9 @@
-"""Load: 500 jobs from 50 concurrent clients against ``server.py`` in a subprocess.
+"""Load: 500 jobs from 50 concurrent clients against ``python server.py`` as shipped.
 
 Every job is accounted for exactly once (one start, one final status seen by its client, one end
 and one eviction in the server's log), nothing answers 5xx, and once the jobs are evicted the
-server's thread count and memory are back where they started (psutil on the server process).
+serving process's threads, connections and memory are back where they started (psutil on
+gunicorn's worker).
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import psutil
 
 from client import JobResult, VideoTranslationClient
+from helpers import serving_process
 from server import ServerProcess
 
 CLIENTS, JOBS_PER_CLIENT = 50, 10
 JOB_TTL = 1.0
 #: Allowed growth of the server's resident memory after eviction, against the warmed-up baseline.
 RSS_TOLERANCE = 20 * 1024 * 1024
-#: Allowed extra threads after eviction (a connection thread still closing, say).
+#: Allowed extra threads and open connections after eviction (one still closing, say).
 THREAD_TOLERANCE = 2
+CONNECTION_TOLERANCE = 5
 
 _REQUEST = re.compile(r" server: (GET|POST) (\S+) (\d{3}|dropped) [\d.]+ms$")
 _JOB_EVENT = re.compile(r" server: job ([0-9a-f]{32}) (started|completed|error|evicted)\b")
@@ -69,20 +71,26 @@ def test_500_jobs_from_50_clients_are_each_accounted_for_and_resources_return(tm
     srv = ServerProcess.start("--job-ttl", str(JOB_TTL), "--log-file", str(log_file),
                        "--seed", "3")
     try:
-        process = psutil.Process(srv.pid)
+        process = serving_process(srv)
+
+        def connections() -> int:
+            return len(process.net_connections(kind="tcp"))
+
         run_jobs(srv.url, [(0.05, "completed")] * 5)  # warm up: lazy imports, first allocations
         assert wait_until(lambda: sum(e["evicted"] for e in read_log(log_file)[1].values()) == 5,
                           timeout=JOB_TTL + 5)
         time.sleep(0.2)
         base_threads, base_rss = process.num_threads(), process.memory_info().rss
+        base_connections = connections()
 
-        peak = {"threads": 0, "rss": 0}
+        peak = {"threads": 0, "rss": 0, "connections": 0}
         stop = threading.Event()
 
         def sample() -> None:
             while not stop.wait(0.02):
                 peak["threads"] = max(peak["threads"], process.num_threads())
                 peak["rss"] = max(peak["rss"], process.memory_info().rss)
+                peak["connections"] = max(peak["connections"], connections())
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -105,7 +113,10 @@ def test_500_jobs_from_50_clients_are_each_accounted_for_and_resources_return(tm
         evicted = lambda: sum(e["evicted"] for e in read_log(log_file)[1].values())  # noqa: E731
         assert wait_until(lambda: evicted() == len(seen) + 5, timeout=JOB_TTL + 10), evicted()
         wait_until(lambda: process.num_threads() <= base_threads + THREAD_TOLERANCE, timeout=5)
+        # The clients closed their sessions; the server closes its side at once.
+        wait_until(lambda: connections() <= base_connections + CONNECTION_TOLERANCE, timeout=10)
         threads_after, rss_after = process.num_threads(), process.memory_info().rss
+        connections_after = connections()
     finally:
         srv.stop()
 
@@ -117,8 +128,11 @@ def test_500_jobs_from_50_clients_are_each_accounted_for_and_resources_return(tm
         assert events[job_id] == {"started": 1, result.value: 1, "evicted": 1}, events[job_id]
     status_requests = [r for r in requests_seen if r[0] == "GET" and r[1].startswith("/status/")]
     assert len(status_requests) <= 2 * len(seen)  # long-poll: about one per job
-    # The load was real (typically 2 threads at rest, ~50 at peak, 2 after), and it is gone.
-    assert peak["threads"] > base_threads + CLIENTS // 2, peak
+    # The load was real (50 connections held at once; under gevent, not a thread each), and it
+    # is gone: no thread, connection or memory left behind.
+    assert peak["connections"] > base_connections + CLIENTS // 2, peak
+    assert peak["threads"] <= base_threads + THREAD_TOLERANCE, peak
     assert threads_after <= base_threads + THREAD_TOLERANCE, (base_threads, threads_after)
+    assert connections_after <= base_connections + CONNECTION_TOLERANCE, connections_after
     assert rss_after <= base_rss + RSS_TOLERANCE, (base_rss, peak["rss"], rss_after)
     assert elapsed < 30

@@ -72,7 +72,7 @@ def test_settings_defaults_match_the_spec() -> None:
     """Settings() has the documented defaults and no credentials."""
     settings = server.Settings()
     assert (settings.min_delay, settings.max_delay, settings.error_probability) == (3, 7, 0.3)
-    assert (settings.max_wait, settings.max_waiters) == (30, 1000)
+    assert (settings.max_wait, settings.max_waiters, settings.idle_timeout) == (30, 10000, 30)
     assert (settings.job_ttl, settings.max_jobs, settings.eta_noise) == (3600, 20000, 0.2)
     assert settings.seed is None and settings.log_file is None and not settings.plain
     assert not settings.auth_enabled

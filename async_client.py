@@ -1,0 +1,534 @@
+"""The asyncio client on aiohttp: the same API and decisions as the sync client, another transport.
+
+    from client import AsyncVideoTranslationClient
+    async with AsyncVideoTranslationClient("http://127.0.0.1:8000") as api:
+        results = await api.wait_many(await api.start_jobs(500))   # {job_id: JobStatus}
+
+Every decision comes from the sans-IO core the sync client uses: :class:`~client_core.WaitPlanner`
+(when to ask again), :class:`~many_jobs.ManyJobs` (event streams, fallback, unknown jobs,
+deadline), :class:`~transport_core.RetryState` (transient faults: urllib3's schedule, ``Retry-After``
+honoured, never past the deadline) and :class:`~sse.SSEParser`. This module only moves bytes and
+sleeps. aiohttp, not httpx: thousands of held long-polls cost httpx's ``AsyncClient`` ~25x the CPU
+(encode/httpx issue 3215). All durations are in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Self
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from client_core import (
+    DEFAULT_BASE_URL,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    JobNotFoundError,
+    JobStatus,
+    PollingPolicy,
+    ProtocolError,
+    RetryPolicy,
+    ServerError,
+    ServerUnreachableError,
+    VideoTranslationError,
+    WaitPlanner,
+    WaitTimeout,
+    _describe,
+    _require,
+    parse_preference_applied,
+    parse_retry_after,
+    parse_status_document,
+)
+from learned_planner import DurationHistory, DurationLearner, start_answer_status
+from many_jobs import JobWait, ManyJobs, Mode, StreamAction, StreamChunk, unique_job_ids
+from sse import SSEParser
+from transport_core import RetryState, error_for_answer, error_message, is_transient
+
+__all__ = ["AsyncVideoTranslationClient"]
+
+logger = logging.getLogger("client")
+
+#: Seconds a stream may stay silent (no event, no heartbeat) before it counts as dropped.
+STREAM_READ_TIMEOUT = 45.0
+#: Starts in flight at once in :meth:`AsyncVideoTranslationClient.start_jobs`.
+DEFAULT_START_CONCURRENCY = 64
+# Errors that mean "no answer" (retried like the sync client's connection errors and timeouts).
+_NO_ANSWER = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+class AsyncVideoTranslationClient:
+    """Starts video-translation jobs and waits for their final status, on asyncio.
+
+    Takes the arguments of :class:`client.VideoTranslationClient`; differences: ``session`` is an
+    ``aiohttp.ClientSession``, ``auth`` a ``(user, password)`` pair, ``sleep`` a coroutine function,
+    and ``connection_limit`` bounds open connections (0: none; many held long-polls need many).
+    Use it as ``async with``, or call :meth:`close`.
+    """
+
+    #: Where the job event stream is (``GET /events``, Server-Sent Events).
+    events_url = "/events"
+    #: Whether waits for many jobs try the event stream first (False: per-job waits only).
+    use_event_stream = True
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, username: str | None = None,
+                 password: str | None = None, *, auth: tuple[str, str] | None = None,
+                 policy: PollingPolicy | None = None, retry: RetryPolicy | None = None,
+                 wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+                 request_timeout: tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
+                 status_url: str = "/status/{job_id}", single_status_url: str = "/status",
+                 start_url: str = "/start", session: aiohttp.ClientSession | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 rng: random.Random | None = None, connection_limit: int = 0,
+                 history_path: str | os.PathLike[str] | None = None,
+                 history: DurationHistory | None = None):
+        parts = urlsplit(base_url)
+        if parts.username is not None or parts.password is not None:  # never shown: use as auth
+            username = username if username is not None else unquote(parts.username or "")
+            password = password if password is not None else unquote(parts.password or "")
+            base_url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+            parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, "
+                             f"got {base_url!r}")
+        if "{job_id}" not in status_url:
+            raise ValueError(f"status_url must contain '{{job_id}}', got {status_url!r}")
+        _require(wait_timeout > 0, "wait_timeout", wait_timeout, "must be > 0")
+        _require(connection_limit >= 0, "connection_limit", connection_limit, "must be >= 0")
+        self.base_url = base_url.rstrip("/")
+        self.policy = policy or PollingPolicy()
+        self.retry = retry or RetryPolicy()
+        self.wait_timeout = wait_timeout
+        self.request_timeout = request_timeout
+        self.status_url, self.single_status_url = status_url, single_status_url
+        self.start_url = start_url
+        self._clock, self._sleep = clock, sleep
+        self._rng = rng or random.Random()
+        self._connection_limit = connection_limit
+        self._learner = DurationLearner(history or DurationHistory(history_path),
+                                        self.base_url + self.status_url)
+        username = username if username is not None else os.environ.get("API_USERNAME")
+        password = password if password is not None else os.environ.get("API_PASSWORD")
+        if auth is None and username and password is not None:
+            auth = (username, password)
+        # aiohttp 3.14 deprecates BasicAuth objects; the header it recommends instead:
+        self._auth_header = aiohttp.encode_basic_auth(*auth) if auth is not None else None
+        self._owns_session = session is None
+        self._session = session
+
+    def __repr__(self) -> str:  # never shows credentials
+        return f"{type(self).__name__}({self.base_url!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connections this client opened."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session (made on first use, inside the running loop)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connection_limit, limit_per_host=0),
+                headers={"Accept": "application/json"})
+        return self._session
+
+    # ------------------------------------------------------------------------------ public API
+    async def start_job(self, delay: float | None = None, outcome: str | None = None) -> str:
+        """Start a job and return its id (see ``VideoTranslationClient.start_job``)."""
+        body = {k: v for k, v in (("delay", delay), ("outcome", outcome)) if v is not None}
+        sent_at = self._clock()
+        answer = await self._send("POST", self.base_url + self.start_url, json=body or None,
+                                  headers={"Idempotency-Key": uuid.uuid4().hex})
+        received_at = self._clock()
+        document = _json(answer, job_id=None)
+        job_id = document.get("job_id", document.get("id")) if isinstance(document, Mapping) \
+            else None
+        if not isinstance(job_id, str | int) or isinstance(job_id, bool):
+            location = answer.headers.get("Location", "")
+            job_id = location.rstrip("/").rsplit("/", 1)[-1] if location else None
+        if not job_id:
+            raise ProtocolError(f"the start answer has no job id: {_describe(document)}")
+        logger.info("started job %s", job_id)
+        status = start_answer_status(document, job_id=str(job_id), retry_after=parse_retry_after(
+            answer.headers.get("Retry-After"), maximum=self.policy.max_hint_delay))
+        self._learner.note_start(str(job_id), status, sent_at=sent_at, received_at=received_at)
+        return str(job_id)
+
+    async def start_jobs(self, count: int, *, delay: float | None = None,
+                         outcome: str | None = None,
+                         concurrency: int = DEFAULT_START_CONCURRENCY) -> list[str]:
+        """Start ``count`` jobs, at most ``concurrency`` at a time; their ids in order."""
+        _require(isinstance(count, int) and count >= 0, "count", count, "must be an int >= 0")
+        _require(concurrency >= 1, "concurrency", concurrency, "must be >= 1")
+        gate = asyncio.Semaphore(concurrency)
+
+        async def start() -> str:
+            async with gate:
+                return await self.start_job(delay=delay, outcome=outcome)
+
+        return list(await asyncio.gather(*(start() for _ in range(count))))
+
+    async def get_status(self, job_id: str | None = None) -> JobStatus:
+        """One status request. ``job_id=None`` asks the server's single-job ``GET /status``."""
+        return (await self._poll(job_id, None, math.inf))[0]
+
+    async def wait_for_completion(self, job_id: str | None = None, *,
+                                  timeout: float | None = None, max_attempts: int | None = None,
+                                  on_update: Callable[[JobStatus], None] | None = None
+                                  ) -> JobStatus:
+        """Wait until the job is ``completed`` or ``error`` and return that final status.
+
+        Same arguments, decisions and errors as ``VideoTranslationClient.wait_for_completion``.
+        """
+        timeout = self.wait_timeout if timeout is None else timeout
+        _require(timeout > 0, "timeout", timeout, "must be > 0")
+        max_attempts = max_attempts if max_attempts is not None else self.policy.max_attempts
+        _require(max_attempts is None or max_attempts >= 1, "max_attempts", max_attempts,
+                 "must be None or >= 1")
+        wait = JobWait(job_id, self._new_planner(job_id), max_attempts=max_attempts,
+                       max_protocol_errors=self.policy.max_protocol_errors)
+        started = self._clock()
+        status = await self._wait_one(wait, started, started + timeout, timeout, on_update)
+        return status
+
+    async def as_completed(self, job_ids: Iterable[str], *,
+                           timeout: float | None = None) -> AsyncIterator[JobStatus]:
+        """Yield each job's final status the moment this client learns of it.
+
+        Same strategy and errors as ``VideoTranslationClient.as_completed``; per-job waits (a
+        server without ``/events``) are one task per job, each long-polling. Stop early with
+        ``contextlib.aclosing`` so the streams close at once.
+        """
+        timeout = self.wait_timeout if timeout is None else timeout
+        _require(timeout > 0, "timeout", timeout, "must be > 0")
+        batch = ManyJobs(job_ids, use_stream=self.use_event_stream, rng=self._rng)
+        started = self._clock()
+        run = _BatchRun(self, batch, started, started + timeout)
+        try:
+            if batch.mode is Mode.STREAM:
+                run.spawn(run.stream(chunk) for chunk in batch.chunks)
+            while not batch.done:
+                if batch.mode is Mode.POLL and not run.polling:
+                    run.stop()
+                    run.polling = True
+                    run.spawn(run.poll(job_id) for job_id in list(batch.pending))
+                for status in batch.take_ready():
+                    self._observe_final(status.job_id, status, waited=self._clock() - started)
+                    yield status
+                if batch.done:
+                    break
+                left = run.deadline - self._clock()
+                if left <= 0:
+                    raise batch.timeout_error(timeout=timeout, attempts=run.requests,
+                                              elapsed=self._clock() - started)
+                run.wake.clear()
+                if run.error is not None:
+                    raise run.error
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(run.wake.wait(), left)
+            for status in batch.take_ready():
+                self._observe_final(status.job_id, status, waited=self._clock() - started)
+                yield status
+        finally:
+            run.stop()
+        error = batch.batch_error()
+        if error is not None:
+            raise error
+
+    async def wait_many(self, job_ids: Iterable[str], *,
+                        timeout: float | None = None) -> dict[str, JobStatus]:
+        """Wait for every job; ``{job_id: final JobStatus}`` in the order given."""
+        ids = unique_job_ids(job_ids)
+        ended = {status.job_id: status async for status in self.as_completed(ids, timeout=timeout)}
+        return {job_id: ended[job_id] for job_id in ids}
+
+    # -------------------------------------------------------------------------------- internals
+    def _new_planner(self, job_id: str | None, policy: PollingPolicy | None = None) -> WaitPlanner:
+        """The planner of one job's wait; every per-job wait (single or batch) gets it here."""
+        policy = policy or self.policy
+        if not policy.learn:
+            return WaitPlanner(policy, rng=self._rng)
+        return self._learner.planner(job_id, policy, now=self._clock(), rng=self._rng)
+
+    def _observe_final(self, job_id: str | None, status: JobStatus, *,
+                       waited: float | None = None, received_at: float | None = None,
+                       pending_since: float | None = None) -> None:
+        """Called once with each final status this client learns of, by any route."""
+        self._learner.observe_final(
+            job_id, status, received_at=self._clock() if received_at is None else received_at,
+            pending_since=pending_since)
+
+    async def _wait_one(self, wait: JobWait, started: float, deadline: float, timeout: float,
+                        on_update: Callable[[JobStatus], None] | None = None, *,
+                        observe: bool = True) -> JobStatus:
+        """The per-job wait loop (sans-IO JobWait, this transport); returns the final status."""
+        job_id, label = wait.job_id, wait.job_id or "(default job)"
+        if (first := wait.planner.first_delay(self._clock())) is not None:
+            logger.debug("job %s: first ask in %.3f s: %s", label, first.delay, first.reason)
+            await self._sleep(min(first.delay, max(deadline - self._clock(), 0.0)))
+        while True:
+            asked = wait.long_poll_for(deadline - self._clock())
+            try:
+                status, sent_at, received_at = await self._poll(job_id, asked, deadline)
+            except (ServerError, ServerUnreachableError, ProtocolError) as exc:
+                decision = wait.on_failure(exc)
+                logger.warning("job %s: attempt %d failed: %s", label, wait.attempts, exc)
+            except JobNotFoundError as exc:
+                raise wait.not_found(exc) from exc
+            else:
+                if on_update and (wait.last is None or (status.result, status.progress)
+                                  != (wait.last.result, wait.last.progress)):
+                    on_update(status)
+                answer = wait.on_answer(status, asked_wait=asked, sent_at=sent_at,
+                                        received_at=received_at)
+                if answer is None:
+                    logger.info("job %s %s after %d status requests in %.3f s", label,
+                                status.result, wait.attempts, received_at - started)
+                    if observe:
+                        self._observe_final(job_id, status, waited=received_at - started,
+                                            received_at=received_at)
+                    return status
+                decision = answer
+                logger.debug("job %s: attempt %d: %s; next in %.3f s: %s", label, wait.attempts,
+                              status.result, decision.delay, decision.reason)
+            if wait.out_of_attempts:
+                raise wait.timeout(f"no final status after {wait.attempts} status requests "
+                                   "(max_attempts)", elapsed=self._clock() - started)
+            now = self._clock()
+            if now >= deadline:
+                raise wait.timeout(f"no final status within {timeout:g} s",
+                                   elapsed=now - started)
+            await self._sleep(min(decision.delay, deadline - now))
+
+    def _status_url(self, job_id: str | None) -> str:
+        if job_id is None:
+            return self.base_url + self.single_status_url
+        return self.base_url + self.status_url.format(job_id=quote(str(job_id), safe=""))
+
+    async def _poll(self, job_id: str | None, wait: int | None,
+                    deadline: float) -> tuple[JobStatus, float, float]:
+        headers: dict[str, str] = {}
+        params: dict[str, str] = {}
+        read = self.request_timeout[1]
+        if wait:
+            headers["Prefer"] = f"wait={wait}"
+            params["wait"] = str(wait)
+            read += wait
+        sent_at = self._clock()
+        answer = await self._send("GET", self._status_url(job_id), headers=headers,
+                                  params=params, job_id=job_id, read_timeout=read,
+                                  deadline=deadline)
+        received_at = self._clock()
+        status = parse_status_document(_json(answer, job_id=job_id), job_id=job_id)
+        status = replace(
+            status,
+            retry_after=parse_retry_after(answer.headers.get("Retry-After"),
+                                          maximum=self.policy.max_hint_delay),
+            wait_applied=parse_preference_applied(answer.headers.get("Preference-Applied")))
+        return status, sent_at, received_at
+
+    async def _send(self, method: str, url: str, *, job_id: str | None = None,
+                    read_timeout: float | None = None, deadline: float = math.inf,
+                    stream: bool = False, **kwargs: Any) -> Any:
+        """One request with the transient retries; an _Answer (or, ``stream``: the response).
+
+        Raises:
+            The client's exception for an error answer, like the sync client's ``_send``.
+        """
+        connect, read = self.request_timeout
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect,
+                                        sock_read=read if read_timeout is None else read_timeout)
+        retries = RetryState(self.retry, rng=self._rng)
+        if self._auth_header is not None:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": self._auth_header}
+        while True:
+            try:
+                response = await self.session.request(method, url, timeout=timeout, **kwargs)
+            except _NO_ANSWER as exc:
+                delay = retries.after_fault(time_left=deadline - self._clock())
+                if delay is None:
+                    raise ServerUnreachableError(
+                        f"{method} {url}: no answer from the server after {retries.faults - 1} "
+                        f"retries ({type(exc).__name__}); is it running?", job_id=job_id) from exc
+                fault = type(exc).__name__
+            else:
+                if stream and response.status < 400:
+                    return response
+                try:
+                    body = await response.read()
+                except _NO_ANSWER as exc:
+                    response.release()
+                    delay = retries.after_fault(time_left=deadline - self._clock())
+                    if delay is None:
+                        raise ServerUnreachableError(f"{method} {url}: the answer broke off "
+                                                     f"({type(exc).__name__})",
+                                                     job_id=job_id) from exc
+                    fault = type(exc).__name__
+                else:
+                    answer = _Answer(response.status, response.headers, body)
+                    if answer.status < 400:
+                        return answer
+                    if not is_transient(answer.status):
+                        raise self._error(method, url, answer, job_id)
+                    delay = retries.after_fault(status=answer.status,
+                                                retry_after=answer.headers.get("Retry-After"),
+                                                time_left=deadline - self._clock())
+                    if delay is None:
+                        raise self._error(method, url, answer, job_id)
+                    fault = f"HTTP {answer.status}"
+            logger.warning("transient fault (%s); retrying in %.3f s", fault, delay)
+            if delay > 0:
+                await self._sleep(delay)
+
+    def _error(self, method: str, url: str, answer: _Answer,
+               job_id: str | None) -> VideoTranslationError:
+        return error_for_answer(method, url, answer.status, error_message(answer.body),
+                                job_id=job_id, max_retries=self.retry.max_retries)
+
+
+class _BatchRun:
+    """The tasks of one as_completed: one per stream chunk, or one per job when polling."""
+
+    def __init__(self, client: AsyncVideoTranslationClient, batch: ManyJobs, started: float,
+                 deadline: float):
+        self.client, self.batch, self.started, self.deadline = client, batch, started, deadline
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.wake = asyncio.Event()
+        self.polling = False
+        self.requests = 0
+        self.error: BaseException | None = None
+
+    def spawn(self, coroutines: Iterable[Awaitable[None]]) -> None:
+        for coroutine in coroutines:
+            task = asyncio.ensure_future(coroutine)
+            self.tasks.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and self.error is None:
+            self.error = task.exception()
+        self.wake.set()
+
+    def stop(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+    async def stream(self, chunk: StreamChunk) -> None:
+        """Keep one chunk's event stream open until its jobs ended (or the batch falls back)."""
+        client, batch = self.client, self.batch
+        while not batch.chunk_done(chunk) and batch.mode is Mode.STREAM:
+            params, headers = batch.stream_request(chunk)
+            self.requests += 1
+            try:
+                response = await client._send(
+                    "GET", client.base_url + client.events_url, params=params, headers=headers,
+                    stream=True, read_timeout=STREAM_READ_TIMEOUT, deadline=self.deadline)
+            except ServerUnreachableError as exc:
+                step = batch.on_stream_failure(chunk, exc)
+            except VideoTranslationError as exc:
+                step = batch.on_stream_answer(chunk, exc.status_code or 0, None)
+                if step.action is StreamAction.FAIL:
+                    raise
+            else:
+                step = batch.on_stream_answer(chunk, response.status,
+                                              response.headers.get("Content-Type"))
+                if step.action is StreamAction.READ:
+                    step = await self._read(chunk, response)
+                else:
+                    response.release()
+            logger.debug("stream %d: %s: %s (%.3f s)", chunk.index, step.action.value,
+                         step.reason, step.delay)
+            if step.action is StreamAction.RETRY:
+                await client._sleep(step.delay)
+            elif step.action is StreamAction.RESYNC:
+                await self._resync(chunk)
+            elif step.action in (StreamAction.FALLBACK, StreamAction.DONE):
+                break
+        self.wake.set()
+
+    async def _read(self, chunk: StreamChunk, response: aiohttp.ClientResponse) -> Any:
+        batch = self.batch
+        parser = SSEParser(chunk.last_event_id)
+        received = False
+        try:
+            async for data in response.content.iter_any():
+                received = True
+                for event in parser.feed(data):
+                    batch.on_event(chunk, event)
+                self.wake.set()
+                if batch.chunk_done(chunk):
+                    break
+        except _NO_ANSWER as exc:
+            logger.debug("stream %d dropped: %s", chunk.index, exc)
+        finally:
+            response.close()
+        return batch.on_stream_end(chunk, received=received, retry_ms=parser.retry)
+
+    async def _resync(self, chunk: StreamChunk) -> None:
+        """After a 410: one status read per job of the chunk still pending, then a fresh stream."""
+        for job_id in self.batch.pending_in(chunk):
+            self.requests += 1
+            try:
+                self.batch.on_status(job_id, await self.client.get_status(job_id))
+            except JobNotFoundError as exc:
+                self.batch.on_job_error(job_id, exc)
+            except (ServerError, ServerUnreachableError, ProtocolError) as exc:
+                logger.warning("job %s: status read after HTTP 410 failed: %s", job_id, exc)
+        self.wake.set()
+
+    async def poll(self, job_id: str) -> None:
+        """One job's wait (long-poll, hints, backoff), as wait_for_completion does it."""
+        client, policy = self.client, self.client.policy
+        wait = JobWait(job_id, client._new_planner(job_id), max_attempts=policy.max_attempts,
+                       max_protocol_errors=policy.max_protocol_errors)
+        try:
+            status = await client._wait_one(wait, self.started, self.deadline,
+                                            self.deadline - self.started, observe=False)
+        except (JobNotFoundError, ProtocolError) as exc:
+            self.batch.on_job_error(job_id, exc)
+        except WaitTimeout as exc:
+            if wait.out_of_attempts:  # this job's budget, not the batch's deadline
+                self.batch.on_job_error(job_id, exc)
+        else:
+            self.batch.on_status(job_id, status)
+        finally:
+            self.requests += wait.attempts
+            self.wake.set()
+
+
+def _json(answer: _Answer, *, job_id: str | None) -> Any:
+    try:
+        return json.loads(answer.body)
+    except (ValueError, RecursionError):
+        kind = answer.headers.get("Content-Type", "no content type")
+        raise ProtocolError(f"HTTP {answer.status} answer is not JSON ({kind}): "
+                            f"{_describe(answer.body.decode('utf-8', 'replace'))}",
+                            job_id=job_id, status_code=answer.status) from None
