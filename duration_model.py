@@ -4,7 +4,7 @@
     model = DurationModel()
     for lower, upper in [(3.1, 4.0), (4.2, 5.3), ...]:   # each job ended somewhere in (lower, upper]
         model.add(lower, upper)
-    model.schedule(budget=3.5)   # Schedule(times=(3.74, 4.41, ...)): poll at these ages
+    model.schedule(budget=3.5)   # Schedule(times=(3.9, 4.5, ...)): poll at these ages
 
 No I/O and no clock: the model is a list of intervals, the estimate and the schedule are plain data
 computed from it. :class:`DurationHistory` (one model per status route, optionally kept in SQLite)
@@ -13,27 +13,38 @@ and the planner that uses it are in ``learned_planner.py``.
 **Why intervals.** A client never sees a job end; it sees a pending answer and, later, a final one.
 So a duration is known only as ``(lower, upper]``: from the last pending answer to the final one,
 measured from the start. The gap is as wide as the polling gap (a second or more under backoff), so
-treating its midpoint as the duration would blur the estimate by as much as the polls are apart,
-and treating its end as the duration would bias every estimate late by half a gap. The estimate
-here is the nonparametric maximum-likelihood estimate for interval-censored data (Turnbull, 1976):
-it puts probability only on the *innermost intervals* (where the observed intervals overlap most
-tightly) and finds their masses by the self-consistency (EM) iteration; no shape is assumed. Inside
-an innermost interval the likelihood cannot tell where the mass sits; it is spread uniformly there,
-the usual convention, so the distribution function is piecewise linear. The observations are cut
-to the most recent ``capacity`` so that the model follows a workload that changes, and a run of
-``drift_run`` consecutive jobs outside everything the model holds (a change of workload) replaces
-the older observations by that run.
+taking its midpoint as the duration would blur the estimate by as much as the polls are apart, and
+taking its end would bias every estimate late by half a gap.
+
+**Why this estimator.** The textbook answer is Turnbull's nonparametric maximum-likelihood estimate
+(:func:`fit_turnbull`, kept here and tested): mass only on the *innermost intervals*, found by the
+self-consistency (EM) iteration. Measured on this client's own data it plans badly: when many jobs
+share a lower bound (every job that outlived a schedule was last seen pending at the same poll),
+the NPMLE moves all their mass onto slivers at the far end, where some other job's pending answer
+happens to meet some job's final one; the next schedule then starts seconds too late (p99 delay 3-4 s
+instead of 1 s in the simulation). :func:`fit_uniform` is what the model uses: each observation's
+mass spread uniformly over its own interval (no midpoint, no shape assumed), then a few
+self-consistency steps (``_SMOOTHING_STEPS``) that move mass toward where intervals overlap, which
+sharpens the estimate without collapsing it. It errs wide (by at most an interval's width), and wide
+is the safe side: the schedule then covers every end the data allow. As polls under the learned
+schedule are close together, the intervals, and so the estimate, tighten round after round. An
+interval from 0 (a skipped first poll only says "ended before the first look") is cut to a typical
+width. The observations are cut to the most recent ``capacity`` so that the model follows a
+workload that changes, and a run of ``drift_run`` consecutive jobs past the estimate's 1st or 99th
+percentile (a change of workload) replaces the older observations by that run.
 
 **Why this schedule.** The knob is a *budget*: the mean number of status requests per job the
 schedule may spend under the model. For a detection delay ``d``, the cheapest schedule that tells
 every job within ``d`` of its end polls at the earliest moment a job can end plus ``d``, then every
-``d`` while jobs can end, and skips stretches where none ends (the next poll is the next possible
-end plus ``d``): each poll is as late as the delay allows, so as few jobs as possible are still
-running at each one. The earliest ``early_share`` (0.5 %) of jobs are let through a little late,
-which moves the whole grid later; that is half the 1 % a p99 target allows, the other half is the
-estimate's margin. The schedule takes the smallest ``d`` whose expected requests fit the budget
-(bisection). A job past the last poll has outlived everything seen: the caller falls back to backoff.
-A budget is scale-free: the same budget on jobs three times longer gives gaps three times longer.
+``d`` while jobs can end: each poll is as late as the delay allows, so as few jobs as possible are
+still running at each one. The earliest ``early_share`` (0.5 %) of jobs are let through a little
+late, which moves the whole grid later; that is half the 1 % a p99 target allows, the other half is
+the estimate's margin. The grid ends a typical interval width past the estimate's end, with one last
+look at the largest upper bound seen. The schedule takes the smallest ``d`` whose expected requests
+fit the budget (bisection). A job past the last poll has outlived everything seen: the caller falls
+back to backoff. A budget is scale-free: the same budget on jobs three times longer gives gaps three
+times longer. (Stretches where no job ends, e.g. between two kinds of jobs, are not skipped: an
+estimate from a few dozen intervals cannot tell a real lull from a gap between samples.)
 
 All durations are in seconds, measured from the job's start.
 """
@@ -55,6 +66,7 @@ __all__ = [
     "DurationModel",
     "Schedule",
     "fit_turnbull",
+    "fit_uniform",
     "plan_schedule",
 ]
 
@@ -95,8 +107,7 @@ class DurationDistribution:
     rights: tuple[float, ...]
     masses: tuple[float, ...]
     jobs: int  #: observations it was fitted on
-    #: Median width of the observed intervals: a stretch without mass shorter than this is an
-    #: artefact of where the intervals happen to overlap, not a time when no job ends.
+    #: Median width of the observed intervals: how precisely the data place an end.
     resolution: float = 0.0
     #: The latest any observation allows a job to have ended (the largest upper bound).
     horizon: float = 0.0
@@ -139,13 +150,6 @@ class DurationDistribution:
                 return left + (right - left) * max(share - total, 0.0) / mass
             total += mass
         return self.end
-
-    def next_possible_end(self, t: float) -> float | None:
-        """The earliest moment at or after ``t`` a job can end, or None past :attr:`end`."""
-        index = bisect.bisect_right(self.lefts, t)
-        if index and t < self.rights[index - 1]:
-            return t  # inside an interval that holds mass
-        return self.lefts[index] if index < len(self.lefts) else None
 
 
 def _innermost(intervals: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -276,11 +280,9 @@ class Schedule:
 
 
 def _grid(dist: DurationDistribution, gap: float, early_share: float) -> list[float]:
-    # Up to the horizon, not just the estimate's last mass: the estimate puts none past the last
-    # innermost interval, but the observations allow jobs up to their largest upper bound.
-    # The estimate puts no mass past its last innermost interval, but the jobs there are known
-    # only to within an interval's width: the grid goes on a typical width further, then one last
-    # look at the largest upper bound seen, and backoff takes over.
+    # Every gap from the first poll to the estimate's end (for the NPMLE, its last innermost
+    # interval, and jobs there are known only to within an interval's width: a typical width
+    # further), then one last look at the largest upper bound seen; then backoff takes over.
     first = dist.quantile(early_share) + gap
     last = min(dist.end + dist.resolution, max(dist.horizon, dist.end))
     count = min(math.ceil(max(last - first, 0.0) / gap) + 1, MAX_SCHEDULE_POLLS)
@@ -305,17 +307,15 @@ def plan_schedule(dist: DurationDistribution, budget: float = DEFAULT_BUDGET, *,
     _require(budget >= 1, "budget", budget, "must be >= 1 (a job needs one request)")
     _require(0 <= early_share < 0.5, "early_share", early_share, "must be in [0, 0.5)")
     span = max(dist.end - dist.start, 1e-3)
-    low, high = span / MAX_SCHEDULE_POLLS, span  # one gap of the whole span costs <= 2 requests
-    best = _grid(dist, high, early_share)
+    low, high = span / MAX_SCHEDULE_POLLS, span  # one gap of the whole span costs <= 3 requests
     if _expected_requests(dist, _grid(dist, low, early_share)) <= budget:
         high = low
     for _ in range(_BISECTION_STEPS):
         if high - low <= 1e-4 * span:
             break
         middle = (low + high) / 2
-        times = _grid(dist, middle, early_share)
-        if _expected_requests(dist, times) <= budget:
-            high, best = middle, times
+        if _expected_requests(dist, _grid(dist, middle, early_share)) <= budget:
+            high = middle
         else:
             low = middle
     best = _grid(dist, high, early_share)
@@ -349,12 +349,12 @@ class DurationModel:
         self.replace(observations)
 
     def __len__(self) -> int:
-        return len(self._observations)
+        return len(self._observations) + len(self._outside)
 
     @property
     def observations(self) -> list[tuple[float, float]]:
-        """The observations kept, oldest first."""
-        return list(self._observations)
+        """The observations kept, oldest first (a run of surprises last)."""
+        return [*self._observations, *self._outside]
 
     def replace(self, observations: Iterable[tuple[float, float]]) -> None:
         """Forget everything and hold ``observations`` (e.g. as loaded from a file)."""
@@ -371,21 +371,23 @@ class DurationModel:
         """
         _require(0 <= lower < upper < math.inf, "interval", (lower, upper),
                  "must satisfy 0 <= lower < upper < inf")
-        drifted = False
         if self._is_outside(lower, upper):
+            # Held aside until the run ends one way or the other, so that the estimate it is
+            # judged against is the one from before it.
             self._outside.append((lower, upper))
-            if len(self._outside) >= self.drift_run:
-                self._observations.clear()
-                self._observations.extend(self._outside[:-1])
-                self._outside.clear()
-                drifted = True
-        else:
+            if len(self._outside) < self.drift_run:
+                return False
+            self._observations.clear()
+            self._observations.extend(self._outside)
+            self._added += len(self._outside)
             self._outside.clear()
-        self._observations.append((lower, upper))
-        self._added += 1
-        if drifted:
             self._invalidate()
-        return drifted
+            return True
+        self._observations.extend(self._outside)  # a few long (or short) jobs, not a new workload
+        self._observations.append((lower, upper))
+        self._added += len(self._outside) + 1
+        self._outside.clear()
+        return False
 
     def distribution(self) -> DurationDistribution | None:
         """The current estimate, or None with no observations."""
@@ -403,7 +405,7 @@ class DurationModel:
     def schedule(self, budget: float = DEFAULT_BUDGET, *,
                  min_jobs: int | None = None) -> Schedule | None:
         """The learned schedule for ``budget``, or None while fewer than ``min_jobs`` are known."""
-        if len(self) < (self.min_jobs if min_jobs is None else min_jobs):
+        if len(self._observations) < (self.min_jobs if min_jobs is None else min_jobs):
             return None
         dist = self.distribution()
         assert dist is not None
@@ -414,7 +416,7 @@ class DurationModel:
     def _is_outside(self, lower: float, upper: float) -> bool:
         # Past the estimate's 1st or 99th percentile: by chance one job in a hundred, never a
         # run of drift_run (the longest jobs of a batch that ends shortest first: a few).
-        if len(self._observations) - len(self._outside) < self.min_jobs:
+        if len(self._observations) < self.min_jobs:
             return False
         dist = self.distribution()
         assert dist is not None

@@ -60,6 +60,8 @@ MAX_TRACKED_STARTS = 10_000
 #: then put those ends right before it and the first poll would creep later round after round.
 #: These few early looks keep the early tail measured, at most one request each.
 EXPLORE_SHARE = 0.1
+# Shortest sleep the schedule asks for.
+_MIN_STEP = 0.001
 #: Seconds a writer waits for another process's lock on the history file.
 HISTORY_LOCK_TIMEOUT = 5.0
 _SCHEMA = """CREATE TABLE IF NOT EXISTS durations (
@@ -267,7 +269,8 @@ class LearnedPlanner(WaitPlanner):
             self._kept = self._schedule()
         schedule = self._kept
         age = now - self.start  # type: ignore[operator]
-        moment = schedule.next_after(age) if schedule is not None else None
+        # A poll due within a millisecond counts as done: no sleep too short to move the clock.
+        moment = schedule.next_after(age + _MIN_STEP) if schedule is not None else None
         if schedule is not None and moment is not None and not self._outlived:
             if self.pending_since is None and self._rng.random() < EXPLORE_SHARE:
                 early = moment * self._rng.uniform(0.5, 1.0)
