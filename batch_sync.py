@@ -53,8 +53,9 @@ __all__ = ["POLL_WORKERS", "STREAM_READ_TIMEOUT", "as_completed", "start_jobs"]
 
 logger = logging.getLogger("client")
 
-#: Threads that send per-job status requests when the server has no event stream.
-POLL_WORKERS = 4
+#: Threads that send per-job status requests when the server has no event stream (with the
+#: caller's thread: 4 threads in all, whatever the number of jobs).
+POLL_WORKERS = 3
 #: Seconds a stream may stay silent (no event, no heartbeat) before it counts as dropped: three
 #: of the server's default 15 s heartbeats.
 STREAM_READ_TIMEOUT = 45.0

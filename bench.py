@@ -3,6 +3,7 @@
     python bench.py --json bench-results/bench.json --plot bench-results/bench.png
     python bench.py scale --json bench-results/scale.json
     python bench.py --quick; python bench.py scale --quick      # a few seconds each
+    python bench.py many --quick      # many jobs from one process (bench_many.py, its own --help)
 
 **Strategies** (the default mode). One seeded list of jobs (200 by default, durations uniform in
 3-7 s, about 30 % fated to end in error, all started at once) is waited for by each strategy in
@@ -1037,6 +1038,10 @@ def _main_scale(options: argparse.Namespace, argv: Sequence[str], workdir: Path)
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["many"]:  # many jobs from one process: its own options, in bench_many.py
+        import bench_many
+
+        return bench_many.main(argv)
     parser = _parser()
     options = parser.parse_args(argv)
     try:
