@@ -5,11 +5,11 @@
 
 One seeded list of jobs (bench.py's: 200 by default, 3-7 s, ~30 % fated to fail, all started at
 once, one client and one thread per job, like bench.py's strategies) against the plain server
-(``--plain``: no long-poll, no ETA, no ``Retry-After``). Baselines, each on a fresh server: fixed
+(``--plain``: no long-poll, no ETA, no ``Retry-After``), one server for every row. Baselines: fixed
 1 s, doubling and the client's backoff without learning (``PollingPolicy(learn=False)``), on the
 jobs and on the *shifted* jobs (every duration x3). Then the default policy, which learns, in four
-rounds on one server, the 200 clients of a round sharing one ``DurationHistory`` kept in a SQLite
-file that every round opens afresh (so warm means "from the persisted file"):
+rounds, the 200 clients of a round sharing one ``DurationHistory`` kept in a SQLite file that every
+round opens afresh (so warm means "from the persisted file"):
 
 1. ``cold``: empty file; the jobs; the first completions of the round feed the model as they come.
 2. ``warm``: the same jobs again.
@@ -96,7 +96,7 @@ class Row:
     """One measured line: a strategy (or a learned round) on the jobs or the shifted jobs."""
 
     name: str
-    jobs: str  #: "base" or "shifted"
+    durations: str  #: "base" (the jobs) or "shifted" (the jobs x the shift)
     result: StrategyResult
     optimum_p99_ms: float  #: the offline optimum's p99 at this row's mean requests
 
@@ -152,22 +152,24 @@ def _row(name: str, jobs: str, plan: Sequence[PlannedJob], result: StrategyResul
 
 
 def run_all(plan: Sequence[PlannedJob], *, factor: float, seed: int, workdir: Path) -> list[Row]:
-    """The baselines on the jobs and the shifted jobs, then the four learned rounds."""
+    """The baselines on the jobs and the shifted jobs, then the four learned rounds, all on one
+    plain server (a plain server keeps nothing from one round that matters to the next).
+    """
     moved = shifted(plan, factor)
     timeout = max(job.delay for job in moved) * 4 + 60
-    rows = []
-    for name in BASELINES:
-        rows.append(_row(name, "base", plan, run_strategy(
-            BENCH_STRATEGIES[name], plan, seed=seed, workdir=workdir, timeout=timeout)))
-    backoff = BENCH_STRATEGIES["backoff"]
-    rows.append(_row("backoff", "shifted", moved, run_strategy(
-        dataclasses.replace(backoff, name="backoff-shifted"), moved, seed=seed, workdir=workdir,
-        timeout=timeout)))
     history_path = workdir / "learned-history.sqlite"
     history_path.unlink(missing_ok=True)
     args = [*_PLAIN, "--seed", seed, "--max-waiters", len(plan) + 10,
-            "--max-jobs", 4 * len(plan) + 1000]
+            "--max-jobs", 8 * len(plan) + 1000]
+    rows = []
     with ServerProcess("learned", args, workdir=workdir) as server:
+        for name, jobs, round_plan in ((n, "base", plan) for n in BASELINES):
+            rows.append(_row(name, jobs, round_plan, run_strategy(
+                BENCH_STRATEGIES[name], round_plan, seed=seed, workdir=workdir, timeout=timeout,
+                server=server)))
+        rows.append(_row("backoff", "shifted", moved, run_strategy(
+            dataclasses.replace(BENCH_STRATEGIES["backoff"], name="backoff-shifted"), moved,
+            seed=seed, workdir=workdir, timeout=timeout, server=server)))
         for number, (name, jobs, round_plan) in enumerate((
                 ("learned: cold", "base", plan), ("learned: warm", "base", plan),
                 ("learned: shifted", "shifted", moved),
@@ -187,7 +189,7 @@ def run_all(plan: Sequence[PlannedJob], *, factor: float, seed: int, workdir: Pa
 # ---------------------------------------------------------------------------------- targets
 def learned_targets(rows: Sequence[Row], factor: float) -> list[Target]:
     """The issue's targets, read off the rows."""
-    by = {(r.name, r.jobs): r for r in rows}
+    by = {(r.name, r.durations): r for r in rows}
     targets: list[Target] = []
 
     def warm(row: Row, scale: float, label: str) -> None:
@@ -213,7 +215,7 @@ def learned_targets(rows: Sequence[Row], factor: float) -> list[Target]:
                 ("p99 detection delay", row.result.delay_ms.p99 / 1000,
                  base.result.delay_ms.p99 / 1000, " s")):
             targets.append(Target(
-                f"{label}: {what}, against backoff{' on the shifted jobs' * (base.jobs != 'base')}",
+                f"{label}: {what}, against backoff{' on the shifted jobs' * (base.durations != 'base')}",
                 f"<= {slack:g} x {theirs:.3f}{unit} = {slack * theirs:.3f}{unit}",
                 f"{mine:.3f}{unit}", mine <= slack * theirs))
 
@@ -244,12 +246,12 @@ def learned_targets(rows: Sequence[Row], factor: float) -> list[Target]:
 # ---------------------------------------------------------------------------------- output
 def rows_markdown(rows: Sequence[Row]) -> str:
     """The rows as a Markdown table."""
-    lines = [(r.name, r.jobs, f"{r.result.requests_per_job_mean:.2f}",
+    lines = [(r.name, r.durations, f"{r.result.requests_per_job_mean:.2f}",
               r.result.requests_per_job_max, f"{r.result.delay_ms.p50:.0f}",
               f"{r.result.delay_ms.p95:.0f}", f"{r.result.delay_ms.p99:.0f}",
               f"{r.result.delay_ms.max:.0f}", f"{r.optimum_p99_ms:.0f}",
               f"{r.result.wall_s:.1f}", f"{r.result.client_cpu_s:.2f}") for r in rows]
-    return markdown_table(("strategy / round", "jobs", "requests/job mean", "max",
+    return markdown_table(("strategy / round", "durations", "requests/job mean", "max",
                            "delay p50 (ms)", "p95", "p99", "max", "optimum p99 (ms)", "wall s",
                            "client CPU s"), lines, "ll")
 
@@ -267,7 +269,7 @@ def plot_rows(rows: Sequence[Row], plan: Sequence[PlannedJob], factor: float, pa
         budgets = [1.5 + 0.25 * k for k in range(27)]
         ax.plot(budgets, [optimum_p99(durations, b) for b in budgets], color="grey",
                 linestyle="--", label="offline optimum")
-        for row in (r for r in rows if r.jobs == jobs):
+        for row in (r for r in rows if r.durations == jobs):
             x, y = row.result.requests_per_job_mean, row.result.delay_ms.p99 / 1000
             ax.scatter([x], [y], s=50, zorder=3)
             ax.annotate(row.name, (x, y), textcoords="offset points", xytext=(6, 5), fontsize=8)
@@ -353,7 +355,7 @@ def main(argv: Sequence[str]) -> int:
             "mode": "learned", "command": shlex.join(["python", "bench.py", *command]),
             "percentiles": "nearest-rank",
             "settings": {**sizes, "shift": opts.shift, "seed": opts.seed},
-            "rows": [{"name": r.name, "jobs": r.jobs, "optimum_p99_ms": r.optimum_p99_ms,
+            "rows": [{"name": r.name, "durations": r.durations, "optimum_p99_ms": r.optimum_p99_ms,
                       **dataclasses.asdict(r.result)} for r in rows],
             "targets": [dataclasses.asdict(t) for t in targets], "markdown": text})
     return 0

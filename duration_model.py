@@ -136,16 +136,11 @@ class DurationDistribution:
         return max(1.0 - self.cdf(t), 0.0)
 
     def quantile(self, share: float) -> float:
-        """The smallest t with P(duration <= t) >= share.
-
-        An interval that starts at 0 ("ended before the first poll", all a skipped first poll
-        can say) holds its mass at its right end: spreading it would make up early ends nobody
-        saw, and pull the first poll of the next schedule far too early.
-        """
+        """The smallest t with P(duration <= t) >= share."""
         total = 0.0
         for left, right, mass in zip(self.lefts, self.rights, self.masses):
             if total + mass >= share:
-                if right == left or mass == 0 or left == 0:
+                if right == left or mass == 0:
                     return right
                 return left + (right - left) * max(share - total, 0.0) / mass
             total += mass
@@ -279,13 +274,14 @@ class Schedule:
         return self.times[index] if index < len(self.times) else None
 
 
-def _grid(dist: DurationDistribution, gap: float, early_share: float) -> list[float]:
-    # Every gap from the first poll to the estimate's end (for the NPMLE, its last innermost
-    # interval, and jobs there are known only to within an interval's width: a typical width
-    # further), then one last look at the largest upper bound seen; then backoff takes over.
-    first = dist.quantile(early_share) + gap
-    last = min(dist.end + dist.resolution, max(dist.horizon, dist.end))
-    count = min(math.ceil(max(last - first, 0.0) / gap) + 1, MAX_SCHEDULE_POLLS)
+def _grid(dist: DurationDistribution, gap: float, share: float) -> list[float]:
+    # Every gap from the early quantile on, until the late one (1 - share) is covered, then one
+    # last look at the largest upper bound seen; backoff takes over after it. The last ``share``
+    # of jobs, like the first, may take longer to be seen, so that a job of a new, longer
+    # workload spends few polls on the old one.
+    first = dist.quantile(share) + gap
+    count = min(math.ceil(max(dist.quantile(1 - share) - first, 0.0) / gap) + 1,
+                MAX_SCHEDULE_POLLS)
     times = [first + k * gap for k in range(count)]
     if dist.horizon > times[-1] + gap / 2:
         times.append(dist.horizon)
