@@ -319,8 +319,11 @@ def start_from_created_at(status: JobStatus, wall_offset: float | None,
 # ------------------------------------------------------------------------- client bookkeeping
 @dataclass(frozen=True)
 class _Start:
-    sent_at: float  #: the start request went out (the job began after this)
-    received_at: float  #: its answer came back
+    sent_at: float  #: the start request went out
+    #: Its answer came back: the job's start as the client counts it. The server creates the job
+    #: just before it answers, while a start sent in a crowd may wait long before it is served
+    #: (200 at once: up to a second), so this is the close end.
+    received_at: float
     silent: bool  #: the answer said pending with no hint
 
 
@@ -358,7 +361,7 @@ class DurationLearner:
         planner = LearnedPlanner(
             policy, schedule=lambda: self.history.schedule(self.route, policy.learned_budget,
                                                            policy.learn_after),
-            start=start.sent_at if start else None,
+            start=start.received_at if start else None,
             skip_first=bool(start and start.silent and policy.learn and not self.hints_seen),
             wall_offset=self._wall_clock() - now, on_hint=self._saw_hint, rng=rng)
         if job_id is not None:
@@ -379,16 +382,12 @@ class DurationLearner:
             pending_since = planner.pending_since
             if start is None and planner.start is not None:  # read from created_at
                 start = _Start(planner.start, planner.start, False)
-        if start is not None:
-            low_start, high_start = start.sent_at, start.received_at
-        else:
-            created = start_from_created_at(status, self._wall_clock() - received_at,
-                                            received_at)
-            if created is None:
-                return  # nothing says when it started
-            low_start = high_start = created
-        lower = max((pending_since - high_start) if pending_since is not None else 0.0, 0.0)
-        upper = received_at - low_start
+        began = start.received_at if start is not None else start_from_created_at(
+            status, self._wall_clock() - received_at, received_at)
+        if began is None:
+            return  # nothing says when it started
+        lower = max((pending_since - began) if pending_since is not None else 0.0, 0.0)
+        upper = received_at - began
         if not lower < upper < math.inf:
             return
         self.history.add(self.route, lower, upper)
