@@ -18,8 +18,10 @@ import requests
 from fakes import Call, FakeSession, response
 from helpers import FakeClock
 
+import batch_sync
 import learned_planner
 from client import (
+    AsyncVideoTranslationClient,
     DurationHistory,
     DurationModel,
     JobResult,
@@ -407,3 +409,38 @@ def test_client_history_path_persists_between_clients(tmp_path: Path):
     run_jobs(first, 3)
     second, _, _ = make_client([], history_path=path)
     assert len(second._learner.history.observations(ROUTE)) == 3
+
+
+def test_a_batch_feeds_the_model_and_skips_first_polls():
+    """as_completed over 25 started jobs (per-job polling): each job's first ask comes a backoff
+    step after its start, and every final status becomes an interval in the model.
+    """
+    api, backend, clock = make_client([1.5] * 25)
+    api.use_event_stream = False
+    ids = [api.start_job() for _ in range(25)]
+    began = clock.now
+
+    ended = list(batch_sync.as_completed(api, ids, timeout=60, workers=0))
+
+    assert sorted(s.job_id for s in ended) == sorted(ids)
+    assert backend.status_calls == dict.fromkeys(ids, 2)  # at 1.0 s (not 0) and at 2.3 s
+    observations = api._learner.history.observations(ROUTE)
+    assert observations == [pytest.approx((1.0, 2.3))] * 25
+    assert clock.now - began == pytest.approx(2.3)
+
+
+def test_the_asyncio_client_plans_and_learns_the_same_way():
+    """AsyncVideoTranslationClient: a learned planner per wait, finals into its history."""
+    clock = FakeClock()
+    history = DurationHistory()
+    api = AsyncVideoTranslationClient(BASE, clock=clock, history=history)
+    api._learner.note_start("a1", silent("a1"), sent_at=clock.now, received_at=clock.now)
+    plan = api._new_planner("a1")
+    assert isinstance(plan, LearnedPlanner) and plan.first_delay(clock.now) is not None
+    plan.after_answer(silent("a1"), asked_wait=None, sent_at=clock.now + 2.0,
+                      received_at=clock.now + 2.0)
+    api._observe_final("a1", JobStatus(job_id="a1", result=JobResult.COMPLETED),
+                       received_at=clock.now + 3.0)
+    assert history.observations(ROUTE) == [(2.0, 3.0)]
+    assert type(AsyncVideoTranslationClient(BASE, policy=PollingPolicy(learn=False))
+                ._new_planner("a2")) is WaitPlanner
