@@ -4,6 +4,11 @@ A store starts jobs, answers their status documents, holds long-polls until a jo
 finishes jobs when they are due (one timer thread for all of them) and forgets them ``JOB_TTL``
 later. The HTTP layer (``server.py``) only talks to a store through :class:`JobStore`'s methods,
 so every store behaves the same behind the API. All durations are in seconds.
+
+Every change but an eviction is also kept in an **event log** for ``GET /events``
+(``event_stream.py``): a :class:`LoggedEvent` with an id taken from one counter, in the same
+atomic step as the change, so ids grow in the order the changes happened. The log keeps the last
+``EVENT_RETENTION`` events, none older than ``JOB_TTL``.
 """
 
 from __future__ import annotations
@@ -14,24 +19,28 @@ import dataclasses
 import enum
 import heapq
 import itertools
+import json
 import logging
 import math
 import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from server_settings import Settings
 
 __all__ = [
     "FINAL_RESULTS",
     "JOB_ERROR_MESSAGE",
+    "EventIdExpiredError",
     "JobEvent",
     "JobResult",
     "JobStore",
+    "LoggedEvent",
     "MemoryJobStore",
+    "StoreClosedError",
     "StoreFullError",
 ]
 
@@ -61,6 +70,25 @@ class StoreFullError(RuntimeError):
         self.retry_after = retry_after
 
 
+class EventIdExpiredError(LookupError):
+    """The events after ``event_id`` are no longer all retained (or the id was never given)."""
+
+    def __init__(self, event_id: int, oldest: int, last: int) -> None:
+        super().__init__(
+            f"event {event_id} is not in the retained log (events {oldest} to {last} are kept)"
+        )
+        self.event_id = event_id
+        self.oldest = oldest
+        self.last = last
+
+
+class StoreClosedError(RuntimeError):
+    """The store is shutting down: a held read of events ends."""
+
+
+#: Kinds of change that are not logged as events: an eviction changes no status document.
+UNLOGGED_KINDS = frozenset({"evicted"})
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class JobEvent:
@@ -74,6 +102,16 @@ class JobEvent:
     kind: str
     doc: dict[str, Any]
     detail: str = ""
+
+
+class LoggedEvent(NamedTuple):
+    """One change as the event log keeps it: its id, the job, the kind, and ``data``, the status
+    document just after the change as compact one-line JSON (the body ``GET /status`` gives)."""
+
+    event_id: int
+    job_id: str
+    kind: str
+    data: str
 
 
 class JobStore(abc.ABC):
@@ -147,7 +185,39 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def shutdown(self) -> None:
-        """Stops the timer and releases every held request with the job's current status."""
+        """Stops the timer and releases every held request (long-polls with the job's current
+        status; :meth:`wait_events` raises :class:`StoreClosedError`)."""
+
+    @abc.abstractmethod
+    def event_snapshot(self, job_ids: Sequence[str]) -> tuple[list[dict[str, Any] | None], int]:
+        """The current status documents of ``job_ids`` and the id of the last logged event, read
+        in one atomic step: every change after that id is one the documents do not show yet.
+
+        Returns:
+            One document per id, in order (``None`` for an unknown job), and the last event id.
+        """
+
+    @abc.abstractmethod
+    def events_after(self, event_id: int, limit: int) -> list[LoggedEvent]:
+        """The oldest ``limit`` (at least 1) logged events with an id above ``event_id``, in id
+        order; an empty list when ``event_id`` is the last one.
+
+        Raises:
+            EventIdExpiredError: some event after ``event_id`` is no longer retained, or
+                ``event_id`` is above the last id given (an id from another server or run).
+        """
+
+    @abc.abstractmethod
+    def wait_events(self, event_id: int, limit: int, timeout: float) -> list[LoggedEvent]:
+        """Like :meth:`events_after`, but holds up to ``timeout`` seconds until there is one.
+
+        Returns:
+            The events (empty when ``timeout`` passed first).
+
+        Raises:
+            EventIdExpiredError: as :meth:`events_after` (a reader that fell too far behind).
+            StoreClosedError: the store is shutting down (at once, or while holding).
+        """
 
     def add_listener(self, listener: Callable[[JobEvent], None]) -> None:
         """Calls ``listener(event)`` for every later change made by this process."""
@@ -203,7 +273,14 @@ class MemoryJobStore(JobStore):
         self._clock = clock
         self._wall_clock = wall_clock
         self._rng = random.Random(settings.seed)
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # the timer thread waits on this one
+        self._new_events = threading.Condition(lock)  # event readers wait on this one
+        # Ids start at the start time in microseconds, so an id from an earlier run of the server
+        # is below (or above) this run's ids: a resume with it is refused, never silently gapped.
+        self._last_event_id = int(wall_clock() * 1_000_000)
+        self._log: list[tuple[float, LoggedEvent]] = []  # (monotonic time, event); from _log_head
+        self._log_head = 0
         self._jobs: dict[str, _Job] = {}
         self._keys: dict[str, _Job] = {}  # idempotency key -> job
         self._due: list[tuple[float, int, _Job]] = []  # heap of pending jobs by due time
@@ -238,7 +315,8 @@ class MemoryJobStore(JobStore):
                 if default:
                     self.default_job_id = job.job_id
                 fate = f"started (delay {job.due - now:.3f} s, fated {job.outcome.value})"
-                events.append(JobEvent(job.job_id, "started", self._document(job, now), fate))
+                started = JobEvent(job.job_id, "started", self._document(job, now), fate)
+                events += self._logged([started], now)
                 events += self._advance(now)  # a zero delay finishes at once
             doc = None if full else self._document(job, now)
         self._publish(events)
@@ -316,11 +394,76 @@ class MemoryJobStore(JobStore):
             for job in self._jobs.values():
                 if job.event is not None:
                     job.event.set()
+            self._new_events.notify_all()
             worker, self._worker = self._worker, None
         if worker is not None and worker is not threading.current_thread():
             worker.join()
 
+    def event_snapshot(self, job_ids: Sequence[str]) -> tuple[list[dict[str, Any] | None], int]:
+        """See :meth:`JobStore.event_snapshot`."""
+        with self._cond:
+            now = self._clock()
+            events = self._advance(now)
+            docs = [None if (job := self._jobs.get(job_id)) is None else self._document(job, now)
+                    for job_id in job_ids]
+            last = self._last_event_id
+        self._publish(events)
+        return docs, last
+
+    def events_after(self, event_id: int, limit: int) -> list[LoggedEvent]:
+        """See :meth:`JobStore.events_after`."""
+        with self._cond:
+            events = self._advance(self._clock())
+            found = self._read_log(event_id, limit)
+        self._publish(events)
+        return found
+
+    def wait_events(self, event_id: int, limit: int, timeout: float) -> list[LoggedEvent]:
+        """See :meth:`JobStore.wait_events`; the change that logs an event wakes its readers."""
+        deadline = time.monotonic() + timeout  # a real wait, whatever clock the jobs run on
+        with self._cond:
+            events = self._advance(self._clock())
+            while not self._stopping and event_id == self._last_event_id:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._new_events.wait(left):
+                    break
+            found = None if self._stopping else self._read_log(event_id, limit)
+        self._publish(events)
+        if found is None:
+            raise StoreClosedError("the store is shutting down")
+        return found
+
     # internals; every method below runs with the lock held, except _run
+
+    def _logged(self, events: list[JobEvent], now: float) -> list[JobEvent]:
+        """Gives each change but evictions the next event id and logs it; wakes event readers."""
+        log, before = self._log, self._last_event_id
+        for event in events:
+            if event.kind not in UNLOGGED_KINDS:
+                self._last_event_id += 1
+                data = json.dumps(event.doc, separators=(",", ":"))
+                log.append((now, LoggedEvent(self._last_event_id, event.job_id, event.kind, data)))
+        cutoff = now - self.settings.job_ttl
+        head = max(self._log_head, len(log) - self.settings.event_retention)
+        while head < len(log) and log[head][0] < cutoff:
+            head += 1
+        if head > 1024 and head * 2 > len(log):  # drop the dead front now and then, amortized
+            del log[:head]
+            head = 0
+        self._log_head = head
+        if self._last_event_id != before:
+            self._new_events.notify_all()
+        return events
+
+    def _read_log(self, event_id: int, limit: int) -> list[LoggedEvent]:
+        # Ids in the log are consecutive, so the event after `event_id` sits at a known index.
+        log, head, last = self._log, self._log_head, self._last_event_id
+        oldest = log[head][1].event_id if head < len(log) else last + 1
+        if not oldest - 1 <= event_id <= last:
+            raise EventIdExpiredError(event_id, oldest, last)
+        start = head + event_id + 1 - oldest
+        return [entry[1] for entry in log[start:start + max(limit, 1)]]
+
 
     def _live(self) -> int:
         return len(self._jobs) - (self.default_job_id is not None)
@@ -395,7 +538,7 @@ class MemoryJobStore(JobStore):
             if job.idempotency_key is not None:
                 self._keys.pop(job.idempotency_key, None)
             events.append(JobEvent(job.job_id, "evicted", self._document(job, now)))
-        return events
+        return self._logged(events, now)
 
     def _retry_after(self, now: float) -> int:
         """Whole seconds until the earliest live job is forgotten and its slot frees."""

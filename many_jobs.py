@@ -386,7 +386,9 @@ _ABSENT = object()
 
 
 def _is_event_stream(content_type: str | None) -> bool:
-    return bool(content_type) and content_type.split(";")[0].strip().lower() == "text/event-stream"
+    if not content_type:
+        return False
+    return content_type.split(";")[0].strip().lower() == "text/event-stream"
 
 
 def _name_some(job_ids: list[str] | tuple[str, ...]) -> str:

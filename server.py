@@ -60,6 +60,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from event_stream import register_event_stream
 from job_store import (
     FINAL_RESULTS,
     JOB_ERROR_MESSAGE,
@@ -194,6 +195,7 @@ def create_app(
     store.start(default=True)
     if start_worker:
         store.start_worker()
+    register_event_stream(app, store, settings)
 
     @app.before_request
     def _start_timer() -> None:

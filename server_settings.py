@@ -40,6 +40,16 @@ DEFAULT_MAX_JOBS = 20000
 DEFAULT_IDLE_TIMEOUT = 30.0
 #: Relative error of ``eta_seconds``: each job's estimate is off by a fixed factor in 1 ± this.
 DEFAULT_ETA_NOISE = 0.2
+#: Most job events kept for ``GET /events`` resumes (none older than ``JOB_TTL`` either).
+DEFAULT_EVENT_RETENTION = 100_000
+#: Seconds of silence after which an event stream sends a ``: ping`` comment.
+DEFAULT_EVENT_HEARTBEAT = 15.0
+#: Seconds an event stream's write may stall (a client that stopped reading) before it is dropped.
+DEFAULT_EVENT_SEND_TIMEOUT = 30.0
+#: Most event streams open at once in one process; past it ``GET /events`` answers 429.
+DEFAULT_MAX_STREAMS = 1000
+#: Most ``job_id`` values in one ``GET /events``; past it the request is a 400.
+DEFAULT_MAX_STREAM_JOBS = 1000
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -77,6 +87,12 @@ class Settings:
     fault_drop: float = 0.0
     fault_garbage: float = 0.0
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    events: bool = True
+    event_retention: int = DEFAULT_EVENT_RETENTION
+    event_heartbeat: float = DEFAULT_EVENT_HEARTBEAT
+    event_send_timeout: float = DEFAULT_EVENT_SEND_TIMEOUT
+    max_streams: int = DEFAULT_MAX_STREAMS
+    max_stream_jobs: int = DEFAULT_MAX_STREAM_JOBS
 
     def __post_init__(self) -> None:
         for name in ("api_username", "api_password", "log_file"):
@@ -90,14 +106,18 @@ class Settings:
         for name, maximum, open_top in _NUMBER_RANGES:
             number = _check_number(name, getattr(self, name), maximum, open_top)
             object.__setattr__(self, name, number)
-        for name, minimum in (("max_waiters", 0), ("max_jobs", 1)):
+        for name, minimum in _INT_MINIMUMS:
             _check_int(name, getattr(self, name), minimum)
+        for name in ("event_heartbeat", "event_send_timeout"):  # 0 would spin or drop at once
+            if getattr(self, name) == 0:
+                raise ConfigError(f"{name.upper()} must be more than 0, got 0")
         if self.seed is not None:
             _check_int("seed", self.seed, None)
         if self.idle_timeout == 0:
             raise ConfigError("IDLE_TIMEOUT must be more than 0, got 0")
-        if not isinstance(self.plain, bool):
-            raise ConfigError(f"PLAIN must be true or false, got {self.plain!r}")
+        for name in ("plain", "events"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name.upper()} must be true or false, got {getattr(self, name)!r}")
         if self.min_delay > self.max_delay:
             raise ConfigError(
                 f"MIN_DELAY must not exceed MAX_DELAY, got {self.min_delay:g} > {self.max_delay:g}"
@@ -168,6 +188,12 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("FAULT_DROP", "float", "rate in [0, 1] of status requests whose connection is dropped"),
     _Option("FAULT_GARBAGE", "float", "rate in [0, 1] of status requests answered with non-JSON"),
     _Option("IDLE_TIMEOUT", "float", "seconds a silent connection is kept open"),
+    _Option("EVENTS", "bool", "serve the job event stream GET /events (off: a 404, as before it)"),
+    _Option("EVENT_RETENTION", "int", "most job events kept for event stream resumes"),
+    _Option("EVENT_HEARTBEAT", "float", "seconds of silence before an event stream sends a ping"),
+    _Option("EVENT_SEND_TIMEOUT", "float", "seconds a stalled event stream write waits, then drops"),
+    _Option("MAX_STREAMS", "int", "most event streams open at once; past it GET /events is a 429"),
+    _Option("MAX_STREAM_JOBS", "int", "most job_id values in one GET /events (more is a 400)"),
 )
 
 # (field, maximum, maximum excluded); every number is finite and at least 0.
@@ -184,6 +210,17 @@ _NUMBER_RANGES: tuple[tuple[str, float, bool], ...] = (
     ("fault_drop", 1.0, False),
     ("fault_garbage", 1.0, False),
     ("idle_timeout", math.inf, False),
+    ("event_heartbeat", math.inf, False),
+    ("event_send_timeout", math.inf, False),
+)
+
+# (int field, smallest value)
+_INT_MINIMUMS: tuple[tuple[str, int], ...] = (
+    ("max_waiters", 0),
+    ("max_jobs", 1),
+    ("event_retention", 1),
+    ("max_streams", 0),
+    ("max_stream_jobs", 1),
 )
 
 

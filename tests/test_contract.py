@@ -5,6 +5,12 @@ Schemathesis generates requests for every operation, valid and invalid, against 
 Basic auth on, and checks each answer: no 5xx, a documented status code, content type and headers,
 and a body that matches its schema. A fixed seed and a bounded number of cases per operation keep
 the run reproducible and to about ten seconds.
+
+``GET /events`` is a stream that never ends on its own, so the main run leaves it out; it gets its
+own Schemathesis run against a server whose store is shut down, where every stream sends its
+opening (``retry:`` line, snapshot, replay) and ends at once: all checks apply to its answers,
+with 410 (a well-formed resume id this server never gave) counted as an expected answer to valid
+input. Its other answers (400, 401, 404, 410, 429, a live 200) are checked by hand below.
 """
 
 from __future__ import annotations
@@ -39,6 +45,19 @@ CONFIG = schemathesis.Config.from_dict(
     }
 )
 schema = schemathesis.openapi.from_path(SPEC_PATH, config=CONFIG)
+#: The stream route: fuzzed on its own (see the module docstring).
+EVENTS_PATH = "/events"
+EVENTS_CONFIG = schemathesis.Config.from_dict(
+    {
+        "seed": 20240601,
+        "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
+        "auth": {"basic": {"username": USERNAME, "password": PASSWORD}},
+        "checks": {"positive_data_acceptance": {
+            "expected-statuses": ["2xx", "401", "404", "410", "429"]}},
+    }
+)
+events_schema = schemathesis.openapi.from_path(SPEC_PATH, config=EVENTS_CONFIG).include(
+    path=EVENTS_PATH)
 
 #: Every check Schemathesis has for a single answer (not the stateful ones), auth and method
 #: handling included; max_response_time is left out, as timings on a shared machine vary.
@@ -71,6 +90,15 @@ def contract_server() -> Iterator[LiveServer]:
     live = start_live_server(
         fast_settings(api_username=USERNAME, api_password=PASSWORD, max_wait=0.2)
     )
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def closed_store_server() -> Iterator[LiveServer]:
+    """Like contract_server, but its store is shut down: each event stream opens, then ends."""
+    live = start_live_server(fast_settings(api_username=USERNAME, api_password=PASSWORD))
+    live.store.shutdown()
     yield live
     live.stop()
 
@@ -114,7 +142,8 @@ def test_every_error_code_the_server_answers_is_documented() -> None:
     """Each error code in server.py appears in the Error schema's enum."""
     documented = set(SPEC["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
                      ["code"]["enum"])
-    source = (ROOT / "server.py").read_text(encoding="utf-8")
+    source = "".join((ROOT / name).read_text(encoding="utf-8")
+                     for name in ("server.py", "event_stream.py"))
     assert set(server._ERROR_CODES.values()) | {"too_many_jobs"} <= documented
     assert all(f'"{code}"' in source for code in documented)  # and nothing extra
 
@@ -128,6 +157,15 @@ def conforms(response: Any, path: str, method: str) -> None:
 
 def _start(client: FlaskClient, **body: Any) -> Any:
     return client.post("/start", json=body or None, headers=AUTH)
+
+
+def _closed_stream(client: FlaskClient) -> Any:
+    """A whole stream answer: a job's snapshot, then the end (the store is shut down)."""
+    job = _start(client, delay=60).get_json()["job_id"]
+    client.application.extensions["job_store"].shutdown()
+    response = client.get(f"/events?job_id={job}&job_id=nope", headers=AUTH)
+    assert response.get_data(as_text=True).count("event: ") == 2
+    return response
 
 
 # (settings overrides, path, method, how to get the answer, expected status)
@@ -167,6 +205,18 @@ SCENARIOS: dict[str, Scenario] = {
     "metrics": ({}, "/metrics", "GET", lambda c: c.get("/metrics"), 200),
     "openapi.json": ({}, "/openapi.json", "GET", lambda c: c.get("/openapi.json"), 200),
     "openapi.yaml": ({}, "/openapi.yaml", "GET", lambda c: c.get("/openapi.yaml"), 200),
+    "events: a stream, ended by a store shut down": ({}, "/events", "GET", _closed_stream, 200),
+    "events: malformed Last-Event-ID": ({}, "/events", "GET", lambda c: c.get(
+        "/events", headers={**AUTH, "Last-Event-ID": "x"}), 400),
+    "events: too many job ids": ({"max_stream_jobs": 1}, "/events", "GET", lambda c: c.get(
+        "/events?job_id=a&job_id=b", headers=AUTH), 400),
+    "events: no credentials": ({}, "/events", "GET", lambda c: c.get("/events"), 401),
+    "events: turned off": ({"events": False}, "/events", "GET",
+                           lambda c: c.get("/events", headers=AUTH), 404),
+    "events: expired resume id": ({}, "/events", "GET", lambda c: c.get(
+        "/events?last_event_id=0", headers=AUTH), 410),
+    "events: MAX_STREAMS reached": ({"max_streams": 0}, "/events", "GET",
+                                    lambda c: c.get("/events", headers=AUTH), 429),
 }
 
 
@@ -180,9 +230,17 @@ def test_real_answers_conform_to_the_document(make_app, name: str) -> None:
     conforms(response, path, method)
 
 
-@schema.parametrize()
+@schema.exclude(path=EVENTS_PATH).parametrize()
 @hypothesis.settings(deadline=None, max_examples=MAX_EXAMPLES)
 def test_every_operation_keeps_the_contract(case, contract_server: LiveServer) -> None:
     """Schemathesis, valid and invalid requests: no 5xx, no hang (10 s timeout per request),
     valid input accepted, invalid input rejected, every answer as documented."""
     case.call_and_validate(base_url=contract_server.url, timeout=10, checks=CHECKS)
+
+
+@events_schema.parametrize()
+@hypothesis.settings(deadline=None, max_examples=MAX_EXAMPLES)
+def test_the_event_stream_keeps_the_contract(case, closed_store_server: LiveServer) -> None:
+    """Schemathesis on /events (streams end at once: the store is shut down): no 5xx, bad ids
+    and too many job ids rejected, every answer as documented."""
+    case.call_and_validate(base_url=closed_store_server.url, timeout=10, checks=CHECKS)
