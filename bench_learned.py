@@ -159,8 +159,8 @@ def run_all(plan: Sequence[PlannedJob], *, factor: float, seed: int, workdir: Pa
     timeout = max(job.delay for job in moved) * 4 + 60
     history_path = workdir / "learned-history.sqlite"
     history_path.unlink(missing_ok=True)
-    args = [*_PLAIN, "--seed", seed, "--max-waiters", len(plan) + 10,
-            "--max-jobs", 8 * len(plan) + 1000]
+    args = [*_PLAIN, "--seed", str(seed), "--max-waiters", str(len(plan) + 10),
+            "--max-jobs", str(8 * len(plan) + 1000)]
     rows = []
     with ServerProcess("learned", args, workdir=workdir) as server:
         for name, jobs, round_plan in ((n, "base", plan) for n in BASELINES):
@@ -316,7 +316,7 @@ def main(argv: Sequence[str]) -> int:
     args = list(argv[1:] if argv[:1] == ["learned"] else argv)
     parser = _parser()
     opts = parser.parse_args(args)
-    sizes = {**(LEARNED_QUICK if opts.quick else LEARNED_DEFAULTS)}
+    sizes: dict[str, Any] = {**(LEARNED_QUICK if opts.quick else LEARNED_DEFAULTS)}
     sizes.update({k: v for k in sizes if (v := getattr(opts, k)) is not None})
     if sizes["jobs"] < 1 or not 0 < sizes["min_delay"] <= sizes["max_delay"] or opts.shift <= 0:
         parser.error("need --jobs >= 1, 0 < --min-delay <= --max-delay and --shift > 0")

@@ -37,6 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from client_core import (
     Decision,
@@ -70,6 +71,7 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS durations (
     lower REAL NOT NULL,
     upper REAL NOT NULL)"""
 _INDEX = "CREATE INDEX IF NOT EXISTS durations_route ON durations (route, id)"
+_T = TypeVar("_T")
 
 
 # ------------------------------------------------------------------------------ the history
@@ -133,8 +135,9 @@ class DurationHistory:
         return model
 
     def _open(self) -> None:
+        assert self.path is not None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=HISTORY_LOCK_TIMEOUT, isolation_level=None,
                                  check_same_thread=False)
             try:
@@ -396,7 +399,7 @@ class DurationLearner:
         self.hints_seen = True
 
 
-def _remember(table: OrderedDict[str, object], key: str, value: object) -> None:
+def _remember(table: OrderedDict[str, _T], key: str, value: _T) -> None:
     """Put ``key`` last in a bounded table, forgetting the oldest past MAX_TRACKED_STARTS."""
     table[key] = value
     table.move_to_end(key)
