@@ -38,10 +38,10 @@ schedule may spend under the model. For a detection delay ``d``, the cheapest sc
 every job within ``d`` of its end polls at the earliest moment a job can end plus ``d``, then every
 ``d`` while jobs can end: each poll is as late as the delay allows, so as few jobs as possible are
 still running at each one. The earliest ``early_share`` (0.5 %) of jobs are let through a little
-late, which moves the whole grid later; that is half the 1 % a p99 target allows, the other half is
-the estimate's margin. The grid ends a typical interval width past the estimate's end, with one last
-look at the largest upper bound seen. The schedule takes the smallest ``d`` whose expected requests
-fit the budget (bisection). A job past the last poll has outlived everything seen: the caller falls
+late, which moves the whole grid later, and so are the latest 0.5 %: the grid stops once the 99.5 %
+quantile is covered, with one last look at the largest upper bound seen (so that a job of a new,
+longer workload spends few polls on the old one). Together that is the 1 % a p99 target allows.
+The schedule takes the smallest ``d`` whose expected requests fit the budget (bisection). A job past the last poll has outlived everything seen: the caller falls
 back to backoff. A budget is scale-free: the same budget on jobs three times longer gives gaps three
 times longer. (Stretches where no job ends, e.g. between two kinds of jobs, are not skipped: an
 estimate from a few dozen intervals cannot tell a real lull from a gap between samples.)
@@ -107,8 +107,6 @@ class DurationDistribution:
     rights: tuple[float, ...]
     masses: tuple[float, ...]
     jobs: int  #: observations it was fitted on
-    #: Median width of the observed intervals: how precisely the data place an end.
-    resolution: float = 0.0
     #: The latest any observation allows a job to have ended (the largest upper bound).
     horizon: float = 0.0
 
@@ -206,10 +204,9 @@ def fit_turnbull(intervals: Sequence[tuple[float, float]], *,
                                max_iterations, tolerance)
     kept = [(a, b, m) for (a, b), m in zip(inner, masses) if m > 1e-9]
     total = sum(m for _, _, m in kept)
-    widths = sorted(upper - lower for lower, upper in intervals)
     return DurationDistribution(tuple(a for a, _, _ in kept), tuple(b for _, b, _ in kept),
                                 tuple(m / total for _, _, m in kept), len(intervals),
-                                widths[len(widths) // 2], max(upper for _, upper in intervals))
+                                max(upper for _, upper in intervals))
 
 
 def fit_uniform(intervals: Sequence[tuple[float, float]], *,
@@ -249,8 +246,7 @@ def fit_uniform(intervals: Sequence[tuple[float, float]], *,
         masses = _self_consistency(cut, list(zip(lefts, rights)), masses, steps)
     total = sum(masses)
     return DurationDistribution(tuple(lefts), tuple(rights), tuple(m / total for m in masses),
-                                len(intervals), widths[len(widths) // 2] if widths else 0.0,
-                                max(upper for _, upper in intervals))
+                                len(intervals), max(upper for _, upper in intervals))
 
 
 # --------------------------------------------------------------------------------- schedule
