@@ -23,7 +23,14 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, replace
 from typing import Any, Self
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -64,6 +71,10 @@ logger = logging.getLogger("client")
 STREAM_READ_TIMEOUT = 45.0
 #: Starts in flight at once in :meth:`AsyncVideoTranslationClient.start_jobs`.
 DEFAULT_START_CONCURRENCY = 64
+#: Per-job waits of a batch whose first request is still connecting, at most (see _BatchRun).
+MAX_CONNECTING = 256
+#: Longest a first request holds its connecting slot when the session cannot say it was sent.
+CONNECTING_SLOT_MAX = 0.1
 # Errors that mean "no answer" (retried like the sync client's connection errors and timeouts).
 _NO_ANSWER = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
 
@@ -80,8 +91,9 @@ class AsyncVideoTranslationClient:
 
     Takes the arguments of :class:`client.VideoTranslationClient`; differences: ``session`` is an
     ``aiohttp.ClientSession``, ``auth`` a ``(user, password)`` pair, ``sleep`` a coroutine function,
-    and ``connection_limit`` bounds open connections (0: none; many held long-polls need many).
-    Use it as ``async with``, or call :meth:`close`.
+    ``connection_limit`` bounds open connections (0: none; many held long-polls need many), and
+    ``trace_configs`` are aiohttp ``TraceConfig`` objects for the session it makes (to observe its
+    requests). Use it as ``async with``, or call :meth:`close`.
     """
 
     #: Where the job event stream is (``GET /events``, Server-Sent Events).
@@ -99,6 +111,7 @@ class AsyncVideoTranslationClient:
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
                  rng: random.Random | None = None, connection_limit: int = 0,
+                 trace_configs: Sequence[aiohttp.TraceConfig] = (),
                  history_path: str | os.PathLike[str] | None = None,
                  history: DurationHistory | None = None):
         parts = urlsplit(base_url)
@@ -124,6 +137,7 @@ class AsyncVideoTranslationClient:
         self._clock, self._sleep = clock, sleep
         self._rng = rng or random.Random()
         self._connection_limit = connection_limit
+        self._trace_configs = [_headers_sent_trace(), *trace_configs]
         self._learner = DurationLearner(history or DurationHistory(history_path),
                                         self.base_url + self.status_url)
         username = username if username is not None else os.environ.get("API_USERNAME")
@@ -156,7 +170,7 @@ class AsyncVideoTranslationClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connection_limit, limit_per_host=0),
-                headers={"Accept": "application/json"})
+                headers={"Accept": "application/json"}, trace_configs=self._trace_configs)
         return self._session
 
     # ------------------------------------------------------------------------------ public API
@@ -287,8 +301,12 @@ class AsyncVideoTranslationClient:
 
     async def _wait_one(self, wait: JobWait, started: float, deadline: float, timeout: float,
                         on_update: Callable[[JobStatus], None] | None = None, *,
-                        observe: bool = True) -> JobStatus:
-        """The per-job wait loop (sans-IO JobWait, this transport); returns the final status."""
+                        observe: bool = True,
+                        on_sent: Callable[[], None] | None = None) -> JobStatus:
+        """The per-job wait loop (sans-IO JobWait, this transport); returns the final status.
+
+        ``on_sent`` is called once the first request is on the wire (or has failed).
+        """
         job_id, label = wait.job_id, wait.job_id or "(default job)"
         if (first := wait.planner.first_delay(self._clock())) is not None:
             logger.debug("job %s: first ask in %.3f s: %s", label, first.delay, first.reason)
@@ -296,7 +314,13 @@ class AsyncVideoTranslationClient:
         while True:
             asked = wait.long_poll_for(deadline - self._clock())
             try:
-                status, sent_at, received_at = await self._poll(job_id, asked, deadline)
+                try:
+                    status, sent_at, received_at = await self._poll(job_id, asked, deadline,
+                                                                    on_sent=on_sent)
+                finally:
+                    if on_sent is not None:
+                        on_sent()
+                        on_sent = None
             except (ServerError, ServerUnreachableError, ProtocolError) as exc:
                 decision = wait.on_failure(exc)
                 logger.warning("job %s: attempt %d failed: %s", label, wait.attempts, exc)
@@ -332,8 +356,8 @@ class AsyncVideoTranslationClient:
             return self.base_url + self.single_status_url
         return self.base_url + self.status_url.format(job_id=quote(str(job_id), safe=""))
 
-    async def _poll(self, job_id: str | None, wait: int | None,
-                    deadline: float) -> tuple[JobStatus, float, float]:
+    async def _poll(self, job_id: str | None, wait: int | None, deadline: float, *,
+                    on_sent: Callable[[], None] | None = None) -> tuple[JobStatus, float, float]:
         headers: dict[str, str] = {}
         params: dict[str, str] = {}
         read = self.request_timeout[1]
@@ -344,7 +368,7 @@ class AsyncVideoTranslationClient:
         sent_at = self._clock()
         answer = await self._send("GET", self._status_url(job_id), headers=headers,
                                   params=params, job_id=job_id, read_timeout=read,
-                                  deadline=deadline)
+                                  deadline=deadline, on_sent=on_sent)
         received_at = self._clock()
         status = parse_status_document(_json(answer, job_id=job_id), job_id=job_id)
         status = replace(
@@ -356,8 +380,11 @@ class AsyncVideoTranslationClient:
 
     async def _send(self, method: str, url: str, *, job_id: str | None = None,
                     read_timeout: float | None = None, deadline: float = math.inf,
-                    stream: bool = False, **kwargs: Any) -> Any:
+                    stream: bool = False, on_sent: Callable[[], None] | None = None,
+                    **kwargs: Any) -> Any:
         """One request with the transient retries; an _Answer (or, ``stream``: the response).
+
+        ``on_sent`` is called when the request's headers are on the wire (the session's trace).
 
         Raises:
             The client's exception for an error answer, like the sync client's ``_send``.
@@ -368,6 +395,8 @@ class AsyncVideoTranslationClient:
         retries = RetryState(self.retry, rng=self._rng)
         if self._auth_header is not None:
             kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": self._auth_header}
+        if on_sent is not None:
+            kwargs["trace_request_ctx"] = _SentHook(on_sent)
         while True:
             try:
                 response = await self.session.request(method, url, timeout=timeout, **kwargs)
@@ -424,6 +453,10 @@ class _BatchRun:
         self.polling = False
         self.requests = 0
         self.error: BaseException | None = None
+        # First polls still connecting: opening 10,000 connections at once overflows the server's
+        # accept backlog (SYNs dropped, connect timeouts, retry storms); a few hundred at a time
+        # open in about a second.
+        self.connecting = asyncio.Semaphore(MAX_CONNECTING)
 
     def spawn(self, coroutines: Iterable[Awaitable[None]]) -> None:
         for coroutine in coroutines:
@@ -509,9 +542,14 @@ class _BatchRun:
         client, policy = self.client, self.client.policy
         wait = JobWait(job_id, client._new_planner(job_id), max_attempts=policy.max_attempts,
                        max_protocol_errors=policy.max_protocol_errors)
+        await self.connecting.acquire()
+        release = _Once(self.connecting.release)
+        # A session made elsewhere has no headers-sent trace: then the slot frees after a while.
+        asyncio.get_running_loop().call_later(CONNECTING_SLOT_MAX, release)
         try:
             status = await client._wait_one(wait, self.started, self.deadline,
-                                            self.deadline - self.started, observe=False)
+                                            self.deadline - self.started, observe=False,
+                                            on_sent=release)
         except (JobNotFoundError, ProtocolError) as exc:
             self.batch.on_job_error(job_id, exc)
         except WaitTimeout as exc:
@@ -522,6 +560,38 @@ class _BatchRun:
         finally:
             self.requests += wait.attempts
             self.wake.set()
+
+
+class _Once:
+    """A callable that runs ``action`` on its first call only."""
+
+    def __init__(self, action: Callable[[], Any]) -> None:
+        self._action: Callable[[], Any] | None = action
+
+    def __call__(self) -> None:
+        action, self._action = self._action, None
+        if action is not None:
+            action()
+
+
+@dataclass(frozen=True)
+class _SentHook:
+    """The ``trace_request_ctx`` of a request whose sending someone waits for."""
+
+    on_sent: Callable[[], None]
+
+
+def _headers_sent_trace() -> aiohttp.TraceConfig:
+    """A trace that calls a request's ``_SentHook`` once its headers are on the wire."""
+
+    async def on_headers_sent(session: Any, context: Any, params: Any) -> None:
+        hook = context.trace_request_ctx
+        if isinstance(hook, _SentHook):
+            hook.on_sent()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(on_headers_sent)
+    return trace
 
 
 def _json(answer: _Answer, *, job_id: str | None) -> Any:

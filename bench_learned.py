@@ -56,20 +56,16 @@ from pathlib import Path
 from typing import Any
 
 from bench import STRATEGIES as BENCH_STRATEGIES
-from bench import (
+from bench import PlannedJob, Strategy, StrategyResult, plan_jobs, run_strategy
+from bench_common import (
     BenchError,
-    PlannedJob,
     ServerProcess,
-    Strategy,
-    StrategyResult,
     Target,
     markdown_table,
-    plan_jobs,
     report_header,
-    run_strategy,
     targets_markdown,
+    write_json,
 )
-from bench import _write_json as write_json
 from client import DurationHistory, PollingPolicy
 
 logger = logging.getLogger("bench")

@@ -25,8 +25,9 @@ moment), then waits for them all with one strategy:
 Figures per run: requests per job (status requests plus stream connections, divided by jobs);
 detection delay (the moment the client yields a job's final status minus its ``finished_at``;
 one machine, one clock) at p50/p99/max; client CPU seconds and peak RSS (the client process, wait
-phase for CPU; RSS with what it had when forked, shown beside it); server CPU seconds (master and worker, wait phase) and peak RSS (sampled every
-0.1 s). Markdown on stdout, JSON and a PNG on request. A missed target is reported, never raised.
+phase for CPU; RSS with what it had when forked, shown beside it); server CPU seconds (master and
+worker, wait phase) and peak RSS (sampled every 0.1 s). Markdown on stdout, JSON and a PNG on
+request. A missed target is reported, never raised.
 """
 
 from __future__ import annotations
@@ -179,11 +180,9 @@ async def _wait_async(url: str, ids: list[str], strategy: str, counter: _Counter
 
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(on_start)
-    session = aiohttp.ClientSession(trace_configs=[trace],
-                                    connector=aiohttp.TCPConnector(limit=0, limit_per_host=0))
     policy = PollingPolicy.fixed(1.0) if strategy == "fixed-async" else None
     seen = []
-    async with session, AsyncVideoTranslationClient(url, session=session, policy=policy) as api:
+    async with AsyncVideoTranslationClient(url, policy=policy, trace_configs=[trace]) as api:
         api.use_event_stream = strategy == "stream-async"
         async for status in api.as_completed(ids, timeout=timeout):
             seen.append(_record(status))

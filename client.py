@@ -52,7 +52,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
@@ -100,6 +100,9 @@ from learned_planner import (
     start_answer_status,
 )
 from many_jobs import unique_job_ids
+
+if TYPE_CHECKING:  # imported on first use at run time (see __getattr__ below)
+    from async_client import AsyncVideoTranslationClient
 
 __all__ = [
     "DEFAULT_BASE_URL",

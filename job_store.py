@@ -318,7 +318,7 @@ class MemoryJobStore(JobStore):
                 started = JobEvent(job.job_id, "started", self._document(job, now), fate)
                 events += self._logged([started], now)
                 events += self._advance(now)  # a zero delay finishes at once
-            doc = None if full else self._document(job, now)
+            doc = None if full or job is None else self._document(job, now)
         self._publish(events)
         if doc is None:
             raise StoreFullError(retry_after)

@@ -54,7 +54,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -231,7 +231,7 @@ def create_app(
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
-        response = error.get_response()  # keeps headers such as Allow on a 405
+        response = cast(Response, error.get_response())  # keeps headers such as Allow on a 405
         code = error.code or 500
         messages = {
             404: "no such route",
@@ -295,7 +295,7 @@ def create_app(
     @app.get("/status")
     def status_default() -> Response:
         job_id = request.args.get("job_id")
-        return _status(store.default_job_id if job_id is None else job_id)
+        return _status((store.default_job_id or "") if job_id is None else job_id)
 
     @app.get("/status/<job_id>")
     def status_job(job_id: str) -> Response:
@@ -318,7 +318,7 @@ def create_app(
         if doc is None:
             raise ApiError(404, "not_found", f"no job {job_id}")
         response = _status_answer(doc, settings, 200)
-        if held:
+        if held and wait is not None:
             response.headers["Preference-Applied"] = f"wait={_format_seconds(wait)}"
         return response
 
@@ -604,6 +604,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default = defaults[option.env.lower()]
         shown = "unset" if default is None else ("off" if default is False else f"{default:g}")
         help_text = f"{option.help} (env {option.env}; default {shown})"
+        kind: dict[str, Any]
         if option.kind == "bool":
             kind = {"action": argparse.BooleanOptionalAction}
         else:

@@ -16,7 +16,8 @@ top of gunicorn, all in :class:`JsonErrorWorker`:
   not gunicorn's HTML page;
 * SIGTERM or Ctrl+C stops gracefully: the store releases every held long-poll with the job's current
   status, idle keep-alive connections are closed, answers in flight end with ``Connection: close``,
-  and the process exits 0 within a couple of seconds (:data:`GRACEFUL_TIMEOUT` at most).
+  streaming answers are told to end (``environ[STOPPING_ENVIRON_KEY]``, an Event), and the process
+  exits 0 within a couple of seconds (:data:`GRACEFUL_TIMEOUT` at most).
 
 At start the soft ``RLIMIT_NOFILE`` is raised toward the hard limit when the waiters need it, and
 one log line says so when ``ulimit -n`` caps the waiters below ``MAX_WAITERS``. All durations are in
@@ -38,6 +39,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -57,6 +59,7 @@ __all__ = [
     "GRACEFUL_TIMEOUT",
     "JsonErrorWorker",
     "MAX_REQUEST_LINE",
+    "STOPPING_ENVIRON_KEY",
     "ServerApplication",
     "check_fd_limit",
     "check_workers",
@@ -81,6 +84,10 @@ SPARE_FDS = 64
 #: How much of a refused body is read, and for how long, before its connection is closed.
 LINGER_BYTES = 16 * 1024 * 1024
 LINGER_SECONDS = 2.0
+#: WSGI environ key of an Event set when the worker starts to stop. A streaming answer (a
+#: long-lived response body) should return once it is set, so that it ends cleanly (its last
+#: chunk sent) before the worker closes what is left after GRACEFUL_TIMEOUT.
+STOPPING_ENVIRON_KEY = "serving.stopping"
 #: Store kinds whose jobs several worker processes can share. The in-memory store cannot: each
 #: process would hold its own jobs. The Redis store adds itself here.
 MULTI_WORKER_STORES: frozenset[str] = frozenset()
@@ -195,6 +202,8 @@ class JsonErrorWorker(GeventWorker):
     connections; gunicorn then ends the worker when no connection is left.
     """
 
+    wsgi: Any  # the WSGI callable gunicorn serves, set by load_wsgi
+
     def init_process(self) -> None:
         # gunicorn's parser takes its message class from this attribute; this process is ours.
         import gunicorn.http
@@ -203,6 +212,7 @@ class JsonErrorWorker(GeventWorker):
         self._idle: dict[Any, gevent.Timeout] = {}
         self._linger: set[Any] = set()
         self._stopping = False
+        self._stop_event = threading.Event()  # gevent's, once init_process patched threading
         super().init_process()
 
     def init_signals(self) -> None:
@@ -211,7 +221,7 @@ class JsonErrorWorker(GeventWorker):
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        self._application = self.wsgi
+        self._application: Any = self.wsgi
         self.wsgi = self._serve
 
     def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -232,6 +242,7 @@ class JsonErrorWorker(GeventWorker):
                     response.force_close()
             return start_response(status, headers, exc_info)
 
+        environ[STOPPING_ENVIRON_KEY] = self._stop_event
         return self._application(environ, start)
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
@@ -268,6 +279,7 @@ class JsonErrorWorker(GeventWorker):
         store = _store_of(self._application)
         waiters = 0 if store is None else store.waiters
         logger.info("stopping: answering %d held long-polls and closing idle connections", waiters)
+        self._stop_event.set()  # streaming answers end at their next check (STOPPING_ENVIRON_KEY)
         if store is not None:
             store.shutdown()  # every held request returns the job's current status now
         for greenlet, timeout in list(self._idle.items()):

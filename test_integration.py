@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -86,6 +87,7 @@ def run_job(url: str, name: str, *, delay: float | None = None, outcome: str | N
         with VideoTranslationClient(url, USERNAME, PASSWORD, session=session) as api:
             job_id = None if single_job else api.start_job(delay=delay, outcome=outcome)
             status = api.wait_for_completion(job_id, timeout=30)
+            assert status.finished_at is not None  # a final status says when it finished
             record.detection_delay = time.time() - status.finished_at
         record.result = status.result.value
         record.status_requests = len(sent)
@@ -146,7 +148,7 @@ def main() -> int:
     try:
         wait_healthy(server.url)
         log.info("server ready at %s", server.url)
-        jobs = [
+        jobs: list[dict[str, Any]] = [
             dict(name="forced completed (1.0 s)", delay=1.0, outcome="completed",
                  expected={"completed"}),
             dict(name="forced error (1.5 s)", delay=1.5, outcome="error", expected={"error"}),

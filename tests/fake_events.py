@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -73,7 +73,7 @@ class ScriptedEvents:
     def status_reads(self) -> list[Seen]:
         return [s for s in self.seen if s.path.startswith("/status/")]
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         path = environ["PATH_INFO"]
         query = parse_qs(environ.get("QUERY_STRING", ""))
         with self._lock:

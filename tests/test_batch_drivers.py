@@ -144,7 +144,7 @@ def test_as_completed_yields_in_the_order_jobs_end():
 
     async def run_async(url: str) -> list[str]:
         async with AsyncVideoTranslationClient(url) as api:
-            return [s.job_id async for s in api.as_completed(["a", "b", "c"], timeout=10)]
+            return [str(s.job_id) async for s in api.as_completed(["a", "b", "c"], timeout=10)]
 
     for kind in ("sync", "async"):
         app = ScriptedEvents([Stream(list(chunks))], statuses={})

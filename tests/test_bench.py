@@ -21,10 +21,11 @@ STRATEGY_FIGURES = ("jobs", "completed", "errors", "requests_per_job_mean",
                     "requests_per_job_max", "wall_s", "client_cpu_s", "server_cpu_s")
 PENDING_FIGURES = ("jobs", "start_s", "rss_before_mb", "rss_after_mb", "threads_before",
                    "threads_after")
-THROUGHPUT_FIGURES = ("clients", "load_processes", "seconds", "requests", "failed",
-                      "requests_per_s", "server_cpu_share", "machine_cpu_share")
-ROUND_FIGURES = ("round", "waiters", "answered", "held", "finish_spread_ms", "last_answer_ms",
-                 "threads_after", "rss_after_mb")
+THROUGHPUT_FIGURES = ("connections", "seconds", "requests", "errors", "requests_per_s",
+                      "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "server_cpu_share")
+ROUND_FIGURES = ("round", "waiters", "answered", "polls", "held", "held_at_once", "finish_spread_ms",
+                 "rss_before_mb", "rss_peak_mb", "rss_after_mb", "threads_before",
+                 "threads_peak", "threads_after")
 
 
 def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
@@ -68,22 +69,26 @@ def test_quick_strategies_report_every_figure(tmp_path: Path) -> None:
 
 
 def test_quick_scale_reports_every_figure(tmp_path: Path) -> None:
-    """`bench.py scale --quick` exits 0 and reports memory, threads, throughput and waiters."""
+    """`bench.py scale --quick` exits 0 and reports throughput of both servers (and which load
+    generator), waiter rounds of both kinds, pending-job memory, and the targets."""
     json_path = tmp_path / "scale.json"
 
     done = run_bench("scale", "--quick", "--json", str(json_path))
 
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "### Targets" in done.stdout
+    assert "### Targets" in done.stdout and "Load generator: " in done.stdout
     report = json.loads(json_path.read_text())
     scale = report["scale"]
+    assert [t["server"] for t in scale["throughput"]] == ["python server.py",
+                                                           "python server.py --dev-server"]
+    for throughput in scale["throughput"]:
+        assert_figures(throughput, THROUGHPUT_FIGURES, throughput["server"])
+        assert throughput["requests"] > 0 and throughput["generator"]
     assert_figures(scale["pending"], PENDING_FIGURES, "pending")
-    assert_figures(scale["throughput"], THROUGHPUT_FIGURES, "throughput")
-    assert_figures(scale["throughput"]["latency_ms"], SPREAD, "throughput latency")
-    assert_figures(scale, ("threads_baseline", "rss_baseline_mb", "serve_time_ms",
-                           "wake_budget_ms"), "scale")
-    assert len(scale["rounds"]) >= 2
+    assert_figures(scale, ("threads_baseline", "rss_baseline_mb"), "scale")
+    assert [r["kind"] for r in scale["rounds"]] == ["together", "spread", "together"]
     for waiter_round in scale["rounds"]:
         assert_figures(waiter_round, ROUND_FIGURES, f"round {waiter_round['round']}")
         assert_figures(waiter_round["delay_ms"], SPREAD, f"round {waiter_round['round']}")
+        assert waiter_round["answered"] == waiter_round["waiters"]  # none lost, even on a busy box
     assert_targets(report)

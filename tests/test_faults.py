@@ -1,7 +1,8 @@
 """The client gets the right answer from a server that misbehaves on purpose, or says why not.
 
 Injected 503/429/drops at 30 %, garbage bodies, and a server that is killed mid-wait (and
-restarted, or not). Each server is ``python server.py`` as shipped, in a subprocess, seeded: their fault dice fall in the same
+restarted, or not). Each server is ``python server.py`` as shipped, in a subprocess, and
+seeded: their fault dice fall in the same
 sequence on every run (which request meets which die still depends on thread timing), so the
 number of faults barely varies from run to run. No test really sleeps for a Retry-After: the
 clients' sleep function records the delays instead.
@@ -10,7 +11,6 @@ clients' sleep function records the delays instead.
 from __future__ import annotations
 
 import collections
-import logging
 import random
 import re
 import threading

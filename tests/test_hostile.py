@@ -411,7 +411,8 @@ def test_an_answer_of_any_shape_becomes_a_status_or_a_client_error(status, body,
         reply._content = body
         return reply
 
-    api = VideoTranslationClient("http://127.0.0.1:9", session=FakeSession(answer))
+    api = VideoTranslationClient("http://127.0.0.1:9",
+                                 session=FakeSession(answer))  # type: ignore[arg-type]
     try:
         result = api.get_status("job")
     except VideoTranslationError as exc:

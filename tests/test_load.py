@@ -33,9 +33,10 @@ _REQUEST = re.compile(r" server: (GET|POST) (\S+) (\d{3}|dropped) [\d.]+ms$")
 _JOB_EVENT = re.compile(r" server: job ([0-9a-f]{32}) (started|completed|error|evicted)\b")
 
 
-def read_log(path: Path) -> tuple[list[tuple[str, str, str]], dict[str, collections.Counter]]:
+def read_log(path: Path) -> tuple[list[tuple[str, ...]], dict[str, collections.Counter]]:
     """The server's log: (method, path, status) per request, and per job a count of each event."""
-    requests_seen, events = [], collections.defaultdict(collections.Counter)
+    requests_seen: list[tuple[str, ...]] = []
+    events: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for line in path.read_text(encoding="utf-8").splitlines():
         if match := _REQUEST.search(line):
             requests_seen.append(match.groups())

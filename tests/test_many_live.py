@@ -20,6 +20,7 @@ from client import (
     BatchError,
     JobNotFoundError,
     JobResult,
+    JobStatus,
     VideoTranslationClient,
 )
 from server import ServerProcess
@@ -77,7 +78,7 @@ def test_async_client_waits_for_520_jobs(live_server):
         if counting[0]:  # the wait only, not the starts
             paths.append(params.url.path)
 
-    async def run() -> tuple[dict[str, str], list[str]]:
+    async def run() -> tuple[dict[str, str], list[JobStatus]]:
         trace = aiohttp.TraceConfig()
         trace.on_request_start.append(on_start)
         async with aiohttp.ClientSession(trace_configs=[trace]) as session, \

@@ -208,6 +208,7 @@ def test_cli_serves_and_stops_on_sigterm(tmp_path) -> None:
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
+        assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("Listening on http://127.0.0.1:")
         url = line.split()[2]
