@@ -5,7 +5,8 @@
 
 Two scenarios, each with a seeded job plan, run by every strategy in turn, each against a fresh
 ``python server.py`` (gunicorn + gevent) on 127.0.0.1 and in its own client process (so that its
-CPU, memory and threads are its own; forked from the benchmark, so no imports are repeated):
+CPU, memory and threads are its own; forked from the benchmark, so no imports are repeated, with
+the objects it inherits frozen by ``gc.freeze()`` so that its collections skip them):
 
 * ``spread``: 10,000 jobs whose ends are spread uniformly over 3-7 s after a common moment;
 * ``burst``: 10,000 jobs that all end in the same instant (5 s after it).
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import json
 import logging
 import multiprocessing
@@ -215,6 +217,10 @@ def _wait_sync(url: str, ids: list[str], counter: _Counter, timeout: float,
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     """In the client process: start the planned jobs, wait with one strategy, return figures."""
+    # The fork brought the benchmark's own objects along (Flask, gunicorn, gevent, ... imported by
+    # the parent); frozen, the client's garbage collections do not scan them, as in a process
+    # that imports only the client (measured: a 180 ms gen-2 pause without, 14 ms with).
+    gc.freeze()
     base_rss = psutil.Process().memory_info().rss / MB  # what the fork brought along
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 10,000 long-polls need fds
