@@ -58,6 +58,7 @@ from client_core import (
     parse_retry_after,
     read_status_answer,
 )
+from learned_planner import DurationHistory, DurationLearner, start_answer_status
 from many_jobs import JobWait, ManyJobs, Mode, StreamAction, StreamChunk, unique_job_ids
 from rate_pacing import RatePacer, parse_rate_limit
 from sse import SSEParser
@@ -115,7 +116,9 @@ class AsyncVideoTranslationClient:
                  clock: Callable[[], float] | None = time.monotonic,
                  sleep: Callable[[float], Awaitable[Any]] | None = asyncio.sleep,
                  rng: random.Random | None = None, connection_limit: int | None = 0,
-                 trace_configs: Sequence[aiohttp.TraceConfig] | None = ()):
+                 trace_configs: Sequence[aiohttp.TraceConfig] | None = (),
+                 history_path: str | os.PathLike[str] | None = None,
+                 history: DurationHistory | None = None):
         base_url = DEFAULT_BASE_URL if base_url is None else base_url
         wait_timeout = DEFAULT_WAIT_TIMEOUT if wait_timeout is None else wait_timeout
         request_timeout = DEFAULT_REQUEST_TIMEOUT if request_timeout is None else request_timeout
@@ -153,6 +156,8 @@ class AsyncVideoTranslationClient:
         self._pacer = RatePacer() if respect_rate_limits is not False else None
         self._connection_limit = connection_limit
         self._trace_configs = [_headers_sent_trace(), *trace_configs]
+        self._learner = DurationLearner(history or DurationHistory(history_path),
+                                        self.base_url + self.status_url)
         username = username if username is not None else os.environ.get("API_USERNAME")
         password = password if password is not None else os.environ.get("API_PASSWORD")
         if auth is None and username and password is not None:
@@ -187,11 +192,17 @@ class AsyncVideoTranslationClient:
         return self._session
 
     # ------------------------------------------------------------------------------ public API
-    async def start_job(self, delay: float | None = None, outcome: str | None = None) -> str:
+    async def start_job(self, delay: float | None = None, outcome: str | None = None, *,
+                        callback_url: str | None = None, callback_id: str | None = None) -> str:
         """Start a job and return its id (see ``VideoTranslationClient.start_job``)."""
-        body = {k: v for k, v in (("delay", delay), ("outcome", outcome)) if v is not None}
+        body = {k: v for k, v in (("delay", delay), ("outcome", outcome),
+                                  ("callback_url", callback_url), ("callback_id", callback_id))
+                if v is not None}
+        ticket = await self._pace(math.inf)  # before sent_at: a pacing sleep is not the start's
+        sent_at = self._clock()
         answer = await self._send("POST", self.base_url + self.start_url, json=body or None,
-                                  headers={"Idempotency-Key": uuid.uuid4().hex})
+                                  headers={"Idempotency-Key": uuid.uuid4().hex}, ticket=ticket)
+        received_at = self._clock()
         document = _json(answer, job_id=None)
         job_id = document.get("job_id", document.get("id")) if isinstance(document, Mapping) \
             else None
@@ -201,6 +212,9 @@ class AsyncVideoTranslationClient:
         if not job_id:
             raise ProtocolError(f"the start answer has no job id: {_describe(document)}")
         logger.info("started job %s", job_id)
+        status = start_answer_status(document, job_id=str(job_id), retry_after=parse_retry_after(
+            answer.headers.get("Retry-After"), maximum=self.policy.max_hint_delay))
+        self._learner.note_start(str(job_id), status, sent_at=sent_at, received_at=received_at)
         return str(job_id)
 
     async def start_jobs(self, count: int, *, delay: float | None = None,
@@ -308,11 +322,18 @@ class AsyncVideoTranslationClient:
     # -------------------------------------------------------------------------------- internals
     def _new_planner(self, job_id: str | None, policy: PollingPolicy | None = None) -> WaitPlanner:
         """The planner of one job's wait; every per-job wait (single or batch) gets it here."""
-        return WaitPlanner(policy or self.policy, rng=self._rng)
+        policy = policy or self.policy
+        if not policy.learn:
+            return WaitPlanner(policy, rng=self._rng)
+        return self._learner.planner(job_id, policy, now=self._clock(), rng=self._rng)
 
     def _observe_final(self, job_id: str | None, status: JobStatus, *,
-                       waited: float | None = None) -> None:
+                       waited: float | None = None, received_at: float | None = None,
+                       pending_since: float | None = None) -> None:
         """Called once with each final status this client learns of, by any route."""
+        self._learner.observe_final(
+            job_id, status, received_at=self._clock() if received_at is None else received_at,
+            pending_since=pending_since)
 
     async def _wait_one(self, wait: JobWait, started: float, deadline: float, timeout: float,
                         on_update: Callable[[JobStatus], None] | None = None, *,
@@ -323,6 +344,9 @@ class AsyncVideoTranslationClient:
         ``on_sent`` is called once the first request is on the wire (or has failed).
         """
         job_id, label = wait.job_id, wait.job_id or "(default job)"
+        if (first := wait.planner.first_delay(self._clock())) is not None:
+            logger.debug("job %s: first ask in %.3f s: %s", label, first.delay, first.reason)
+            await self._sleep(min(first.delay, max(deadline - self._clock(), 0.0)))
         while True:
             asked = wait.long_poll_for(deadline - self._clock())
             try:
@@ -348,7 +372,8 @@ class AsyncVideoTranslationClient:
                     logger.info("job %s %s after %d status requests in %.3f s", label,
                                 status.result, wait.attempts, received_at - started)
                     if observe:
-                        self._observe_final(job_id, status, waited=received_at - started)
+                        self._observe_final(job_id, status, waited=received_at - started,
+                                            received_at=received_at)
                     return status
                 decision = answer
                 logger.debug("job %s: attempt %d: %s; next in %.3f s: %s", label, wait.attempts,

@@ -253,7 +253,11 @@ def _poll_loop(client: VideoTranslationClient, batch: ManyJobs, started: float, 
                              max_attempts=policy.max_attempts,
                              max_protocol_errors=policy.max_protocol_errors)
              for job_id in batch.pending}
-    heap = [(started, n, job_id) for n, job_id in enumerate(waits)]
+    # A job whose start answer already said pending is not asked again at once (the learned
+    # planner says when); others are asked now.
+    heap = [(started + (first.delay if (first := wait.planner.first_delay(started)) else 0.0),
+             n, job_id) for n, (job_id, wait) in enumerate(waits.items())]
+    heapq.heapify(heap)
     sequence = len(heap)
     pool = concurrent.futures.ThreadPoolExecutor(workers, "status-poll") if workers else None
     inflight: dict[concurrent.futures.Future[Any], str] = {}

@@ -5,6 +5,8 @@
     python bench.py --quick; python bench.py scale --quick      # a few seconds each
     python bench.py ratelimit --quick  # a rate-limited server (bench_ratelimit.py, its own --help)
     python bench.py many --quick      # many jobs from one process (bench_many.py, its own --help)
+    python bench.py redis --quick                               # the Redis store (bench_redis.py)
+    python bench.py learned --quick   # the learned schedule, round by round (bench_learned.py)
 
 **Strategies** (the default mode). One seeded list of jobs (200 by default, durations uniform in
 3-7 s, about 30 % fated to end in error, all started at once) is waited for by each strategy in
@@ -12,8 +14,9 @@ turn, each against a fresh ``server.py`` subprocess on 127.0.0.1:
 
 * ``fixed``: ``PollingPolicy.fixed(1.0)``, one ``GET /status`` per second; plain server.
 * ``doubling``: ``PollingPolicy.doubling(initial=1.0, retries=10)``, no jitter; plain server.
-* ``backoff``: the client's default ``PollingPolicy()`` against a plain server (``--plain``: no
-  hints, no long-poll), so only its jittered backoff acts.
+* ``backoff``: ``PollingPolicy(learn=False)``, the client's backoff without the learned schedule,
+  against a plain server (``--plain``: no hints, no long-poll), so only its jittered backoff acts.
+  (The default policy learns on a silent server: ``python bench.py learned``.)
 * ``hints``: the default policy against a server with hints but no long-poll (``--max-wait 0``):
   the client asks for a long-poll, gets no hold, and follows ``eta_seconds``.
 * ``long-poll``: the default policy against the full server.
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
@@ -99,8 +103,8 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("fixed", "one GET /status per second", "plain", _PLAIN, PollingPolicy.fixed(1.0)),
     Strategy("doubling", "doubling from 1 s, no jitter, 10 retries", "plain", _PLAIN,
              PollingPolicy.doubling(initial=1.0, retries=10)),
-    Strategy("backoff", "client default: backoff x1.3 with 20 % jitter", "plain", _PLAIN,
-             PollingPolicy()),
+    Strategy("backoff", "backoff x1.3 with 20 % jitter, learn=False", "plain", _PLAIN,
+             PollingPolicy(learn=False)),
     Strategy("hints", "client default: follows eta_seconds", "hints, no long-poll",
              ("--max-wait", "0"), PollingPolicy()),
     Strategy("long-poll", "client default: long-poll", "hints + long-poll", (), PollingPolicy()),
@@ -251,19 +255,29 @@ def _wait_for_one(api: VideoTranslationClient, counter: _StatusCounter, job: Pla
 
 
 def run_strategy(strategy: Strategy, plan: Sequence[PlannedJob], *, seed: int, workdir: Path,
-                 timeout: float) -> StrategyResult:
+                 timeout: float, server: ServerProcess | None = None,
+                 client_options: dict[str, Any] | None = None) -> StrategyResult:
     """Wait for every planned job with ``strategy`` on a fresh server; return the figures.
+
+    ``server``: a running server to use instead (kept running); ``client_options``: more keyword
+    arguments for each ``VideoTranslationClient`` (e.g. a shared ``history``).
 
     Raises:
         BenchError: a job ended with another result than planned, or could not be waited for.
     """
     args = [*strategy.server_args, "--seed", seed, "--max-waiters", len(plan) + 10,
             "--max-jobs", len(plan) + 1000]
-    with ServerProcess(strategy.name, args, workdir=workdir) as server, ExitStack() as stack:
+    if server is None:
+        server = ServerProcess(strategy.name, args, workdir=workdir)
+        running: Any = server
+    else:
+        running = contextlib.nullcontext()
+    with running, ExitStack() as stack:
         clients = []
         for index in range(len(plan)):
             api = stack.enter_context(VideoTranslationClient(
-                server.url, policy=strategy.policy, rng=random.Random(f"{seed}:{index}")))
+                server.url, policy=strategy.policy, rng=random.Random(f"{seed}:{index}"),
+                **(client_options or {})))
             # Connect now, so that the clock starts with every connection open.
             api.session.get(server.url + "/healthz", timeout=10).raise_for_status()
             counter = _StatusCounter()
@@ -429,6 +443,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         import bench_many
 
         return bench_many.main(argv)
+    if argv[:1] == ["redis"]:  # the Redis store's benchmark has its own module and flags
+        import bench_redis
+
+        return bench_redis.main(argv[1:])
+    if argv[:1] == ["learned"]:  # the learned schedule round by round: bench_learned.py
+        import bench_learned
+
+        return bench_learned.main(argv)
     parser = _parser()
     options = parser.parse_args(argv)
     try:

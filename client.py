@@ -12,8 +12,13 @@ How the wait decides when to ask again, per answer, in this order of preference:
 2. **Server hints.** ``eta_seconds`` in the body (precise) or ``Retry-After`` (whole seconds). The
    first long ETA gets one check-in halfway, which measures how fast the server's ETA really runs
    against our clock; the next ask lands just after the job ends instead of up to the ETA's error late.
-3. **Exponential backoff with jitter** when the server says nothing (:class:`PollingPolicy`):
-   1 s growing x1.3 up to 20 s, each delay shortened by up to 20 % at random.
+3. **The learned schedule** when the server says nothing (``learned_planner.py``): once the
+   route has shown ``PollingPolicy.learn_after`` (20) jobs, ask where their durations say a job has
+   likely ended, ``learned_budget`` (3.5) requests per job on average. ``history_path=`` keeps
+   what was learned in a SQLite file.
+4. **Exponential backoff with jitter** before that, and for a job that outlives every job seen
+   (:class:`PollingPolicy`): 1 s growing x1.3 up to 20 s, each delay shortened by up to 20 % at
+   random.
 
 Transient faults (connection refused or reset, read timeouts, 429, 502, 503, 504) are retried by
 urllib3's ``Retry`` on the session's adapter, honouring ``Retry-After``; its sleeps use the injected
@@ -95,6 +100,13 @@ from client_core import (
     read_status_answer,
     scaled_jitter,
 )
+from duration_model import DurationModel, Schedule
+from learned_planner import (
+    DurationHistory,
+    DurationLearner,
+    LearnedPlanner,
+    start_answer_status,
+)
 from many_jobs import unique_job_ids
 from rate_pacing import RateLimit, RatePacer, parse_rate_limit
 from webhook_verify import DEFAULT_WEBHOOK_TOLERANCE, verify_webhook
@@ -112,15 +124,19 @@ __all__ = [
     "AuthenticationError",
     "BatchError",
     "Decision",
+    "DurationHistory",
+    "DurationModel",
     "InvalidRequestError",
     "JobNotFoundError",
     "JobResult",
     "JobStatus",
+    "LearnedPlanner",
     "PollingPolicy",
     "ProtocolError",
     "RateLimit",
     "RatePacer",
     "RetryPolicy",
+    "Schedule",
     "ServerError",
     "ServerUnreachableError",
     "TranslationStatusClient",
@@ -226,6 +242,9 @@ class VideoTranslationClient:
         session: A ``requests.Session`` to use instead of a new one (its adapters are kept).
         respect_rate_limits: Pace requests by the server's rate-limit fields (one budget for
             every thread using this client) and hold them all back after a 429.
+        history_path: SQLite file where the learned job durations are kept across runs and shared
+            with other processes; None keeps them in memory for this client's life.
+        history: A :class:`DurationHistory` to share between clients (overrides history_path).
         clock, sleep, rng: Injected for tests: a monotonic clock, a sleep function, a Random.
 
     Every optional argument's None means its default.
@@ -243,7 +262,9 @@ class VideoTranslationClient:
                  respect_rate_limits: bool | None = True,
                  clock: Callable[[], float] | None = time.monotonic,
                  sleep: Callable[[float], None] | None = time.sleep,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None,
+                 history_path: str | os.PathLike[str] | None = None,
+                 history: DurationHistory | None = None):
         base_url = DEFAULT_BASE_URL if base_url is None else base_url
         wait_timeout = DEFAULT_WAIT_TIMEOUT if wait_timeout is None else wait_timeout
         request_timeout = DEFAULT_REQUEST_TIMEOUT if request_timeout is None else request_timeout
@@ -282,6 +303,8 @@ class VideoTranslationClient:
         self._pacer_lock = threading.Lock()
         # Per thread: the booking of the request being sent, and when its last sleep ended.
         self._local = threading.local()
+        self._learner = DurationLearner(history or DurationHistory(history_path),
+                                        self.base_url + self.status_url)
 
         username = username if username is not None else os.environ.get("API_USERNAME")
         password = password if password is not None else os.environ.get("API_PASSWORD")
@@ -335,8 +358,11 @@ class VideoTranslationClient:
                                   ("callback_url", callback_url), ("callback_id", callback_id))
                 if v is not None}
         headers = {"Idempotency-Key": uuid.uuid4().hex}
+        self._pace()  # before sent_at: a pacing sleep is not part of the start
+        sent_at = self._clock()
         response = self._send("POST", self.base_url + self.start_url, json=body or None,
-                              headers=headers, timeout=self.request_timeout)
+                              headers=headers, timeout=self.request_timeout, paced=True)
+        received_at = self._clock()
         document = self._json(response, job_id=None)
         job_id = document.get("job_id", document.get("id")) if isinstance(document, Mapping) \
             else None
@@ -346,6 +372,7 @@ class VideoTranslationClient:
         if not job_id:
             raise ProtocolError(f"the start answer has no job id: {_describe(document)}")
         logger.info("started job %s", job_id)
+        self._note_start(str(job_id), document, response, sent_at, received_at)
         return str(job_id)
 
     def get_status(self, job_id: str | None = None) -> JobStatus:
@@ -404,6 +431,9 @@ class VideoTranslationClient:
         last_error: Exception | None = None
         attempts = protocol_errors = 0
         try:
+            if (first := planner.first_delay(started)) is not None:
+                logger.debug("job %s: first ask in %.3f s: %s", label, first.delay, first.reason)
+                self._sleep(min(first.delay, timeout))
             while True:
                 now = self._clock()
                 wait = planner.long_poll_for(deadline - now)
@@ -434,7 +464,8 @@ class VideoTranslationClient:
                     if status.done:
                         logger.info("job %s %s after %d status requests in %.3f s", label,
                                     status.result, attempts, received_at - started)
-                        self._observe_final(job_id, status, waited=received_at - started)
+                        self._observe_final(job_id, status, waited=received_at - started,
+                                            received_at=received_at)
                         return status
                     decision = planner.after_answer(status, asked_wait=wait, sent_at=sent_at,
                                                     received_at=received_at)
@@ -495,21 +526,41 @@ class VideoTranslationClient:
     def _new_planner(self, job_id: str | None, policy: PollingPolicy | None = None) -> WaitPlanner:
         """The planner of one job's wait; every per-job wait (single or batch) gets it here.
 
+        Learned on a silent server (``learned_planner.py``) unless the policy says ``learn=False``.
+
         Args:
             job_id: The job waited for (None: the server's single job).
             policy: The policy to plan with (default: the client's).
         """
-        return WaitPlanner(policy or self.policy, rng=self._rng)
+        policy = policy or self.policy
+        if not policy.learn:
+            return WaitPlanner(policy, rng=self._rng)
+        return self._learner.planner(job_id, policy, now=self._clock(), rng=self._rng)
 
     def _observe_final(self, job_id: str | None, status: JobStatus, *,
-                       waited: float | None = None) -> None:
+                       waited: float | None = None, received_at: float | None = None,
+                       pending_since: float | None = None) -> None:
         """Called once with each final status this client learns of, by any route.
+
+        Feeds the duration model: the job ended after its last pending answer was asked for
+        (``pending_since``, else what its planner saw) and before ``received_at``.
 
         Args:
             job_id: The job.
             status: Its final status.
             waited: Seconds from the start of the wait to learning it, when known.
+            received_at: The client's clock when the final answer arrived (default: now).
+            pending_since: When the last pending answer was asked for (default: its planner's).
         """
+        self._learner.observe_final(
+            job_id, status, received_at=self._clock() if received_at is None else received_at,
+            pending_since=pending_since)
+
+    def _note_start(self, job_id: str, document: Any, response: requests.Response,
+                    sent_at: float, received_at: float) -> None:
+        status = start_answer_status(document, job_id=job_id, retry_after=parse_retry_after(
+            response.headers.get("Retry-After"), maximum=self.policy.max_hint_delay))
+        self._learner.note_start(job_id, status, sent_at=sent_at, received_at=received_at)
 
     def _timeout(self, job_id: str | None, last: JobStatus | None, attempts: int,
                  started: float, why: str, cause: Exception | None) -> WaitTimeout:

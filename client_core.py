@@ -296,6 +296,14 @@ class PollingPolicy:
     max_hint_delay: float = 300.0
     #: Consecutive unreadable answers a wait tolerates before raising ProtocolError.
     max_protocol_errors: int = 2
+    #: On a silent server, ask when the jobs seen so far say a job has likely ended
+    #: (``learned_planner.py``); False for plain backoff.
+    learn: bool = True
+    #: Jobs the route must have shown before the learned schedule replaces backoff.
+    learn_after: int = 20
+    #: The learned schedule's knob: mean status requests per job it may spend (>= 1); more
+    #: requests, shorter detection delay.
+    learned_budget: float = 3.5
 
     def __post_init__(self) -> None:
         _fill_defaults(self, none_allowed=("jitter", "max_attempts"))
@@ -309,6 +317,8 @@ class PollingPolicy:
         _require(self.max_hint_delay > 0, "max_hint_delay", self.max_hint_delay, "must be > 0")
         _require(self.max_protocol_errors >= 0, "max_protocol_errors", self.max_protocol_errors,
                  "must be >= 0")
+        _require(self.learn_after >= 1, "learn_after", self.learn_after, "must be >= 1")
+        _require(self.learned_budget >= 1, "learned_budget", self.learned_budget, "must be >= 1")
 
     @classmethod
     def doubling(cls, *, initial: float | None = 1.0, retries: int | None = 10) -> PollingPolicy:
@@ -319,14 +329,14 @@ class PollingPolicy:
         initial = 1.0 if initial is None else initial
         return cls(initial_delay=initial, multiplier=2.0, max_delay=math.inf, jitter=None,
                    max_attempts=None if retries is None else retries + 1,
-                   long_poll=False, use_hints=False)
+                   long_poll=False, use_hints=False, learn=False)
 
     @classmethod
     def fixed(cls, interval: float | None = 1.0) -> PollingPolicy:
         """The trivial loop: one request every ``interval`` seconds, nothing else."""
         interval = 1.0 if interval is None else interval
         return cls(initial_delay=interval, multiplier=1.0, max_delay=interval, jitter=None,
-                   long_poll=False, use_hints=False)
+                   long_poll=False, use_hints=False, learn=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -564,7 +574,11 @@ class WaitPlanner:
             decision = self._from_hints(status, received_at)
             if decision is not None:
                 return decision
-        return self._next_backoff("no hint from the server: backoff")
+        return self._when_silent(status, received_at)
+
+    def first_delay(self, now: float) -> Decision | None:
+        """The delay before the first poll, or None to ask at once (``LearnedPlanner`` may wait)."""
+        return None
 
     def after_failure(self, error: Exception) -> Decision:
         """The delay before the next request after a poll that got no usable answer."""
@@ -594,6 +608,10 @@ class WaitPlanner:
         if status.retry_after is not None:
             return self._clamp_hint(status.retry_after, f"Retry-After {status.retry_after:g} s")
         return None
+
+    def _when_silent(self, status: JobStatus, received_at: float) -> Decision:
+        """The delay after an answer with no hint; ``LearnedPlanner`` overrides it."""
+        return self._next_backoff("no hint from the server: backoff")
 
     def _clamp_hint(self, delay: float, why: str) -> Decision:
         if delay > self.policy.max_hint_delay:

@@ -45,7 +45,13 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from job_store import EventIdExpiredError, JobStore, LoggedEvent, StoreClosedError
+from job_store import (
+    EventIdExpiredError,
+    JobStore,
+    LoggedEvent,
+    StoreClosedError,
+    StoreUnavailableError,
+)
 from server_settings import Settings
 
 __all__ = ["RECONNECT_MS", "EventStreams", "open_streams", "register_event_stream"]
@@ -196,6 +202,9 @@ class EventStreams:
         except EventIdExpiredError:
             ended = f"reader fell more than {settings.event_retention} events behind"
             logger.warning("event stream ended: %s", ended)
+        except StoreUnavailableError as exc:  # Redis lost: end cleanly; the client resumes
+            ended = "job store unavailable"
+            logger.warning("event stream ended: %s", exc)
         except GeneratorExit:  # the server gave up on the client (broken pipe, send timeout)
             if sock is not None:
                 with contextlib.suppress(OSError):  # so the connection ends now, not at a read

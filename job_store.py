@@ -44,6 +44,9 @@ __all__ = [
     "MemoryJobStore",
     "StoreClosedError",
     "StoreFullError",
+    "StoreUnavailableError",
+    "check_store",
+    "open_store",
     "estimate_queue_starts",
 ]
 
@@ -85,6 +88,17 @@ class StoreFullError(RuntimeError):
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"too many live jobs; a slot frees in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class StoreUnavailableError(RuntimeError):
+    """The store cannot answer now (Redis unreachable or timing out); try again in ``retry_after``.
+
+    The HTTP layer answers 503 with ``Retry-After``; the store recovers by itself.
+    """
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
         self.retry_after = retry_after
 
 
@@ -726,3 +740,37 @@ class MemoryJobStore(JobStore):
         if job.callback_url is not None:
             doc["callback_url"] = job.callback_url
         return doc
+
+
+def check_store(settings: Settings) -> None:
+    """Checks that the store ``settings.job_store`` names can be reached (memory always can).
+
+    Raises:
+        StoreUnavailableError: Redis does not answer (the message masks the URL's password).
+    """
+    if settings.job_store != "memory":
+        from redis_store import check_reachable
+
+        check_reachable(settings.job_store)
+
+
+def open_store(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
+) -> JobStore:
+    """The store ``settings.job_store`` names: ``memory``, or Redis at a URL (imported only then).
+
+    A Redis store keeps every time on ``wall_clock``, the clock its processes share; ``clock`` is
+    the memory store's.
+
+    Raises:
+        StoreUnavailableError: Redis cannot be reached (the message masks the URL's password).
+    """
+    if settings.job_store == "memory":
+        return MemoryJobStore(settings, clock=clock, wall_clock=wall_clock)
+    # Imported only here: the redis package is needed only for this store.
+    from redis_store import RedisJobStore
+
+    return RedisJobStore(settings, wall_clock=wall_clock)

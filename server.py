@@ -72,12 +72,14 @@ from job_store import (
     JobPhase,
     JobResult,
     JobStore,
-    MemoryJobStore,
     StoreFullError,
+    StoreUnavailableError,
+    check_store,
+    open_store,
 )
 import metrics
 import serving
-from server_settings import DEFAULT_ENV_FILE, OPTIONS, ConfigError, Settings
+from server_settings import DEFAULT_ENV_FILE, OPTIONS, ConfigError, Settings, mask_url
 
 try:  # optional: without PyYAML, /openapi.json is a 404 and /openapi.yaml still answers
     import yaml
@@ -180,19 +182,22 @@ def create_app(
 
     Args:
         settings: the behaviour; ``None`` reads ``Settings.from_env()``.
-        clock: monotonic seconds for the store (tests pass a fake one).
-        wall_clock: Unix seconds for ``created_at`` / ``finished_at``.
+        clock: monotonic seconds for the memory store (tests pass a fake one).
+        wall_clock: Unix seconds for ``created_at`` / ``finished_at``; the Redis store's only clock.
         start_worker: start the timer thread; tests with a fake clock pass ``False`` and call
             ``app.extensions["job_store"].process_due()`` instead.
 
     Returns:
         The app. Its store is ``app.extensions["job_store"]``; call its ``shutdown()`` when done.
+
+    Raises:
+        StoreUnavailableError: ``JOB_STORE`` names a Redis that cannot be reached.
     """
     settings = Settings.from_env() if settings is None else settings
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    store = MemoryJobStore(settings, clock=clock, wall_clock=wall_clock)
+    store = open_store(settings, clock=clock, wall_clock=wall_clock)
     app.extensions["job_store"] = store
     app.extensions["video_translation"] = store
     found = metrics.install(app, store)  # before the default job, so that it is counted
@@ -255,6 +260,12 @@ def create_app(
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Response:
         return _error_response(error.status, error.code, error.message, error.headers)
+
+    @app.errorhandler(StoreUnavailableError)
+    def _store_unavailable(error: StoreUnavailableError) -> Response:
+        logger.warning("%s %s: %s", request.method, request.path, error)
+        headers = {"Retry-After": str(error.retry_after)}
+        return _error_response(503, "service_unavailable", "job store unavailable; retry later", headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
@@ -632,7 +643,8 @@ def _build_parser() -> argparse.ArgumentParser:
             "Each setting is also read from the environment and from a .env file next to the "
             "server (the environment wins; flags win over both). Credentials come only from "
             "the environment or .env, never from flags (they would show in `ps`): "
-            "API_USERNAME, API_PASSWORD. A bad setting exits with status 2."
+            "API_USERNAME, API_PASSWORD, and JOB_STORE (memory, or a redis:// URL that may carry "
+            "a password). A bad setting exits with status 2."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -812,13 +824,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dev_server and args.workers != 1:
             raise ConfigError("--dev-server serves from one process; drop --workers")
         serving.check_workers(settings, args.workers)
+        check_store(settings)  # Redis answers, before any worker starts
         _configure_logging(settings.log_file)
-    except (ConfigError, OSError) as exc:
+    except (ConfigError, StoreUnavailableError, OSError) as exc:  # messages mask passwords
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     settings, secret_line = _with_run_secret(settings)
     auth = f"user {settings.api_username!r}" if settings.auth_enabled else "off"
-    logger.info("settings: %r; auth %s", settings, auth)
+    logger.info("settings: %r; auth %s; store %s", settings, auth, mask_url(settings.job_store))
     if not args.dev_server:
         listening = LISTENING_LINE + secret_line.replace("{", "{{").replace("}", "}}")
         return serving.serve(settings, args.host, args.port, workers=args.workers,

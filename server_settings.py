@@ -12,13 +12,14 @@ import base64
 import dataclasses
 import math
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from dotenv import dotenv_values
 
-__all__ = ["ConfigError", "OPTIONS", "Settings"]
+__all__ = ["OPTIONS", "ConfigError", "Settings", "mask_url"]
 
 #: The ``.env`` file read by default: the one next to this module.
 DEFAULT_ENV_FILE = Path(__file__).resolve().with_name(".env")
@@ -41,6 +42,10 @@ DEFAULT_MAX_JOBS = 20000
 DEFAULT_IDLE_TIMEOUT = 30.0
 #: Relative error of ``eta_seconds``: each job's estimate is off by a fixed factor in 1 ± this.
 DEFAULT_ETA_NOISE = 0.2
+#: Where jobs live: ``memory`` (this process only) or a Redis URL shared by every worker and host.
+DEFAULT_JOB_STORE = "memory"
+#: URL schemes of a Redis ``JOB_STORE`` (redis-py's ``Redis.from_url``).
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 #: Hosts a ``callback_url`` may name: loopback only, so the simulator never calls out.
 DEFAULT_WEBHOOK_ALLOWED_HOSTS = "127.0.0.1,localhost,::1"
 #: Delivery attempts per webhook (the first one included), and each attempt's time limit.
@@ -95,6 +100,8 @@ class Settings:
     fault_drop: float = 0.0
     fault_garbage: float = 0.0
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    # Not in repr: its URL may carry a password (log ``mask_url(settings.job_store)`` instead).
+    job_store: str = dataclasses.field(default=DEFAULT_JOB_STORE, repr=False)
     concurrency: int = 0
     webhook_secret: str | None = dataclasses.field(default=None, repr=False)
     webhook_allowed_hosts: str = DEFAULT_WEBHOOK_ALLOWED_HOSTS
@@ -148,6 +155,7 @@ class Settings:
             raise ConfigError(
                 f"MIN_DELAY must not exceed MAX_DELAY, got {self.min_delay:g} > {self.max_delay:g}"
             )
+        _check_job_store(self.job_store)
 
     @property
     def webhook_hosts(self) -> frozenset[str]:
@@ -232,6 +240,8 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("FAULT_DROP", "float", "rate in [0, 1] of status requests whose connection is dropped"),
     _Option("FAULT_GARBAGE", "float", "rate in [0, 1] of status requests answered with non-JSON"),
     _Option("IDLE_TIMEOUT", "float", "seconds a silent connection is kept open"),
+    _Option("JOB_STORE", "str", "memory, or a redis:// / rediss:// URL (environment or .env only)",
+            False),
     _Option("CONCURRENCY", "int", "most jobs running at once, the rest queue in order; 0: no limit"),
     _Option("WEBHOOK_SECRET", "str", "whsec_<base64> key that signs webhooks (env or .env only)",
             False),
@@ -268,6 +278,38 @@ _NUMBER_RANGES: tuple[tuple[str, float, bool], ...] = (
     ("event_heartbeat", math.inf, False),
     ("event_send_timeout", math.inf, False),
 )
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***``: safe to log or show in an error."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparsable URL>"
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _check_job_store(value: Any) -> None:
+    if not isinstance(value, str):
+        raise ConfigError(f"JOB_STORE must be a string, got {type(value).__name__}")
+    if value == DEFAULT_JOB_STORE:
+        return
+    problem = "must be 'memory' or a redis://, rediss:// or unix:// URL"
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError:
+        raise ConfigError(f"JOB_STORE {problem}, got {mask_url(value)!r}") from None
+    if parts.scheme not in REDIS_SCHEMES or not (parts.hostname or parts.path):
+        raise ConfigError(f"JOB_STORE {problem}, got {mask_url(value)!r}")
+    database = parts.path.strip("/") if parts.scheme != "unix" else ""
+    if database and not database.isdigit():
+        raise ConfigError(f"JOB_STORE database must be a number, got {mask_url(value)!r}")
 
 
 def _check_number(name: str, value: Any, maximum: float, open_top: bool) -> float:

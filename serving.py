@@ -89,8 +89,8 @@ LINGER_SECONDS = 2.0
 #: chunk sent) before the worker closes what is left after GRACEFUL_TIMEOUT.
 STOPPING_ENVIRON_KEY = "serving.stopping"
 #: Store kinds whose jobs several worker processes can share. The in-memory store cannot: each
-#: process would hold its own jobs. The Redis store adds itself here.
-MULTI_WORKER_STORES: frozenset[str] = frozenset()
+#: process would hold its own jobs. Redis can (``JOB_STORE=redis://...``).
+MULTI_WORKER_STORES: frozenset[str] = frozenset({"redis"})
 
 
 # --- checks run at start --------------------------------------------------------------------
@@ -104,7 +104,7 @@ def check_workers(settings: Settings, workers: int) -> None:
     """
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
-    kind = getattr(settings, "job_store", "memory")
+    kind = "memory" if settings.job_store == "memory" else "redis"
     if workers > 1 and kind not in MULTI_WORKER_STORES:
         raise ConfigError(
             f"--workers {workers} needs a shared job store: with the {kind} store each worker "

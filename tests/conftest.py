@@ -1,7 +1,9 @@
-"""Shared fixtures: an in-process app and client, app and live-server factories, a fake clock."""
+"""Shared fixtures: an in-process app and client, app and live-server factories, a fake clock,
+a private Redis server, and the store the app factories use (``store_kind``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,17 +12,50 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from helpers import FakeClock, LiveServer, fast_settings, start_live_server
+from redis_fixture import RedisServer
 
 import server
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private redis-server on a free loopback port, shared by the run (each app gets its own
+    empty database through ``fresh_url()``)."""
+    redis = RedisServer.start(tmp_path_factory.mktemp("redis"))
+    yield redis
+    redis.stop()
+
+
 @pytest.fixture
-def make_app() -> Iterator[Callable[..., Flask]]:
+def store_kind() -> str:
+    """The store the app factories build: "memory" here; a test file may run both stores by
+    overriding this fixture with params ["memory", "redis"]."""
+    return "memory"
+
+
+@pytest.fixture
+def with_store(store_kind: str, request: pytest.FixtureRequest) -> Callable[..., server.Settings]:
+    """with_store(settings) -> the settings on the ``store_kind`` store (Redis: a fresh database),
+    unless they name a store already."""
+    if store_kind == "memory":
+        return lambda settings: settings
+    redis: RedisServer = request.getfixturevalue("redis_server")
+
+    def on_redis(settings: server.Settings) -> server.Settings:
+        if settings.job_store != "memory":
+            return settings
+        return dataclasses.replace(settings, job_store=redis.fresh_url())
+
+    return on_redis
+
+
+@pytest.fixture
+def make_app(with_store: Callable[..., server.Settings]) -> Iterator[Callable[..., Flask]]:
     """Factory: make_app(settings=None, **create_app_kwargs) -> Flask; stores shut down at teardown."""
     apps: list[Flask] = []
 
     def factory(settings: server.Settings | None = None, **kwargs: Any) -> Flask:
-        app = server.create_app(settings or fast_settings(), **kwargs)
+        app = server.create_app(with_store(settings or fast_settings()), **kwargs)
         apps.append(app)
         return app
 
@@ -49,12 +84,12 @@ def fake_clock() -> FakeClock:
 
 
 @pytest.fixture
-def make_server() -> Iterator[Callable[..., LiveServer]]:
+def make_server(with_store: Callable[..., server.Settings]) -> Iterator[Callable[..., LiveServer]]:
     """Factory: make_server(settings=None, **create_app_kwargs) -> LiveServer; all stopped at teardown."""
     servers: list[LiveServer] = []
 
     def factory(settings: server.Settings | None = None, **kwargs: Any) -> LiveServer:
-        live = start_live_server(settings, **kwargs)
+        live = start_live_server(with_store(settings or fast_settings()), **kwargs)
         servers.append(live)
         return live
 

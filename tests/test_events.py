@@ -33,6 +33,12 @@ PATIENCE = 30.0
 LIVE_HEARTBEAT = 0.2
 
 
+@pytest.fixture(params=["memory", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every test here that builds an app runs on both stores (Redis: the log is a stream)."""
+    return request.param
+
+
 # --- helpers ----------------------------------------------------------------------------------
 
 
@@ -236,6 +242,7 @@ def test_wait_events_returns_empty_on_timeout_and_raises_once_closed(make_fake) 
         store.wait_events(cursor, 10, 60.0)
 
 
+@pytest.mark.parametrize("store_kind", ["memory"])  # reads the memory store's condition
 def test_shutdown_releases_a_held_wait_events(make_fake) -> None:
     """A reader held in wait_events (for 60 s) is released by shutdown with StoreClosedError."""
     _, _, store = make_fake()

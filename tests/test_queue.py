@@ -22,6 +22,12 @@ from job_store import JOB_CANCELED_MESSAGE, JobEvent, estimate_queue_starts
 START_WALL = 1_700_000_000.0  # FakeClock's wall time at start
 
 
+@pytest.fixture(params=["memory", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every test here that builds an app runs on both stores (Redis: the queue is a list)."""
+    return request.param
+
+
 @pytest.fixture
 def queue_app(make_app: Callable[..., Flask], fake_clock: FakeClock) -> Callable[..., tuple]:
     """Factory: an app on the fake clock with CONCURRENCY=n whose default job is already done.

@@ -30,6 +30,12 @@ import server
 HEX_ID = "0123456789abcdef0123456789abcdef"
 
 
+@pytest.fixture(params=["memory", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every test here that builds an app runs on both stores: one interface, one behaviour."""
+    return request.param
+
+
 def basic(user: str | bytes, password: str | bytes) -> str:
     """An ``Authorization`` header value for HTTP Basic."""
     raw = (user if isinstance(user, bytes) else user.encode()) + b":"
@@ -693,6 +699,7 @@ def test_max_jobs_answers_429_with_retry_after(make_fake, fake_clock) -> None:
     assert len(store) == 3  # two live jobs plus the default one, which is not counted
 
 
+@pytest.mark.parametrize("store_kind", ["memory"])  # the memory store's thread and timing
 def test_one_timer_thread_holds_ten_thousand_pending_jobs(make_app) -> None:
     """10,000 pending jobs cost no extra threads and start quickly."""
     app = make_app(fast_settings(min_delay=60, max_delay=60))
