@@ -41,10 +41,11 @@ still running at each one. The earliest ``early_share`` (0.5 %) of jobs are let 
 late, which moves the whole grid later, and so are the latest 0.5 %: the grid stops once the 99.5 %
 quantile is covered, with one last look at the largest upper bound seen (so that a job of a new,
 longer workload spends few polls on the old one). Together that is the 1 % a p99 target allows.
-The schedule takes the smallest ``d`` whose expected requests fit the budget (bisection). A job past the last poll has outlived everything seen: the caller falls
-back to backoff. A budget is scale-free: the same budget on jobs three times longer gives gaps three
-times longer. (Stretches where no job ends, e.g. between two kinds of jobs, are not skipped: an
-estimate from a few dozen intervals cannot tell a real lull from a gap between samples.)
+The schedule takes the smallest ``d`` whose expected requests fit the budget (bisection). A job past
+the last poll has outlived everything seen: the caller falls back to backoff. A budget is scale-
+free: the same budget on jobs three times longer gives gaps three times longer. (Stretches where no
+job ends, e.g. between two kinds of jobs, are not skipped: an estimate from a few dozen intervals
+cannot tell a real lull from a gap between samples.)
 
 All durations are in seconds, measured from the job's start.
 """

@@ -56,8 +56,8 @@ logger = logging.getLogger("client")
 
 #: Jobs whose start a client remembers while waiting for their end (oldest forgotten first).
 MAX_TRACKED_STARTS = 10_000
-#: Share of waits whose first learned poll comes earlier, at 50-100 % of its time. A skipped first poll leaves a
-#: job that ended before the schedule's first poll known only as "before it"; the estimate would
+#: Share of waits whose first learned poll comes earlier, at 50-100 % of its time. A skipped first
+#: poll leaves a job that ended before the schedule's first poll known only as "before it"; the estimate would
 #: then put those ends right before it and the first poll would creep later round after round.
 #: These few early looks keep the early tail measured, at most one request each.
 EXPLORE_SHARE = 0.1

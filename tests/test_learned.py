@@ -12,6 +12,7 @@ import math
 import random
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -284,7 +285,8 @@ def make_client(durations: list[float], **kwargs) -> tuple[VideoTranslationClien
                                                           FakeClock]:
     clock = FakeClock()
     backend = PlainBackend(clock, durations)
-    api = VideoTranslationClient(BASE, session=FakeSession(backend), clock=clock,
+    session: Any = FakeSession(backend)  # a scripted stand-in for requests.Session
+    api = VideoTranslationClient(BASE, session=session, clock=clock,
                                  sleep=clock.sleep, rng=random.Random(7),
                                  policy=PollingPolicy(jitter=None), **kwargs)
     return api, backend, clock
@@ -337,7 +339,8 @@ def test_learn_false_is_todays_backoff_and_asks_at_once():
     """PollingPolicy(learn=False): a plain WaitPlanner, first ask at once, nothing skipped."""
     clock = FakeClock()
     backend = PlainBackend(clock, [0.5])
-    api = VideoTranslationClient(BASE, session=FakeSession(backend), clock=clock,
+    session: Any = FakeSession(backend)  # a scripted stand-in for requests.Session
+    api = VideoTranslationClient(BASE, session=session, clock=clock,
                                  sleep=clock.sleep, policy=PollingPolicy(jitter=None, learn=False))
     run_jobs(api, 1)
     assert clock.sleeps == [1.0] and backend.status_calls == {"j0": 2}
