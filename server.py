@@ -733,7 +733,8 @@ class ServerProcess:
         with open(log_path, "w", encoding="utf-8") if log_path else contextlib.nullcontext() as log:
             process = subprocess.Popen(
                 command, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=log or subprocess.STDOUT, text=True)
+                stderr=log or subprocess.STDOUT, text=True,
+                start_new_session=True)  # its own process group: kill() reaches the workers too
         output: list[str] = []
         urls: list[str] = []
         ready = threading.Event()
@@ -769,9 +770,9 @@ class ServerProcess:
         return self.process.pid
 
     def kill(self) -> None:
-        """Kills the server at once (SIGKILL), like a crash."""
-        if self.process.poll() is None:
-            self.process.kill()
+        """Kills the server and its worker processes at once (SIGKILL), like a crash."""
+        with contextlib.suppress(ProcessLookupError):  # already gone
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
         self._reader.join(timeout=5)
 

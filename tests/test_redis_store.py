@@ -70,15 +70,6 @@ def start_server(url: str, *flags: str) -> server.ServerProcess:
         env={"JOB_STORE": url})  # fmt: skip
 
 
-def kill_9(srv: server.ServerProcess) -> None:
-    """SIGKILL to the server and to each of its worker processes, like a crash of the machine."""
-    master = psutil.Process(srv.pid)
-    for process in [master, *master.children(recursive=True)]:  # master first: no respawn
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            pass
-    srv.kill()  # reaps it, and ends its output reader
 
 
 # --- settings and start-up --------------------------------------------------------------------
@@ -336,7 +327,7 @@ def test_kill_9_of_everything_with_aof_loses_nothing(own_redis) -> None:
         waiting = requests.post(f"{second.url}/start", json={"delay": 600}, timeout=5).json()
     finally:
         for process in (first, second):
-            kill_9(process)
+            process.kill()  # SIGKILL to the server and every worker, like a crash
     own_redis.kill()
     # Down long enough that the 1 s jobs are more than LATE_FINISH late at restart.
     time.sleep(max(0.0, keyed["created_at"] + 1 + LATE_FINISH + 0.5 - time.time()))
