@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from server_settings import Settings
 
 __all__ = [
+    "ADVANCE_SLICE",
     "FINAL_RESULTS",
     "JOB_CANCELED_MESSAGE",
     "JOB_ERROR_MESSAGE",
