@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from server_settings import Settings
 
 __all__ = [
+    "ADVANCE_SLICE",
     "FINAL_RESULTS",
     "JOB_CANCELED_MESSAGE",
     "JOB_ERROR_MESSAGE",
@@ -51,6 +52,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("server")
+
+#: Most due jobs one lock hold finishes, and most expired jobs it forgets: 10,000 jobs due at
+#: once are finished in slices, and event readers and woken long-polls run between slices.
+ADVANCE_SLICE = 256
 
 #: Message of a job that ends in ``error``.
 JOB_ERROR_MESSAGE = "translation failed (simulated error)"
@@ -81,6 +86,12 @@ class JobPhase(str, enum.Enum):
     COMPLETED = "completed"
     ERROR = "error"
     CANCELED = "canceled"
+
+
+#: The phase a running job ends in, by its fated result.
+_END_PHASE = {JobResult.COMPLETED: JobPhase.COMPLETED, JobResult.ERROR: JobPhase.ERROR}
+#: Compact one-line JSON, as logged events keep it (one encoder, not one per call).
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class StoreFullError(RuntimeError):
@@ -337,7 +348,11 @@ class MemoryJobStore(JobStore):
     lock guards everything).
 
     One background thread (``start_worker``) finishes jobs when they are due and forgets them
-    ``JOB_TTL`` later; every call also does that work first, so reads are right even without it.
+    ``JOB_TTL`` later, at most :data:`ADVANCE_SLICE` of each per lock hold, yielding between
+    slices so readers see a burst's first changes while the rest is still being finished. Every
+    call also does one slice of that work first, and a read of a job that is due finishes that
+    job on the spot (it is left in the due heap, skipped when popped), so reads are right even
+    without the timer and no read takes over a whole backlog.
 
     Args:
         settings: delays, error rate, limits.
@@ -367,7 +382,10 @@ class MemoryJobStore(JobStore):
         self._log_head = 0
         self._jobs: dict[str, _Job] = {}
         self._keys: dict[str, _Job] = {}  # idempotency key -> job
-        self._due: list[tuple[float, int, _Job]] = []  # heap of running jobs by due time
+        # Heap of running jobs by due time; an entry whose job a read found due and finished
+        # stays until a slice pops it, then is skipped (such entries are all due already).
+        self._due: list[tuple[float, int, _Job]] = []
+        self._running = 0  # jobs in phase running: the slots CONCURRENCY counts
         self._queue: collections.deque[_Job] = collections.deque()  # waiting for a slot, FIFO
         # Queued job id -> (position, estimated start), and the slots' estimated free times after
         # the last one: rebuilt after a slot or the queue's head changes, extended on a start.
@@ -413,7 +431,8 @@ class MemoryJobStore(JobStore):
                 fate += ")" if running else f", queued at {len(self._queue)})"
                 started = JobEvent(job.job_id, "started", self._document(job, now), fate)
                 events += self._logged([started], now)
-                events += self._advance(now)  # a zero delay finishes at once
+            if job is not None:  # a zero delay finishes at once; so does a replayed due job
+                events += self._finish_if_due(job, now)
             doc = None if full or job is None else self._document(job, now)
         self._publish(events)
         if doc is None:
@@ -426,6 +445,8 @@ class MemoryJobStore(JobStore):
             now = self._clock()
             events = self._advance(now)
             job = self._jobs.get(job_id)
+            if job is not None:
+                events += self._finish_if_due(job, now)
             doc = None if job is None else self._document(job, now)
         self._publish(events)
         return doc
@@ -436,6 +457,8 @@ class MemoryJobStore(JobStore):
             now = self._clock()
             events = self._advance(now)
             job = self._jobs.get(job_id)
+            if job is not None:
+                events += self._finish_if_due(job, now)
             if job is None or job.result in FINAL_RESULTS or timeout <= 0 or self._stopping:
                 doc = None if job is None else self._document(job, now)
                 event = None
@@ -463,10 +486,12 @@ class MemoryJobStore(JobStore):
             now = self._clock()
             events = self._advance(now)
             job = self._jobs.get(job_id)
+            if job is not None:
+                events += self._finish_if_due(job, now)  # a due job completes: too late to cancel
             if job is not None and job.result is JobResult.PENDING:
                 if job.phase is JobPhase.QUEUED:
                     self._queue.remove(job)
-                else:
+                else:  # removed at once: a far due time would keep a lazy entry for long
                     self._due = [entry for entry in self._due if entry[2] is not job]
                     heapq.heapify(self._due)
                 self._queue_view = None
@@ -479,11 +504,20 @@ class MemoryJobStore(JobStore):
         return doc
 
     def process_due(self) -> int:
-        """Finishes the jobs that are due and forgets the expired ones; returns how many changed."""
-        with self._cond:
-            events = self._advance(self._clock())
-        self._publish(events)
-        return len(events)
+        """Finishes the jobs that are due and forgets the expired ones; returns how many changed.
+
+        The work is done one slice per lock hold, each slice published before the next.
+        """
+        changed = 0
+        while True:
+            with self._cond:
+                now = self._clock()
+                events = self._advance(now)
+                behind = self._behind(now)
+            self._publish(events)
+            changed += len(events)
+            if not behind:
+                return changed
 
     @property
     def waiters(self) -> int:
@@ -521,8 +555,11 @@ class MemoryJobStore(JobStore):
         with self._cond:
             now = self._clock()
             events = self._advance(now)
-            docs = [None if (job := self._jobs.get(job_id)) is None else self._document(job, now)
-                    for job_id in job_ids]
+            jobs = [self._jobs.get(job_id) for job_id in job_ids]
+            for job in jobs:
+                if job is not None:
+                    events += self._finish_if_due(job, now)
+            docs = [None if job is None else self._document(job, now) for job in jobs]
             last = self._last_event_id
         self._publish(events)
         return docs, last
@@ -558,7 +595,7 @@ class MemoryJobStore(JobStore):
         for event in events:
             if event.kind not in UNLOGGED_KINDS:
                 self._last_event_id += 1
-                data = json.dumps(event.doc, separators=(",", ":"))
+                data = _compact_json(event.doc)
                 log.append((now, LoggedEvent(self._last_event_id, event.job_id, event.kind, data)))
         cutoff = now - self.settings.job_ttl
         head = max(self._log_head, len(log) - self.settings.event_retention)
@@ -612,8 +649,9 @@ class MemoryJobStore(JobStore):
         """Moves queued jobs into free slots, as if they started at ``at`` (when a slot freed)."""
         limit = self.settings.concurrency
         promoted = []
-        while self._queue and (limit == 0 or len(self._due) < limit):
+        while self._queue and (limit == 0 or self._running < limit):
             job = self._queue.popleft()
+            self._running += 1
             job.phase, job.started, job.due = JobPhase.RUNNING, at, at + job.duration
             job.started_at = self._wall_clock() - (now - at)
             wake_worker = not self._due or job.due < self._due[0][0]
@@ -631,6 +669,8 @@ class MemoryJobStore(JobStore):
     def _finish(
         self, job: _Job, result: JobResult, phase: JobPhase, now: float, wall: float
     ) -> None:
+        if job.phase is JobPhase.RUNNING:
+            self._running -= 1
         job.result, job.phase, job.finished_at = result, phase, wall
         if job.event is not None:
             job.event.set()
@@ -643,11 +683,17 @@ class MemoryJobStore(JobStore):
             with self._cond:
                 if self._stopping:
                     return
-                events = self._advance(self._clock())
-                if not events:
+                now = self._clock()
+                events = self._advance(now)
+                behind = self._behind(now)
+                if not events and not behind:
                     self._cond.wait(self._next_timeout())
                     continue
             self._publish(events)
+            if behind:
+                # Lets the others run before the next slice: under gevent (monkey-patched) this
+                # yields to the hub; with threads it releases the GIL.
+                time.sleep(0)
 
     def _next_timeout(self) -> float | None:
         deadlines = [self._due[0][0]] if self._due else []
@@ -659,20 +705,22 @@ class MemoryJobStore(JobStore):
         return min(max(min(deadlines) - self._clock(), 0.0), 3600.0)
 
     def _advance(self, now: float) -> list[JobEvent]:
+        """Finishes the earliest :data:`ADVANCE_SLICE` due jobs and forgets as many expired ones
+        (:meth:`_behind` tells whether more is left), and logs the changes."""
         events: list[JobEvent] = []
         wall = None
-        while self._due and self._due[0][0] <= now:
-            due, _, job = heapq.heappop(self._due)
+        due_heap, budget = self._due, ADVANCE_SLICE
+        while budget and due_heap and due_heap[0][0] <= now:
+            due, _, job = heapq.heappop(due_heap)
+            if job.result is not JobResult.PENDING:
+                continue  # finished early by a read
             if wall is None:
                 wall = self._wall_clock()
-            self._finish(job, job.outcome, JobPhase(job.outcome.value), now, wall)
-            detail = f"error: {JOB_ERROR_MESSAGE}" if job.result is JobResult.ERROR else ""
-            events.append(JobEvent(job.job_id, job.result.value, self._document(job, now), detail))
-            if self.settings.concurrency:
-                self._queue_view = None
-                # The next job started when this one's slot freed, not when we noticed.
-                events += self._announce(self._promote(due, now), now)
-        while self._expiry and self._expiry[0][0] <= now:
+            events += self._complete(job, due, now, wall)
+            budget -= 1
+        budget = ADVANCE_SLICE
+        while budget and self._expiry and self._expiry[0][0] <= now:
+            budget -= 1
             job = self._expiry.popleft()[1]
             del self._jobs[job.job_id]
             if job.idempotency_key is not None:
@@ -680,20 +728,44 @@ class MemoryJobStore(JobStore):
             events.append(JobEvent(job.job_id, "evicted", self._document(job, now)))
         return self._logged(events, now)
 
+    def _behind(self, now: float) -> bool:
+        """Whether some job is due or expired still (the last slice stopped at its bound)."""
+        return bool(self._due and self._due[0][0] <= now
+                    or self._expiry and self._expiry[0][0] <= now)
+
+    def _complete(self, job: _Job, due: float, now: float, wall: float) -> list[JobEvent]:
+        """Ends a due running job with its fate and gives its slot to the queue (unlogged)."""
+        self._finish(job, job.outcome, _END_PHASE[job.outcome], now, wall)
+        detail = f"error: {JOB_ERROR_MESSAGE}" if job.result is JobResult.ERROR else ""
+        events = [JobEvent(job.job_id, job.result.value, self._document(job, now), detail)]
+        if self.settings.concurrency:
+            self._queue_view = None
+            # The next job started when this one's slot freed, not when we noticed.
+            events += self._announce(self._promote(due, now), now)
+        return events
+
+    def _finish_if_due(self, job: _Job, now: float) -> list[JobEvent]:
+        """Finishes a job a read found due at once (its heap entry stays); logs the changes."""
+        if job.phase is not JobPhase.RUNNING or job.due > now:
+            return []
+        return self._logged(self._complete(job, job.due, now, self._wall_clock()), now)
+
     def _retry_after(self, now: float) -> int:
         """Whole seconds until the earliest live job is forgotten and its slot frees."""
         candidates = [self._expiry[0][0]] if self._expiry else []
-        for due, _, job in heapq.nsmallest(2, self._due):
-            if job.job_id != self.default_job_id:
-                candidates.append(due + self.settings.job_ttl)
-                break
+        running = (due for due, _, job in self._due
+                   if job.result is JobResult.PENDING and job.job_id != self.default_job_id)
+        first_due = min(running, default=None)
+        if first_due is not None:
+            candidates.append(first_due + self.settings.job_ttl)
         return max(1, math.ceil(min(candidates, default=now + 1) - now))
 
     def _queue_estimate(self, job: _Job, now: float) -> tuple[int, float]:
         """A queued job's 1-based position and estimated start (monotonic clock)."""
         if self._queue_view is None:
             # Each running job is expected to end when its own estimate says, seen from now.
-            ends = [now + max(j.eta_factor * (due - now), 0.0) for due, _, j in self._due]
+            ends = [now + max(j.eta_factor * (due - now), 0.0) for due, _, j in self._due
+                    if j.result is JobResult.PENDING]
             ends += [now] * (self.settings.concurrency - len(ends))
             heapq.heapify(ends)
             self._queue_view = ({}, ends)

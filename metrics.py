@@ -71,20 +71,30 @@ class Metrics:
                           multiprocess_mode="livesum", registry=registry)
         self.held = Gauge("long_polls_held", "requests held by long-poll right now",
                           multiprocess_mode="livesum", registry=registry)
-        for result in ("pending", "completed", "error"):
-            self.live.labels(result)  # present at 0 from the start
+        # The labelled children, found once: a burst of 10,000 job events looks them up often.
+        self._live_by = {result: self.live.labels(result)  # present at 0 from the start
+                         for result in ("pending", "completed", "error")}
+        self._finished_by: dict[str, Counter] = {}  # filled on first use: absent until then
 
     def on_job_event(self, event: JobEvent) -> None:
         """Store listener: counts starts and finishes, and keeps ``jobs_live`` in step."""
         if event.kind == "started":
             self.started.inc()
-            self.live.labels("pending").inc()
+            self._live_by["pending"].inc()
         elif event.kind in _FINAL_KINDS:
-            self.finished.labels(event.doc.get("result", event.kind)).inc()
-            self.live.labels("pending").dec()
-            self.live.labels(event.doc.get("result", event.kind)).inc()
+            result = event.doc.get("result", event.kind)
+            finished = self._finished_by.get(result)
+            if finished is None:
+                finished = self._finished_by[result] = self.finished.labels(result)
+            finished.inc()
+            self._live_by["pending"].dec()
+            self._live(result).inc()
         elif event.kind == "evicted":
-            self.live.labels(event.doc.get("result", "completed")).dec()
+            self._live(event.doc.get("result", "completed")).dec()
+
+    def _live(self, result: str) -> Gauge:
+        child = self._live_by.get(result)
+        return self.live.labels(result) if child is None else child
 
     @contextlib.contextmanager
     def holding(self) -> Iterator[None]:

@@ -25,7 +25,14 @@ from helpers import ROOT, FakeClock, LiveServer, fast_settings
 
 import event_stream
 import server
-from job_store import EventIdExpiredError, StoreClosedError
+from job_store import (
+    ADVANCE_SLICE,
+    EventIdExpiredError,
+    JobEvent,
+    LoggedEvent,
+    MemoryJobStore,
+    StoreClosedError,
+)
 
 #: Generous bound for conditions a live test waits for (the machine is shared and noisy).
 PATIENCE = 30.0
@@ -672,3 +679,135 @@ def test_python_server_py_streams_with_auth_and_ends_on_sigterm() -> None:
         except requests.exceptions.ChunkedEncodingError:
             pass  # the process exited before its last chunk went out
         response.close()
+
+
+# --- a burst of due jobs: finished in slices (memory store) -------------------------------------
+
+
+BURST = 2000
+
+
+def burst_store(
+    fake_clock: FakeClock, *, due: bool = True, **overrides: Any
+) -> tuple[MemoryJobStore, list[str], int]:
+    """A memory store on the fake clock with BURST jobs all due in 1 s (now, if ``due``); their
+    ids and the event cursor before they end."""
+    settings = fast_settings(max_jobs=BURST + 10, max_waiters=BURST + 10, job_ttl=600,
+                             **overrides)  # fmt: skip
+    store = MemoryJobStore(settings, clock=fake_clock.monotonic, wall_clock=fake_clock.wall)
+    ids = [store.start(delay=1.0)[0]["job_id"] for _ in range(BURST)]
+    _, cursor = store.event_snapshot([])
+    if due:
+        fake_clock.advance(1.0)
+    return store, ids, cursor
+
+
+def completions(store: MemoryJobStore, cursor: int) -> list[LoggedEvent]:
+    """The ``completed`` events logged after ``cursor`` (a read: it advances a slice itself)."""
+    return [e for e in store.events_after(cursor, 10 * BURST) if e.kind == "completed"]
+
+
+def heard_completions(store: MemoryJobStore) -> list[str]:
+    """The ids of the jobs whose completion ``store`` publishes from now on, in order (a
+    listener: it observes without advancing anything)."""
+    heard: list[str] = []
+    store.add_listener(lambda event: heard.append(event.job_id) if event.kind == "completed"
+                       else None)  # fmt: skip
+    return heard
+
+
+def test_timer_finishes_a_burst_in_slices_each_job_once(fake_clock: FakeClock) -> None:
+    """2,000 jobs due at once: the timer publishes its first slice before finishing the rest;
+    every job completes exactly once, one event each, ids strictly increasing."""
+    store, ids, cursor = burst_store(fake_clock)
+    heard = heard_completions(store)
+    seen_at_first: list[int] = []
+    done = threading.Event()
+
+    def listener(event: JobEvent) -> None:
+        if len(heard) == 1 and not seen_at_first:
+            # A reader running now: its own read finishes one more slice, no more.
+            seen_at_first.append(store.event_snapshot([])[1] - cursor)
+        if len(heard) == BURST:
+            done.set()
+
+    store.add_listener(listener)
+    try:
+        store.start_worker()
+        assert done.wait(PATIENCE)
+    finally:
+        store.shutdown()
+    assert seen_at_first == [2 * ADVANCE_SLICE]
+    assert sorted(heard) == sorted(ids)
+    logged = completions(store, cursor)
+    assert sorted(e.job_id for e in logged) == sorted(ids)
+    assert all(a.event_id < b.event_id for a, b in zip(logged, logged[1:]))
+
+
+def test_a_read_of_a_due_job_finishes_it_on_the_spot_and_advances_one_slice(
+    fake_clock: FakeClock,
+) -> None:
+    """status() of the last due job of a burst answers it final at once, finishing only one
+    slice besides; the rest is finished later, that job not again."""
+    store, ids, cursor = burst_store(fake_clock)
+    heard = heard_completions(store)
+    doc = store.status(ids[-1])
+    assert doc is not None and doc["result"] == "completed"
+    assert doc["finished_at"] == fake_clock.wall()
+    assert len(heard) == ADVANCE_SLICE + 1 and heard[-1] == ids[-1]
+    assert store.process_due() == BURST - ADVANCE_SLICE - 1
+    assert sorted(heard) == sorted(ids)
+    logged = completions(store, cursor)
+    assert [e.job_id for e in logged] == heard
+    assert json.loads(logged[ADVANCE_SLICE].data) == doc
+
+
+def test_every_read_finishes_the_due_jobs_it_names(fake_clock: FakeClock) -> None:
+    """wait, cancel, a replayed start and the event snapshot each answer a due job final."""
+    store, ids, _ = burst_store(fake_clock)
+    assert store.wait(ids[-1], 0)[0]["result"] == "completed"  # type: ignore[index]
+    assert store.cancel(ids[-2])["phase"] == "completed"  # type: ignore[index]
+    docs, _ = store.event_snapshot(ids[-5:-2])
+    assert [d["result"] for d in docs] == ["completed"] * 3  # type: ignore[index]
+    keyed = MemoryJobStore(fast_settings(), clock=fake_clock.monotonic, wall_clock=fake_clock.wall)
+    keyed.start(delay=1.0, idempotency_key="k")
+    fake_clock.advance(1.0)
+    doc, created = keyed.start(idempotency_key="k")
+    assert not created and doc["result"] == "completed"
+
+
+def test_a_woken_long_poll_answers_final_without_taking_the_backlog(fake_clock: FakeClock) -> None:
+    """A long-poll woken by a read that finished its job answers the final document; its own
+    read finishes one slice, not the rest of the burst."""
+    store, ids, _ = burst_store(fake_clock, due=False)  # due once the long-poll holds
+    heard = heard_completions(store)
+    answer: list[tuple[dict[str, Any] | None, bool]] = []
+    waiter = threading.Thread(target=lambda: answer.append(store.wait(ids[-1], PATIENCE)))
+    waiter.start()
+    deadline = time.monotonic() + PATIENCE
+    while store.waiters == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    fake_clock.advance(1.0)
+    assert store.status(ids[-1])["result"] == "completed"  # type: ignore[index]
+    waiter.join(PATIENCE)
+    assert answer and answer[0][1] and answer[0][0]["result"] == "completed"  # type: ignore[index]
+    assert len(heard) == 2 * ADVANCE_SLICE + 1
+
+
+def test_a_queued_job_takes_the_slot_a_read_frees(fake_clock: FakeClock) -> None:
+    """With CONCURRENCY full, a read that finishes a due job starts the queue's head at that
+    job's due time; the slice that later pops the finished job skips it."""
+    settings = fast_settings(concurrency=ADVANCE_SLICE + 1, max_jobs=1000)
+    store = MemoryJobStore(settings, clock=fake_clock.monotonic, wall_clock=fake_clock.wall)
+    running = [store.start(delay=1.0)[0]["job_id"] for _ in range(ADVANCE_SLICE + 1)]
+    queued = store.start(delay=5.0)[0]
+    assert queued["phase"] == "queued"
+    fake_clock.advance(1.0)
+    assert store.status(running[-1])["result"] == "completed"  # type: ignore[index]
+    doc = store.status(queued["job_id"])
+    assert doc is not None and doc["phase"] == "running"
+    assert doc["started_at"] == fake_clock.wall()
+    assert store.process_due() == 0  # the slice already took every due job
+    fake_clock.advance(5.0)
+    store.process_due()
+    assert store.status(queued["job_id"])["result"] == "completed"  # type: ignore[index]
