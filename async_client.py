@@ -31,7 +31,7 @@ from collections.abc import (
     Iterable,
     Sequence,
 )
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Self
 
 import aiohttp
@@ -53,12 +53,10 @@ from client_core import (
     WaitTimeout,
     _describe,
     _require,
-    parse_retry_after,
     read_status_answer,
 )
 from learned_planner import DurationHistory
 from many_jobs import JobWait, ManyJobs, Mode, StreamAction, StreamChunk, unique_job_ids
-from rate_pacing import parse_rate_limit
 from sse import SSEParser
 from transport_core import RetryState, error_for_answer, error_message, is_transient
 
@@ -214,11 +212,8 @@ class AsyncVideoTranslationClient(ClientBase):
 
         Same arguments, decisions and errors as ``VideoTranslationClient.wait_for_completion``.
         """
-        timeout = self.wait_timeout if timeout is None else timeout
-        _require(timeout > 0, "timeout", timeout, "must be > 0")
-        max_attempts = max_attempts if max_attempts is not None else self.policy.max_attempts
-        _require(max_attempts is None or max_attempts >= 1, "max_attempts", max_attempts,
-                 "must be None or >= 1")
+        timeout = self._checked_timeout(timeout)
+        max_attempts = self._checked_max_attempts(max_attempts)
         wait = JobWait(job_id, self._new_planner(job_id), max_attempts=max_attempts,
                        max_protocol_errors=self.policy.max_protocol_errors)
         started = self._clock()
@@ -233,8 +228,7 @@ class AsyncVideoTranslationClient(ClientBase):
         server without ``/events``) are one task per job, each long-polling. Stop early with
         ``contextlib.aclosing`` so the streams close at once.
         """
-        timeout = self.wait_timeout if timeout is None else timeout
-        _require(timeout > 0, "timeout", timeout, "must be > 0")
+        timeout = self._checked_timeout(timeout)
         batch = ManyJobs(job_ids, use_stream=self.use_event_stream, rng=self._rng)
         started = self._clock()
         run = _BatchRun(self, batch, started, started + timeout)
@@ -377,14 +371,7 @@ class AsyncVideoTranslationClient(ClientBase):
         """
         if self._pacer is None:
             return None
-        limit = parse_rate_limit(headers.items()) if headers is not None else None
-        hold = None
-        if status == 429 and headers is not None:
-            hold = parse_retry_after(headers.get("Retry-After"), maximum=self.retry.max_retry_after)
-            if hold is None and limit is not None and limit.reset is not None:
-                hold = min(limit.reset, self.retry.max_retry_after)
-            elif hold is not None and limit is not None:  # the server's word over its reset
-                limit = replace(limit, reset=hold)
+        limit, hold = self._rate_limit_answer(headers, status)
         now = self._clock()
         self._pacer.observe(limit, ticket=ticket, at=now)
         if hold is not None:

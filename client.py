@@ -90,7 +90,6 @@ from client_core import (
     WaitTimeout,
     WebhookVerificationError,
     _describe,
-    _require,
     equal_jitter,
     exponential_delays,
     full_jitter,
@@ -374,11 +373,8 @@ class VideoTranslationClient(ClientBase):
             WaitTimeout: the deadline or attempt budget ran out (carries the last status seen).
             JobNotFoundError, AuthenticationError, InvalidRequestError, ProtocolError: as named.
         """
-        timeout = self.wait_timeout if timeout is None else timeout
-        _require(timeout > 0, "timeout", timeout, "must be > 0")
-        max_attempts = max_attempts if max_attempts is not None else self.policy.max_attempts
-        _require(max_attempts is None or max_attempts >= 1, "max_attempts", max_attempts,
-                 "must be None or >= 1")
+        timeout = self._checked_timeout(timeout)
+        max_attempts = self._checked_max_attempts(max_attempts)
         planner = self._new_planner(job_id)
         label = job_id or "(default job)"
         started = self._clock()
@@ -541,15 +537,7 @@ class VideoTranslationClient(ClientBase):
         """Tell the pacer what an answer said (None: no answer at all); a 429 holds all back."""
         if self._pacer is None:
             return
-        limit = parse_rate_limit(headers) if headers is not None else None
-        hold = None
-        if status_code == 429:
-            hold = parse_retry_after(headers.get("Retry-After"),
-                                     maximum=self.retry.max_retry_after)
-            if hold is None and limit is not None and limit.reset is not None:
-                hold = min(limit.reset, self.retry.max_retry_after)
-            elif hold is not None and limit is not None:  # the server's word over its reset
-                limit = replace(limit, reset=hold)
+        limit, hold = self._rate_limit_answer(headers, status_code)
         with self._pacer_lock:
             now = self._clock()
             self._pacer.observe(limit, ticket=getattr(self._local, "ticket", None), at=now)

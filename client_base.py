@@ -16,7 +16,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -34,7 +34,7 @@ from client_core import (
     parse_retry_after,
 )
 from learned_planner import DurationHistory, DurationLearner, start_answer_status
-from rate_pacing import RatePacer
+from rate_pacing import RateLimit, RatePacer, parse_rate_limit
 
 __all__ = ["ClientBase", "ClientConfig", "start_answer_job_id"]
 
@@ -191,6 +191,37 @@ class ClientBase:
         self._learner.observe_final(
             job_id, status, received_at=self._clock() if received_at is None else received_at,
             pending_since=pending_since)
+
+    def _checked_timeout(self, timeout: float | None) -> float:
+        """A wait's timeout: None means the client's ``wait_timeout``; it must be > 0."""
+        timeout = self.wait_timeout if timeout is None else timeout
+        _require(timeout > 0, "timeout", timeout, "must be > 0")
+        return timeout
+
+    def _checked_max_attempts(self, max_attempts: int | None) -> int | None:
+        """A wait's attempt budget: None means the policy's; it must be None or >= 1."""
+        max_attempts = max_attempts if max_attempts is not None else self.policy.max_attempts
+        _require(max_attempts is None or max_attempts >= 1, "max_attempts", max_attempts,
+                 "must be None or >= 1")
+        return max_attempts
+
+    def _rate_limit_answer(self, headers: Mapping[str, str] | None,
+                           status: int | None) -> tuple[RateLimit | None, float | None]:
+        """What an answer (None: no answer) tells the pacer: its quota, and a 429's hold.
+
+        Returns:
+            The answer's rate limit (its reset set to the ``Retry-After`` of a 429 that has one:
+            the server's word over its reset), and the seconds a 429 holds every request back.
+        """
+        limit = parse_rate_limit(headers) if headers is not None else None
+        hold = None
+        if status == 429 and headers is not None:
+            hold = parse_retry_after(headers.get("Retry-After"), maximum=self.retry.max_retry_after)
+            if hold is None and limit is not None and limit.reset is not None:
+                hold = min(limit.reset, self.retry.max_retry_after)
+            elif hold is not None and limit is not None:
+                limit = replace(limit, reset=hold)
+        return limit, hold
 
     def _note_start(self, job_id: str, document: Any, retry_after: str | None,
                     sent_at: float, received_at: float) -> None:
