@@ -29,16 +29,15 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
-    Mapping,
     Sequence,
 )
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Self
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
 
+from client_base import ClientBase, ClientConfig, start_answer_job_id
 from client_core import (
     DEFAULT_BASE_URL,
     DEFAULT_REQUEST_TIMEOUT,
@@ -51,16 +50,13 @@ from client_core import (
     ServerError,
     ServerUnreachableError,
     VideoTranslationError,
-    WaitPlanner,
     WaitTimeout,
     _describe,
     _require,
-    parse_retry_after,
     read_status_answer,
 )
-from learned_planner import DurationHistory, DurationLearner, start_answer_status
+from learned_planner import DurationHistory
 from many_jobs import JobWait, ManyJobs, Mode, StreamAction, StreamChunk, unique_job_ids
-from rate_pacing import RatePacer, parse_rate_limit
 from sse import SSEParser
 from transport_core import RetryState, error_for_answer, error_message, is_transient
 
@@ -87,7 +83,7 @@ class _Answer:
     body: bytes
 
 
-class AsyncVideoTranslationClient:
+class AsyncVideoTranslationClient(ClientBase):
     """Starts video-translation jobs and waits for their final status, on asyncio.
 
     Takes the arguments of :class:`client.VideoTranslationClient`; differences: ``session`` is an
@@ -119,56 +115,23 @@ class AsyncVideoTranslationClient:
                  trace_configs: Sequence[aiohttp.TraceConfig] | None = (),
                  history_path: str | os.PathLike[str] | None = None,
                  history: DurationHistory | None = None):
-        base_url = DEFAULT_BASE_URL if base_url is None else base_url
-        wait_timeout = DEFAULT_WAIT_TIMEOUT if wait_timeout is None else wait_timeout
-        request_timeout = DEFAULT_REQUEST_TIMEOUT if request_timeout is None else request_timeout
-        status_url = "/status/{job_id}" if status_url is None else status_url
-        single_status_url = "/status" if single_status_url is None else single_status_url
-        start_url = "/start" if start_url is None else start_url
-        cancel_url = "/status/{job_id}/cancel" if cancel_url is None else cancel_url
+        config = ClientConfig.from_args(
+            base_url, username, password, auth=auth, policy=policy, retry=retry,
+            wait_timeout=wait_timeout, request_timeout=request_timeout, status_url=status_url,
+            single_status_url=single_status_url, start_url=start_url, cancel_url=cancel_url,
+            respect_rate_limits=respect_rate_limits, clock=clock, rng=rng)
         connection_limit = 0 if connection_limit is None else connection_limit
         trace_configs = () if trace_configs is None else trace_configs
-        parts = urlsplit(base_url)
-        if parts.username is not None or parts.password is not None:  # never shown: use as auth
-            username = username if username is not None else unquote(parts.username or "")
-            password = password if password is not None else unquote(parts.password or "")
-            base_url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-            parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, "
-                             f"got {base_url!r}")
-        for name, template in (("status_url", status_url), ("cancel_url", cancel_url)):
-            if "{job_id}" not in template:
-                raise ValueError(f"{name} must contain '{{job_id}}', got {template!r}")
-        _require(wait_timeout > 0, "wait_timeout", wait_timeout, "must be > 0")
         _require(connection_limit >= 0, "connection_limit", connection_limit, "must be >= 0")
-        self.base_url = base_url.rstrip("/")
-        self.policy = policy or PollingPolicy()
-        self.retry = retry or RetryPolicy()
-        self.wait_timeout = wait_timeout
-        self.request_timeout = request_timeout
-        self.status_url, self.single_status_url = status_url, single_status_url
-        self.start_url, self.cancel_url = start_url, cancel_url
-        self._clock = time.monotonic if clock is None else clock
+        super().__init__(config, history=history, history_path=history_path)  # one pacer: no lock
         self._sleep = asyncio.sleep if sleep is None else sleep
-        self._rng = rng or random.Random()
-        # One budget for every task of this client (one event loop: no lock).
-        self._pacer = RatePacer() if respect_rate_limits is not False else None
         self._connection_limit = connection_limit
         self._trace_configs = [_headers_sent_trace(), *trace_configs]
-        self._learner = DurationLearner(history or DurationHistory(history_path),
-                                        self.base_url + self.status_url)
-        username = username if username is not None else os.environ.get("API_USERNAME")
-        password = password if password is not None else os.environ.get("API_PASSWORD")
-        if auth is None and username and password is not None:
-            auth = (username, password)
+        auth = config.auth
         # aiohttp 3.14 deprecates BasicAuth objects; the header it recommends instead:
         self._auth_header = aiohttp.encode_basic_auth(*auth) if auth is not None else None
         self._owns_session = session is None
         self._session = session
-
-    def __repr__(self) -> str:  # never shows credentials
-        return f"{type(self).__name__}({self.base_url!r})"
 
     async def __aenter__(self) -> Self:
         return self
@@ -204,18 +167,11 @@ class AsyncVideoTranslationClient:
                                   headers={"Idempotency-Key": uuid.uuid4().hex}, ticket=ticket)
         received_at = self._clock()
         document = _json(answer, job_id=None)
-        job_id = document.get("job_id", document.get("id")) if isinstance(document, Mapping) \
-            else None
-        if not isinstance(job_id, str | int) or isinstance(job_id, bool):
-            location = answer.headers.get("Location", "")
-            job_id = location.rstrip("/").rsplit("/", 1)[-1] if location else None
-        if not job_id:
-            raise ProtocolError(f"the start answer has no job id: {_describe(document)}")
+        job_id = start_answer_job_id(document, answer.headers.get("Location", ""))
         logger.info("started job %s", job_id)
-        status = start_answer_status(document, job_id=str(job_id), retry_after=parse_retry_after(
-            answer.headers.get("Retry-After"), maximum=self.policy.max_hint_delay))
-        self._learner.note_start(str(job_id), status, sent_at=sent_at, received_at=received_at)
-        return str(job_id)
+        self._note_start(job_id, document, answer.headers.get("Retry-After"), sent_at,
+                         received_at)
+        return job_id
 
     async def start_jobs(self, count: int, *, delay: float | None = None,
                          outcome: str | None = None,
@@ -238,8 +194,7 @@ class AsyncVideoTranslationClient:
     async def cancel(self, job_id: str) -> JobStatus:
         """Cancel a queued or running job; its final status (see ``VideoTranslationClient.cancel``:
         a job that had already ended returns its final status, 404 is JobNotFoundError)."""
-        url = self.base_url + self.cancel_url.format(job_id=quote(str(job_id), safe=""))
-        answer = await self._send("POST", url, job_id=job_id, accept=(409,))
+        answer = await self._send("POST", self._cancel_url(job_id), job_id=job_id, accept=(409,))
         status = read_status_answer(_json(answer, job_id=job_id), answer.headers, job_id=job_id,
                                     max_hint_delay=self.policy.max_hint_delay)
         logger.info("job %s: cancel answered %d: %s", job_id, answer.status,
@@ -257,11 +212,8 @@ class AsyncVideoTranslationClient:
 
         Same arguments, decisions and errors as ``VideoTranslationClient.wait_for_completion``.
         """
-        timeout = self.wait_timeout if timeout is None else timeout
-        _require(timeout > 0, "timeout", timeout, "must be > 0")
-        max_attempts = max_attempts if max_attempts is not None else self.policy.max_attempts
-        _require(max_attempts is None or max_attempts >= 1, "max_attempts", max_attempts,
-                 "must be None or >= 1")
+        timeout = self._checked_timeout(timeout)
+        max_attempts = self._checked_max_attempts(max_attempts)
         wait = JobWait(job_id, self._new_planner(job_id), max_attempts=max_attempts,
                        max_protocol_errors=self.policy.max_protocol_errors)
         started = self._clock()
@@ -276,8 +228,7 @@ class AsyncVideoTranslationClient:
         server without ``/events``) are one task per job, each long-polling. Stop early with
         ``contextlib.aclosing`` so the streams close at once.
         """
-        timeout = self.wait_timeout if timeout is None else timeout
-        _require(timeout > 0, "timeout", timeout, "must be > 0")
+        timeout = self._checked_timeout(timeout)
         batch = ManyJobs(job_ids, use_stream=self.use_event_stream, rng=self._rng)
         started = self._clock()
         run = _BatchRun(self, batch, started, started + timeout)
@@ -320,21 +271,6 @@ class AsyncVideoTranslationClient:
         return {job_id: ended[job_id] for job_id in ids}
 
     # -------------------------------------------------------------------------------- internals
-    def _new_planner(self, job_id: str | None, policy: PollingPolicy | None = None) -> WaitPlanner:
-        """The planner of one job's wait; every per-job wait (single or batch) gets it here."""
-        policy = policy or self.policy
-        if not policy.learn:
-            return WaitPlanner(policy, rng=self._rng)
-        return self._learner.planner(job_id, policy, now=self._clock(), rng=self._rng)
-
-    def _observe_final(self, job_id: str | None, status: JobStatus, *,
-                       waited: float | None = None, received_at: float | None = None,
-                       pending_since: float | None = None) -> None:
-        """Called once with each final status this client learns of, by any route."""
-        self._learner.observe_final(
-            job_id, status, received_at=self._clock() if received_at is None else received_at,
-            pending_since=pending_since)
-
     async def _wait_one(self, wait: JobWait, started: float, deadline: float, timeout: float,
                         on_update: Callable[[JobStatus], None] | None = None, *,
                         observe: bool = True,
@@ -387,11 +323,6 @@ class AsyncVideoTranslationClient:
                                    elapsed=now - started)
             await self._sleep(min(decision.delay, deadline - now))
 
-    def _status_url(self, job_id: str | None) -> str:
-        if job_id is None:
-            return self.base_url + self.single_status_url
-        return self.base_url + self.status_url.format(job_id=quote(str(job_id), safe=""))
-
     async def _poll(self, job_id: str | None, wait: int | None, deadline: float, *,
                     on_sent: Callable[[], None] | None = None) -> tuple[JobStatus, float, float]:
         headers: dict[str, str] = {}
@@ -440,14 +371,7 @@ class AsyncVideoTranslationClient:
         """
         if self._pacer is None:
             return None
-        limit = parse_rate_limit(headers.items()) if headers is not None else None
-        hold = None
-        if status == 429 and headers is not None:
-            hold = parse_retry_after(headers.get("Retry-After"), maximum=self.retry.max_retry_after)
-            if hold is None and limit is not None and limit.reset is not None:
-                hold = min(limit.reset, self.retry.max_retry_after)
-            elif hold is not None and limit is not None:  # the server's word over its reset
-                limit = replace(limit, reset=hold)
+        limit, hold = self._rate_limit_answer(headers, status)
         now = self._clock()
         self._pacer.observe(limit, ticket=ticket, at=now)
         if hold is not None:

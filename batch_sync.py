@@ -74,8 +74,7 @@ def start_jobs(client: VideoTranslationClient, count: int, *, delay: float | Non
 def as_completed(client: VideoTranslationClient, job_ids: Any, *, timeout: float | None,
                  workers: int = POLL_WORKERS) -> Iterator[JobStatus]:
     """Yield each job's final status as it ends (see ``VideoTranslationClient.as_completed``)."""
-    timeout = client.wait_timeout if timeout is None else timeout
-    _require(timeout > 0, "timeout", timeout, "must be > 0")
+    timeout = client._checked_timeout(timeout)
     batch = ManyJobs(job_ids, use_stream=client.use_event_stream, rng=client._rng)
     started = client._clock()
     deadline = started + timeout

@@ -45,7 +45,6 @@ import os
 import random
 import shlex
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -62,9 +61,12 @@ from bench_common import (  # noqa: F401
     ServerProcess,
     Spread,
     Target,
+    bench_workdir,
     markdown_table,
     percentile,
     report_header,
+    save_figure,
+    start_together,
     targets_markdown,
     write_json,
 )
@@ -289,16 +291,7 @@ def run_strategy(strategy: Strategy, plan: Sequence[PlannedJob], *, seed: int, w
             futures = [pool.submit(_wait_for_one, api, counter, job, barrier, timeout)
                        for (api, counter), job in zip(clients, plan)]
             cpu, server_cpu = time.process_time(), server.cpu_seconds()
-            try:
-                barrier.wait(timeout=120)
-            except threading.BrokenBarrierError:
-                raise BenchError(f"{strategy.name}: the job threads never all got ready") from None
-            started = time.monotonic()
-            try:
-                records = [f.result(timeout=timeout + 60) for f in futures]
-            except Exception as exc:
-                raise BenchError(f"{strategy.name}: a wait failed: {exc!r}; server log ends "
-                                 f"with:\n{server.log_tail()}") from exc
+            started, records = start_together(strategy.name, barrier, futures, timeout, server)
             cpu, server_cpu = time.process_time() - cpu, server.cpu_seconds() - server_cpu
     wrong = [r for r in records if r.result != r.planned.outcome]
     if wrong:
@@ -332,9 +325,7 @@ def plot_strategies(results: Sequence[StrategyResult], path: Path, title: str) -
     ax.set_ylabel("p99 detection delay (ms, log scale)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------- command line
@@ -461,12 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("client").setLevel(logging.DEBUG if options.verbose else logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-    with ExitStack() as stack:
-        if options.server_logs:
-            workdir = options.server_logs
-            workdir.mkdir(parents=True, exist_ok=True)
-        else:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+    with bench_workdir(options.server_logs) as workdir:
         try:
             _main_strategies(options, argv, workdir)
         except BenchError as exc:

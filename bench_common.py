@@ -10,14 +10,18 @@ a name ends in ``_ms``; percentiles are nearest-rank.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import platform
 import shlex
+import tempfile
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +37,13 @@ __all__ = [
     "ServerProcess",
     "Spread",
     "Target",
+    "bench_workdir",
     "markdown_table",
     "percentile",
     "report_header",
+    "save_figure",
     "sleep_until",
+    "start_together",
     "targets_markdown",
     "write_json",
 ]
@@ -120,6 +127,50 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     logger.info("wrote %s", path)
+
+
+@contextlib.contextmanager
+def bench_workdir(server_logs: Path | None) -> Iterator[Path]:
+    """The folder for the servers' logs: ``server_logs`` (created) when given, else a temporary
+    folder removed on exit."""
+    if server_logs:
+        server_logs.mkdir(parents=True, exist_ok=True)
+        yield server_logs
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        yield Path(tmp)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Writes a matplotlib figure as a PNG (creating the folder) and frees it."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def start_together(name: str, barrier: threading.Barrier, futures: Sequence[Future[Any]],
+                   timeout: float, server: ServerProcess) -> tuple[float, list[Any]]:
+    """Lets every job thread go at once (each waits on ``barrier``) and collects their results.
+
+    Returns:
+        When they went (``time.monotonic()``), and the futures' results in order.
+
+    Raises:
+        BenchError: the threads never all got ready, or one failed (with the server log's end).
+    """
+    try:
+        barrier.wait(timeout=120)
+    except threading.BrokenBarrierError:
+        raise BenchError(f"{name}: the job threads never all got ready") from None
+    started = time.monotonic()
+    try:
+        results = [f.result(timeout=timeout + 60) for f in futures]
+    except Exception as exc:
+        raise BenchError(f"{name}: a wait failed: {exc!r}; server log ends with:\n"
+                         f"{server.log_tail()}") from exc
+    return started, results
 
 
 class ServerProcess:

@@ -58,6 +58,7 @@ from typing import Any
 from bench import STRATEGIES as BENCH_STRATEGIES
 from bench import PlannedJob, Strategy, StrategyResult, plan_jobs, run_strategy
 from bench_common import (
+    save_figure,
     BenchError,
     ServerProcess,
     Target,
@@ -276,9 +277,7 @@ def plot_rows(rows: Sequence[Row], plan: Sequence[PlannedJob], factor: float, pa
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------- command line

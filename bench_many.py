@@ -66,6 +66,7 @@ from bench import (
     report_header,
     targets_markdown,
 )
+from bench_common import save_figure
 
 logger = logging.getLogger("bench")
 
@@ -438,9 +439,7 @@ def plot_many(results: Sequence[RunResult], path: Path) -> None:
     ax.set_ylabel("p99 detection delay (ms)")
     ax.set_title("Waiting for many jobs from one process", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -36,7 +36,6 @@ import random
 import re
 import shlex
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -60,6 +59,7 @@ from bench import (
     report_header,
     targets_markdown,
 )
+from bench_common import bench_workdir, start_together
 from client import ServerError, VideoTranslationClient
 
 logger = logging.getLogger("bench")
@@ -205,16 +205,7 @@ def run_way(way: str, plan: Sequence[PlannedJob], *, rate: int, seed: int, workd
         logger.info("%s: %d jobs against RATE_LIMIT=%d", way, len(plan), rate)
         with concurrent.futures.ThreadPoolExecutor(len(plan), f"bench-{way}") as pool:
             futures = [pool.submit(work, job, barrier) for job in plan]
-            try:
-                barrier.wait(timeout=120)
-            except threading.BrokenBarrierError:
-                raise BenchError(f"{way}: the job threads never all got ready") from None
-            started = time.monotonic()
-            try:
-                outcomes = [f.result(timeout=timeout + 60) for f in futures]
-            except Exception as exc:
-                raise BenchError(f"{way}: a wait failed: {exc!r}; server log ends with:\n"
-                                 f"{server.log_tail()}") from exc
+            started, outcomes = start_together(way, barrier, futures, timeout, server)
             wall = time.monotonic() - started
         time.sleep(0.2)  # the last access lines reach the log
         answers = count_answers(server.log_path.read_text(errors="replace"))
@@ -283,12 +274,7 @@ def main(argv: Sequence[str]) -> int:
                      max_delay=options.max_delay)
     # The paced client needs (2 requests x jobs) / rate seconds; the loop longer: generous.
     timeout = options.max_delay * 4 + 4 * options.jobs / options.rate + 60
-    with ExitStack() as stack:
-        if options.server_logs:
-            workdir = options.server_logs
-            workdir.mkdir(parents=True, exist_ok=True)
-        else:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+    with bench_workdir(options.server_logs) as workdir:
         try:
             results = [run_way(way, plan, rate=options.rate, seed=options.seed, workdir=workdir,
                                timeout=timeout) for way in ways]

@@ -38,11 +38,9 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +48,7 @@ from typing import Any
 import requests
 
 from bench_common import (
+    bench_workdir,
     HOST,
     BenchError,
     ServerProcess,
@@ -641,12 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--seconds and --job-ttl must be > 0")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with ExitStack() as stack:
-        if options.server_logs:
-            workdir = options.server_logs
-            workdir.mkdir(parents=True, exist_ok=True)
-        else:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+    with bench_workdir(options.server_logs) as workdir:
         try:
             result = run_scale(options, workdir)
         except BenchError as exc:

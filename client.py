@@ -59,7 +59,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -67,6 +66,7 @@ from urllib3.util.retry import Retry
 
 import batch_cli
 import batch_sync
+from client_base import ClientBase, ClientConfig, start_answer_job_id
 from client_core import (
     _TRANSIENT_STATUSES,
     DEFAULT_BASE_URL,
@@ -90,7 +90,6 @@ from client_core import (
     WaitTimeout,
     WebhookVerificationError,
     _describe,
-    _require,
     equal_jitter,
     exponential_delays,
     full_jitter,
@@ -103,12 +102,11 @@ from client_core import (
 from duration_model import DurationModel, Schedule
 from learned_planner import (
     DurationHistory,
-    DurationLearner,
     LearnedPlanner,
-    start_answer_status,
 )
 from many_jobs import unique_job_ids
 from rate_pacing import RateLimit, RatePacer, parse_rate_limit
+from transport_core import error_for_answer
 from webhook_verify import DEFAULT_WEBHOOK_TOLERANCE, verify_webhook
 
 if TYPE_CHECKING:  # imported on first use at run time (see __getattr__ below)
@@ -224,7 +222,7 @@ class _DeadlineRetry(Retry):
         return f"HTTP {last.status}" if last.status else type(last.error).__name__
 
 
-class VideoTranslationClient:
+class VideoTranslationClient(ClientBase):
     """Starts video-translation jobs and waits for their final status.
 
     Args:
@@ -265,51 +263,18 @@ class VideoTranslationClient:
                  rng: random.Random | None = None,
                  history_path: str | os.PathLike[str] | None = None,
                  history: DurationHistory | None = None):
-        base_url = DEFAULT_BASE_URL if base_url is None else base_url
-        wait_timeout = DEFAULT_WAIT_TIMEOUT if wait_timeout is None else wait_timeout
-        request_timeout = DEFAULT_REQUEST_TIMEOUT if request_timeout is None else request_timeout
-        status_url = "/status/{job_id}" if status_url is None else status_url
-        single_status_url = "/status" if single_status_url is None else single_status_url
-        start_url = "/start" if start_url is None else start_url
-        cancel_url = "/status/{job_id}/cancel" if cancel_url is None else cancel_url
-        parts = urlsplit(base_url)
-        # Credentials in the URL would show in every message, log line and repr: use them as
-        # auth (explicit arguments win) and keep them out of base_url.
-        if parts.username is not None or parts.password is not None:
-            username = username if username is not None else unquote(parts.username or "")
-            password = password if password is not None else unquote(parts.password or "")
-            base_url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-            parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, "
-                             f"got {base_url!r}")
-        for name, template in (("status_url", status_url), ("cancel_url", cancel_url)):
-            if "{job_id}" not in template:
-                raise ValueError(f"{name} must contain '{{job_id}}', got {template!r}")
-        _require(wait_timeout > 0, "wait_timeout", wait_timeout, "must be > 0")
-        self.base_url = base_url.rstrip("/")
-        self.policy = policy or PollingPolicy()
-        self.retry = retry or RetryPolicy()
-        self.wait_timeout = wait_timeout
-        self.request_timeout = request_timeout
-        self.status_url, self.single_status_url = status_url, single_status_url
-        self.start_url, self.cancel_url = start_url, cancel_url
-        self._clock = time.monotonic if clock is None else clock
+        config = ClientConfig.from_args(
+            base_url, username, password, auth=auth, policy=policy, retry=retry,
+            wait_timeout=wait_timeout, request_timeout=request_timeout, status_url=status_url,
+            single_status_url=single_status_url, start_url=start_url, cancel_url=cancel_url,
+            respect_rate_limits=respect_rate_limits, clock=clock, rng=rng)
+        super().__init__(config, history=history, history_path=history_path)
         self._sleep = time.sleep if sleep is None else sleep
-        self._rng = rng or random.Random()
         self._deadline = threading.local()  # per thread: a client may serve several threads
-        # One pacer for every thread using this client: one budget; its calls are under a lock.
-        self._pacer = RatePacer() if respect_rate_limits is not False else None
-        self._pacer_lock = threading.Lock()
+        self._pacer_lock = threading.Lock()  # the one pacer's calls come from every thread
         # Per thread: the booking of the request being sent, and when its last sleep ended.
         self._local = threading.local()
-        self._learner = DurationLearner(history or DurationHistory(history_path),
-                                        self.base_url + self.status_url)
-
-        username = username if username is not None else os.environ.get("API_USERNAME")
-        password = password if password is not None else os.environ.get("API_PASSWORD")
-        if auth is None and username and password is not None:
-            auth = (username, password)
+        auth = config.auth
         self._owns_session = session is None
         self.session = session or requests.Session()
         if auth is not None:
@@ -324,9 +289,6 @@ class VideoTranslationClient:
     events_url = "/events"
     #: Whether waits for many jobs try the event stream first (False: per-job waits only).
     use_event_stream = True
-
-    def __repr__(self) -> str:  # never shows credentials
-        return f"{type(self).__name__}({self.base_url!r})"
 
     def __enter__(self) -> VideoTranslationClient:
         return self
@@ -364,16 +326,11 @@ class VideoTranslationClient:
                               headers=headers, timeout=self.request_timeout, paced=True)
         received_at = self._clock()
         document = self._json(response, job_id=None)
-        job_id = document.get("job_id", document.get("id")) if isinstance(document, Mapping) \
-            else None
-        if not isinstance(job_id, str | int) or isinstance(job_id, bool):
-            location = response.headers.get("Location", "")
-            job_id = location.rstrip("/").rsplit("/", 1)[-1] if location else None
-        if not job_id:
-            raise ProtocolError(f"the start answer has no job id: {_describe(document)}")
+        job_id = start_answer_job_id(document, response.headers.get("Location", ""))
         logger.info("started job %s", job_id)
-        self._note_start(str(job_id), document, response, sent_at, received_at)
-        return str(job_id)
+        self._note_start(job_id, document, response.headers.get("Retry-After"), sent_at,
+                         received_at)
+        return job_id
 
     def get_status(self, job_id: str | None = None) -> JobStatus:
         """One status request. ``job_id=None`` asks the server's single-job ``GET /status``."""
@@ -391,8 +348,7 @@ class VideoTranslationClient:
             JobNotFoundError: the server does not know the job (404).
             InvalidRequestError: the server refused, e.g. 405 from a server without cancel.
         """
-        url = self.base_url + self.cancel_url.format(job_id=quote(str(job_id), safe=""))
-        response = self._send("POST", url, job_id=job_id, accept=(409,),
+        response = self._send("POST", self._cancel_url(job_id), job_id=job_id, accept=(409,),
                               timeout=self.request_timeout)
         status = read_status_answer(self._json(response, job_id=job_id), response.headers,
                                     job_id=job_id, max_hint_delay=self.policy.max_hint_delay)
@@ -417,11 +373,8 @@ class VideoTranslationClient:
             WaitTimeout: the deadline or attempt budget ran out (carries the last status seen).
             JobNotFoundError, AuthenticationError, InvalidRequestError, ProtocolError: as named.
         """
-        timeout = self.wait_timeout if timeout is None else timeout
-        _require(timeout > 0, "timeout", timeout, "must be > 0")
-        max_attempts = max_attempts if max_attempts is not None else self.policy.max_attempts
-        _require(max_attempts is None or max_attempts >= 1, "max_attempts", max_attempts,
-                 "must be None or >= 1")
+        timeout = self._checked_timeout(timeout)
+        max_attempts = self._checked_max_attempts(max_attempts)
         planner = self._new_planner(job_id)
         label = job_id or "(default job)"
         started = self._clock()
@@ -523,45 +476,6 @@ class VideoTranslationClient:
         return batch_sync.start_jobs(self, count, delay=delay, outcome=outcome)
 
     # -------------------------------------------------------------------------------- internals
-    def _new_planner(self, job_id: str | None, policy: PollingPolicy | None = None) -> WaitPlanner:
-        """The planner of one job's wait; every per-job wait (single or batch) gets it here.
-
-        Learned on a silent server (``learned_planner.py``) unless the policy says ``learn=False``.
-
-        Args:
-            job_id: The job waited for (None: the server's single job).
-            policy: The policy to plan with (default: the client's).
-        """
-        policy = policy or self.policy
-        if not policy.learn:
-            return WaitPlanner(policy, rng=self._rng)
-        return self._learner.planner(job_id, policy, now=self._clock(), rng=self._rng)
-
-    def _observe_final(self, job_id: str | None, status: JobStatus, *,
-                       waited: float | None = None, received_at: float | None = None,
-                       pending_since: float | None = None) -> None:
-        """Called once with each final status this client learns of, by any route.
-
-        Feeds the duration model: the job ended after its last pending answer was asked for
-        (``pending_since``, else what its planner saw) and before ``received_at``.
-
-        Args:
-            job_id: The job.
-            status: Its final status.
-            waited: Seconds from the start of the wait to learning it, when known.
-            received_at: The client's clock when the final answer arrived (default: now).
-            pending_since: When the last pending answer was asked for (default: its planner's).
-        """
-        self._learner.observe_final(
-            job_id, status, received_at=self._clock() if received_at is None else received_at,
-            pending_since=pending_since)
-
-    def _note_start(self, job_id: str, document: Any, response: requests.Response,
-                    sent_at: float, received_at: float) -> None:
-        status = start_answer_status(document, job_id=job_id, retry_after=parse_retry_after(
-            response.headers.get("Retry-After"), maximum=self.policy.max_hint_delay))
-        self._learner.note_start(job_id, status, sent_at=sent_at, received_at=received_at)
-
     def _timeout(self, job_id: str | None, last: JobStatus | None, attempts: int,
                  started: float, why: str, cause: Exception | None) -> WaitTimeout:
         elapsed = self._clock() - started
@@ -623,15 +537,7 @@ class VideoTranslationClient:
         """Tell the pacer what an answer said (None: no answer at all); a 429 holds all back."""
         if self._pacer is None:
             return
-        limit = parse_rate_limit(headers) if headers is not None else None
-        hold = None
-        if status_code == 429:
-            hold = parse_retry_after(headers.get("Retry-After"),
-                                     maximum=self.retry.max_retry_after)
-            if hold is None and limit is not None and limit.reset is not None:
-                hold = min(limit.reset, self.retry.max_retry_after)
-            elif hold is not None and limit is not None:  # the server's word over its reset
-                limit = replace(limit, reset=hold)
+        limit, hold = self._rate_limit_answer(headers, status_code)
         with self._pacer_lock:
             now = self._clock()
             self._pacer.observe(limit, ticket=getattr(self._local, "ticket", None), at=now)
@@ -645,11 +551,6 @@ class VideoTranslationClient:
         if delay > 0:  # exactly what the server said (a 429 also holds back the other threads)
             self._nap(delay)
         self._pace()
-
-    def _status_url(self, job_id: str | None) -> str:
-        if job_id is None:
-            return self.base_url + self.single_status_url
-        return self.base_url + self.status_url.format(job_id=quote(str(job_id), safe=""))
 
     def _poll(self, job_id: str | None, wait: int | None) -> tuple[JobStatus, float, float]:
         headers, params, (connect, read) = {}, {}, self.request_timeout
@@ -696,22 +597,8 @@ class VideoTranslationClient:
         code = response.status_code
         if code < 400 or code in accept:
             return response
-        detail = _error_message(response)
-        if code in (401, 403):
-            raise AuthenticationError(
-                f"{method} {url}: the server refused the credentials (HTTP {code}: {detail}); "
-                "check API_USERNAME and API_PASSWORD", job_id=job_id, status_code=code)
-        if code == 404:
-            raise JobNotFoundError(
-                f"job {job_id} not found (HTTP 404: {detail}); it may have expired, or the "
-                "server may have restarted" if job_id else f"{method} {url}: not found "
-                f"(HTTP 404: {detail}); check base_url and the status URL",
-                job_id=job_id, status_code=code)
-        if code in _TRANSIENT_STATUSES or code >= 500:
-            raise ServerError(f"{method} {url}: HTTP {code} after {self.retry.max_retries} "
-                              f"retries: {detail}", job_id=job_id, status_code=code)
-        raise InvalidRequestError(f"{method} {url}: the server rejected the request (HTTP {code}: "
-                                  f"{detail})", job_id=job_id, status_code=code)
+        raise error_for_answer(method, url, code, _error_message(response), job_id=job_id,
+                               max_retries=self.retry.max_retries)
 
     @staticmethod
     def _json(response: requests.Response, *, job_id: str | None) -> Any:

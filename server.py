@@ -689,6 +689,17 @@ def _configure_logging(log_file: str | None) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Stops a child process politely (SIGTERM), killing it if it has not exited in ``timeout`` s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+
+
 @dataclasses.dataclass
 class ServerProcess:
     """``python server.py`` in a subprocess, for demos, tests and benchmarks.
@@ -778,13 +789,7 @@ class ServerProcess:
 
     def stop(self) -> None:
         """Stops the server politely (SIGTERM), killing it if it does not exit within 10 s."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         self._reader.join(timeout=5)
 
     def __enter__(self) -> ServerProcess:

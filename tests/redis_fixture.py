@@ -17,6 +17,8 @@ from pathlib import Path
 
 import redis
 
+from server import stop_process
+
 #: Databases of the test server: one per app a test run builds (recycled after that many).
 DATABASES = 1000
 
@@ -104,13 +106,8 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stops the server politely (SIGTERM)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        if self.process is not None:
+            stop_process(self.process)
 
     def kill(self) -> None:
         """Kills the server at once (SIGKILL), like a crash."""

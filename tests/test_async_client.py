@@ -5,15 +5,13 @@ Same servers, same assertions as ``test_client_live.py``: one strategy core, two
 
 from __future__ import annotations
 
-import itertools
 import time
 from types import SimpleNamespace
 
 import aiohttp
 import pytest
-from flask import Flask, jsonify
 from helpers import fast_settings, serve_wsgi
-from test_client_live import plain_app, unused_loopback_port
+from test_client_live import busy_once_app, down_app, plain_app, unused_loopback_port
 
 from client import (
     AsyncVideoTranslationClient,
@@ -123,15 +121,7 @@ async def test_a_retried_start_reuses_its_idempotency_key():
 
 async def test_retry_after_on_503_is_honoured_through_the_injected_sleep():
     """A 503 with Retry-After: 1 is retried after exactly that, via the client's sleep."""
-    app = Flask("busy")
-    calls = itertools.count()
-
-    @app.get("/status/<job_id>")
-    def busy(job_id: str):
-        if next(calls) == 0:
-            return jsonify(error="busy"), 503, {"Retry-After": "1"}
-        return jsonify(result="completed")
-
+    app = busy_once_app()
     slept: list[float] = []
 
     async def sleep(seconds: float) -> None:
@@ -145,14 +135,7 @@ async def test_retry_after_on_503_is_honoured_through_the_injected_sleep():
 
 async def test_a_server_that_keeps_failing_raises_server_error_after_the_retries():
     """503 every time: 1 + max_retries attempts, then ServerError with the server's words."""
-    app = Flask("down")
-    hits = itertools.count(1)
-
-    @app.get("/status/<job_id>")
-    def down(job_id: str):
-        next(hits)
-        return jsonify(error={"code": "maintenance", "message": "back soon"}), 503
-
+    app, hits = down_app()
     with serve_wsgi(app) as url:
         async with AsyncVideoTranslationClient(url, retry=QUICK_RETRY) as api:
             with pytest.raises(ServerError, match="back soon") as caught:

@@ -212,6 +212,25 @@ def test_a_retried_start_reuses_its_idempotency_key():
 
 def test_retry_after_on_503_is_honoured_through_the_injected_sleep():
     """A 503 with Retry-After: 1 is retried after exactly that, via the client's sleep."""
+    app = busy_once_app()
+    slept: list[float] = []
+    with serve_wsgi(app) as url, VideoTranslationClient(url, sleep=slept.append) as api:
+        assert api.get_status("x").done
+    assert slept == [1.0]
+
+
+def test_a_server_that_keeps_failing_raises_server_error_after_the_retries():
+    """503 every time: 1 + max_retries attempts through urllib3, then ServerError with the code."""
+    app, hits = down_app()
+    with serve_wsgi(app) as url, VideoTranslationClient(url, retry=QUICK_RETRY) as api:
+        with pytest.raises(client.ServerError, match="back soon") as caught:
+            api.get_status("x")
+    assert caught.value.status_code == 503
+    assert next(hits) - 1 == 1 + QUICK_RETRY.max_retries
+
+
+def busy_once_app() -> Flask:
+    """GET /status/<id>: a 503 with ``Retry-After: 1`` the first time, then completed."""
     app = Flask("busy")
     calls = itertools.count()
 
@@ -221,14 +240,12 @@ def test_retry_after_on_503_is_honoured_through_the_injected_sleep():
             return jsonify(error="busy"), 503, {"Retry-After": "1"}
         return jsonify(result="completed")
 
-    slept: list[float] = []
-    with serve_wsgi(app) as url, VideoTranslationClient(url, sleep=slept.append) as api:
-        assert api.get_status("x").done
-    assert slept == [1.0]
+    return app
 
 
-def test_a_server_that_keeps_failing_raises_server_error_after_the_retries():
-    """503 every time: 1 + max_retries attempts through urllib3, then ServerError with the code."""
+def down_app() -> tuple[Flask, Iterator[int]]:
+    """GET /status/<id>: a 503 with the server's own words, every time; and its hit counter
+    (its next value minus one is the number of requests so far)."""
     app = Flask("down")
     hits = itertools.count(1)
 
@@ -237,11 +254,7 @@ def test_a_server_that_keeps_failing_raises_server_error_after_the_retries():
         next(hits)
         return jsonify(error={"code": "maintenance", "message": "back soon"}), 503
 
-    with serve_wsgi(app) as url, VideoTranslationClient(url, retry=QUICK_RETRY) as api:
-        with pytest.raises(client.ServerError, match="back soon") as caught:
-            api.get_status("x")
-    assert caught.value.status_code == 503
-    assert next(hits) - 1 == 1 + QUICK_RETRY.max_retries
+    return app, hits
 
 
 def unused_loopback_port() -> int:

@@ -83,13 +83,7 @@ def read_until(process: subprocess.Popen, pattern: str, timeout: float = 20.0) -
 
 
 def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    server.stop_process(process, timeout=15)
 
 
 # -------------------------------------------------------------------------- checks at start
