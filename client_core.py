@@ -7,18 +7,7 @@ their jitter, and :class:`WaitPlanner`, which says how long to wait before the n
 and why. ``client.py`` (requests) and its asyncio twin only move bytes and sleep; a bug fixed here is
 fixed for both. Import the public names from ``client``, which re-exports them.
 
-All durations are in seconds. Exceptions::
-
-    VideoTranslationError
-    ├── AuthenticationError      401/403; never retried
-    ├── JobNotFoundError         404 (also LookupError)
-    ├── InvalidRequestError      another 4xx: the server rejected what was sent (also ValueError)
-    ├── ServerError              5xx or 429 still answered after the retries
-    ├── ServerUnreachableError   no answer at all after the retries (also ConnectionError)
-    ├── ProtocolError            an answer with no usable status in it (also ValueError)
-    ├── WaitTimeout              deadline or attempt budget spent (also TimeoutError)
-    ├── BatchError               some jobs of a batch could not be waited for (the rest ended)
-    └── WebhookVerificationError a forged, stale or malformed webhook delivery (also ValueError)
+All durations are in seconds. The exception tree is drawn in ``client``'s docstring.
 """
 
 from __future__ import annotations
