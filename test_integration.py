@@ -25,8 +25,8 @@ from typing import Any
 
 import requests
 
-from client import VideoTranslationClient
-from server import ServerProcess
+from vtwait.client.sync import VideoTranslationClient
+from vtwait.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parent
 LOGS = ROOT / "logs"
@@ -132,10 +132,10 @@ def main() -> int:
     console = logging.StreamHandler(sys.stdout)
     for handler in (client_log, console):
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        for name in ("client", "integration"):
+        for name in ("vtwait.client", "integration"):
             logging.getLogger(name).addHandler(handler)
     console.setLevel(logging.INFO)
-    for name in ("client", "integration"):
+    for name in ("vtwait.client", "integration"):
         logging.getLogger(name).setLevel(logging.DEBUG)
         logging.getLogger(name).propagate = False
 

@@ -11,10 +11,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from helpers import FakeClock, LiveServer, fast_settings, start_live_server
-from redis_fixture import RedisServer
+from tests.helpers import FakeClock, LiveServer, fast_settings, start_live_server
+from vtwait.testing import RedisServer
 
-import server
+import vtwait.server.app as server
 
 
 @pytest.fixture(scope="session")

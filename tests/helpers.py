@@ -1,6 +1,6 @@
 """Helpers shared by the test files: fast settings, a fake clock, live servers on free ports.
 
-``server.py`` as a subprocess is ``server.ServerProcess``; the client's test doubles are in
+``server.py`` as a subprocess is ``testing.ServerProcess``; the client's test doubles are in
 ``fakes.py``.
 """
 
@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the project is a flat set of scripts, not an installed package
     sys.path.insert(0, str(ROOT))
 
-import server  # noqa: E402
+import vtwait.server.app as server
+import vtwait.testing as testing  # noqa: E402
 
 #: Job duration used by fast_settings(): short enough to wait for, long enough to see pending.
 FAST_DELAY = 0.05
@@ -152,14 +153,14 @@ def settings_env(settings: server.Settings) -> dict[str, str]:
 
 
 def start_server_process(settings: server.Settings | None = None, *flags: str,
-                         **kwargs: Any) -> server.ServerProcess:
+                         **kwargs: Any) -> testing.ServerProcess:
     """``python server.py`` as users run it, with ``settings`` (default fast_settings()) passed
     through its environment; stop it with ``.stop()`` (or use it as a context manager)."""
-    return server.ServerProcess.start(*flags, env=settings_env(settings or fast_settings()),
+    return testing.ServerProcess.start(*flags, env=settings_env(settings or fast_settings()),
                                       **kwargs)
 
 
-def serving_process(srv: server.ServerProcess, timeout: float = 20.0) -> Any:
+def serving_process(srv: testing.ServerProcess, timeout: float = 20.0) -> Any:
     """The ``psutil.Process`` that serves requests: gunicorn's (only) worker, or the server itself
     under ``--dev-server``."""
     import time

@@ -1,0 +1,520 @@
+"""Benchmark: waiting for many jobs from one process (``python bench.py many``).
+
+    python bench.py many --json bench-results/many.json --plot bench-results/many.png
+    python bench.py many --quick          # a few seconds: 200 jobs, short delays
+
+Two scenarios, each with a seeded job plan, run by every strategy in turn, each against a fresh
+``python server.py`` (gunicorn + gevent) on 127.0.0.1 and in its own client process (so that its
+CPU, memory and threads are its own; forked from the benchmark, so no imports are repeated, with
+the objects it inherits frozen by ``gc.freeze()`` so that its collections skip them):
+
+* ``spread``: 10,000 jobs whose ends are spread uniformly over 3-7 s after a common moment;
+* ``burst``: 10,000 jobs that all end in the same instant (5 s after it).
+
+The client process starts every job first (the async client, 64 starts in flight; each job gets
+the delay left to its planned end, so starting takes place during a lead time before the common
+moment), then waits for them all with one strategy:
+
+* ``stream-async``: ``AsyncVideoTranslationClient.as_completed`` with the event stream (one
+  ``GET /events`` per 1,000 jobs);
+* ``long-poll-async``: the same client with the stream off: one task per job, each long-polling;
+* ``stream-sync``: ``VideoTranslationClient.as_completed`` with the stream, over 1,000 jobs, its
+  process's threads counted at every job it yields;
+* ``fixed-async``: the trivial loop (``PollingPolicy.fixed(1.0)``, one task per job), the
+  reference for server cost.
+
+Figures per run: requests per job (status requests plus stream connections, divided by jobs);
+detection delay (the moment the client yields a job's final status minus its ``finished_at``;
+one machine, one clock) at p50/p99/max; client CPU seconds and peak RSS (the client process, wait
+phase for CPU; RSS with what it had when forked, shown beside it); server CPU seconds (master and
+worker, wait phase) and peak RSS (sampled every 0.1 s). Markdown on stdout, JSON and a PNG on
+request. A missed target is reported, never raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import gc
+import json
+import logging
+import multiprocessing
+import os
+import random
+import resource
+import shlex
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+import vtwait.testing as testing
+from benchmarks.strategies import (
+    MB,
+    BenchError,
+    Spread,
+    Target,
+    markdown_table,
+    report_header,
+    targets_markdown,
+)
+from benchmarks.common import save_figure
+
+logger = logging.getLogger(__name__)
+
+SCENARIOS = ("spread", "burst")
+STRATEGIES = ("stream-async", "long-poll-async", "stream-sync", "fixed-async")
+#: Full run and --quick: jobs per async strategy, jobs for the sync one, the window of ends.
+#: ``lead``: time before the common moment to start every job first, base + per job (measured:
+#: 0.3 ms per start with 64 in flight on 2 idle cores, 1.8 ms on a busy machine; a job started
+#: after its planned end is counted in ``late_starts``).
+MANY_DEFAULTS = {"jobs": 10_000, "sync_jobs": 1000, "min_delay": 3.0, "max_delay": 7.0,
+                 "burst_delay": 5.0, "lead": (2.0, 0.0025)}
+MANY_QUICK = {"jobs": 100, "sync_jobs": 50, "min_delay": 0.1, "max_delay": 0.3,
+              "burst_delay": 0.2, "lead": (0.2, 0.0007)}
+#: Concurrent starts of the client process.
+START_CONCURRENCY = 64
+#: Targets of the issue.
+TARGET_STREAM_REQUESTS = 0.01
+TARGET_STREAM_P99_MS = 20.0
+TARGET_STREAM_CPU_S = 3.0
+TARGET_BURST_P99_MS = 200.0
+TARGET_LONG_POLL_REQUESTS = 1.0
+TARGET_LONG_POLL_P99_MS = 100.0
+TARGET_SYNC_THREADS = 4
+TARGET_SYNC_P99_MS = 20.0
+TARGET_SERVER_CPU_SHARE = 1 / 20
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One strategy on one scenario."""
+
+    scenario: str
+    strategy: str
+    jobs: int
+    wrong_results: int  #: jobs whose final result was not their planned outcome (must be 0)
+    start_s: float  #: time to start every job
+    late_starts: int  #: jobs started after their planned end (the lead was too short)
+    status_requests: int
+    stream_requests: int
+    requests_per_job: float
+    delay_ms: Spread
+    wall_s: float  #: from the common moment to the last job learned of
+    client_cpu_s: float
+    client_peak_rss_mb: float
+    client_base_rss_mb: float  #: RSS of the client process as forked, before it did anything
+    client_threads_max: int
+    server_cpu_s: float
+    server_peak_rss_mb: float
+
+
+# ------------------------------------------------------------------------------ the client side
+def _plan(options: dict[str, Any], scenario: str, count: int) -> list[tuple[float, str]]:
+    """(seconds after the common moment, outcome) per job; a third fated to fail."""
+    rng = random.Random(f"{options['seed']}:{scenario}")
+    return [(options["burst_delay"] if scenario == "burst"
+             else round(rng.uniform(options["min_delay"], options["max_delay"]), 3),
+             "error" if rng.random() < 0.3 else "completed") for _ in range(count)]
+
+
+class _Counter:
+    """Requests by kind, from a requests hook or an aiohttp trace."""
+
+    def __init__(self) -> None:
+        self.status = self.stream = 0
+
+    def count(self, method: str, path: str) -> None:
+        if method == "GET" and path.startswith("/status"):
+            self.status += 1
+        elif method == "GET" and path.startswith("/events"):
+            self.stream += 1
+
+
+def _server_cpu(pid: int) -> float:
+    total = 0.0
+    process = psutil.Process(pid)
+    for proc in [process, *process.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+async def _start_all(url: str, plan: list[tuple[float, str]],
+                     moment: float) -> tuple[list[str], int]:
+    """Start every planned job, each with the delay left to its end; (ids, late starts)."""
+    from vtwait.client.sync import AsyncVideoTranslationClient
+
+    gate = asyncio.Semaphore(START_CONCURRENCY)
+    late = 0
+
+    async def start(api: Any, offset: float, outcome: str) -> str:
+        nonlocal late
+        async with gate:
+            left = moment + offset - time.time()
+            if left < 0.05:
+                late += 1
+            return await api.start_job(delay=round(max(left, 0.05), 3), outcome=outcome)
+
+    async with AsyncVideoTranslationClient(url) as api:
+        ids = await asyncio.gather(*(start(api, offset, outcome) for offset, outcome in plan))
+    return list(ids), late
+
+
+async def _wait_async(url: str, ids: list[str], strategy: str, counter: _Counter,
+                      timeout: float) -> list[tuple[str, str, float]]:
+    import aiohttp
+
+    from vtwait.client.sync import AsyncVideoTranslationClient, PollingPolicy
+
+    async def on_start(session: Any, context: Any, params: Any) -> None:
+        counter.count(params.method, params.url.path)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    policy = PollingPolicy.fixed(1.0) if strategy == "fixed-async" else None
+    seen = []
+    async with AsyncVideoTranslationClient(url, policy=policy, trace_configs=[trace]) as api:
+        api.use_event_stream = strategy == "stream-async"
+        async for status in api.as_completed(ids, timeout=timeout):
+            seen.append(_record(status))
+    return seen
+
+
+def _record(status: Any) -> tuple[str, str, float]:
+    """(job id, result, detection delay) of a final status as the client yields it."""
+    learned = time.time()
+    if status.finished_at is None:
+        raise BenchError(f"job {status.job_id}: final status without finished_at")
+    return str(status.job_id), status.result.value, learned - status.finished_at
+
+
+def _wait_sync(url: str, ids: list[str], counter: _Counter, timeout: float,
+               threads: list[int]) -> list[tuple[str, str, float]]:
+    from vtwait.client.sync import VideoTranslationClient
+
+    me = psutil.Process()
+    seen = []
+    with VideoTranslationClient(url) as api:
+        api.session.hooks["response"].append(
+            lambda r, *a, **k: counter.count(r.request.method, r.request.path_url))
+        threads.append(me.num_threads())
+        for status in api.as_completed(ids, timeout=timeout):
+            seen.append(_record(status))
+            threads.append(me.num_threads())
+    return seen
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """In the client process: start the planned jobs, wait with one strategy, return figures."""
+    # The fork brought the benchmark's own objects along (Flask, gunicorn, gevent, ... imported by
+    # the parent); frozen, the client's garbage collections do not scan them, as in a process
+    # that imports only the client (measured: a 180 ms gen-2 pause without, 14 ms with).
+    gc.freeze()
+    base_rss = psutil.Process().memory_info().rss / MB  # what the fork brought along
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 10,000 long-polls need fds
+    plan = [tuple(job) for job in spec["plan"]]
+    moment = time.time() + spec["lead"][0] + spec["lead"][1] * len(plan)
+    started = time.monotonic()
+    ids, late = asyncio.run(_start_all(spec["url"], plan, moment))
+    start_s = time.monotonic() - started
+    counter, threads = _Counter(), [psutil.Process().num_threads()]
+    timeout = spec["timeout"] + max(moment - time.time(), 0)
+    cpu, server_cpu = time.process_time(), _server_cpu(spec["server_pid"])
+    if spec["strategy"] == "stream-sync":
+        seen = _wait_sync(spec["url"], ids, counter, timeout, threads)
+    else:
+        seen = asyncio.run(_wait_async(spec["url"], ids, spec["strategy"], counter, timeout))
+    wall = time.time() - moment
+    cpu, server_cpu = time.process_time() - cpu, _server_cpu(spec["server_pid"]) - server_cpu
+    planned = dict(zip(ids, (outcome for _, outcome in plan), strict=True))
+    return {"start_s": start_s, "late_starts": late,
+            "wrong_results": sum(result != planned[job_id] for job_id, result, _ in seen)
+            + len(ids) - len(seen), "delays": [delay for _, _, delay in seen],
+            "status_requests": counter.status, "stream_requests": counter.stream,
+            "wall_s": wall, "client_cpu_s": cpu, "client_threads_max": max(threads),
+            "client_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "client_base_rss_mb": base_rss,
+            "server_cpu_s": server_cpu}
+
+
+# ------------------------------------------------------------------------------ the parent side
+def run_one(scenario: str, strategy: str, options: dict[str, Any], workdir: Path) -> RunResult:
+    """One strategy on one scenario: a fresh server, a client process, the figures."""
+    count = options["sync_jobs"] if strategy == "stream-sync" else options["jobs"]
+    plan = _plan(options, scenario, count)
+    name = f"{scenario}-{strategy}"
+    args = ["--seed", str(options["seed"]), "--max-waiters", str(count + 2000),
+            "--max-jobs", str(count + 1000)]
+    logger.info("%s: %d jobs; server.py %s", name, count, shlex.join(args))
+    try:
+        server = testing.ServerProcess.start(*args, log_path=workdir / f"{name}.log",
+                                               timeout=30)
+    except RuntimeError as exc:
+        raise BenchError(f"server for {name} did not start: {exc}") from exc
+    peak = [0.0]
+    stop = threading.Event()
+    sampler = threading.Thread(target=_sample_rss, args=(server.pid, peak, stop), daemon=True)
+    spec = {"url": server.url, "server_pid": server.pid, "strategy": strategy, "plan": plan,
+            "lead": options["lead"], "timeout": options["max_delay"] * 3 + 60}
+    try:
+        figures = _in_child(spec, name, sampler.start)
+    finally:
+        stop.set()
+        sampler.join()
+        _kill_tree(server)
+    if figures["wrong_results"]:
+        raise BenchError(f"{name}: {figures['wrong_results']} jobs missing or with the wrong "
+                         "result")
+    requests = figures["status_requests"] + figures["stream_requests"]
+    result = RunResult(
+        scenario=scenario, strategy=strategy, jobs=count, wrong_results=0,
+        start_s=figures["start_s"], late_starts=figures["late_starts"],
+        status_requests=figures["status_requests"], stream_requests=figures["stream_requests"],
+        requests_per_job=requests / count, delay_ms=Spread.of(figures["delays"], 1000),
+        wall_s=figures["wall_s"], client_cpu_s=figures["client_cpu_s"],
+        client_peak_rss_mb=figures["client_peak_rss_mb"],
+        client_base_rss_mb=figures["client_base_rss_mb"],
+        client_threads_max=figures["client_threads_max"],
+        server_cpu_s=figures["server_cpu_s"], server_peak_rss_mb=peak[0])
+    logger.info("%s: %.4f requests/job, p99 %.1f ms, client CPU %.2f s, server CPU %.2f s", name,
+                result.requests_per_job, result.delay_ms.p99, result.client_cpu_s,
+                result.server_cpu_s)
+    return result
+
+
+def _in_child(spec: dict[str, Any], name: str, then: Any) -> dict[str, Any]:
+    """run_child(spec) in a forked client process (no second start-up of Python and imports)."""
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_child_main, args=(spec, sender), name=name)
+    child.start()
+    sender.close()
+    then()  # the RSS sampler thread starts after the fork, so the child never holds it
+    try:
+        if not receiver.poll(spec["timeout"] + 120):
+            raise BenchError(f"{name}: the client process did not answer in time")
+        kind, payload = receiver.recv()
+    except EOFError:
+        kind, payload = "error", f"the client process died (exit code {child.exitcode})"
+    finally:
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+    if kind != "ok":
+        raise BenchError(f"{name}: the client process failed:\n{payload}")
+    return payload
+
+
+def _child_main(spec: dict[str, Any], sender: Any) -> None:
+    try:
+        sender.send(("ok", run_child(spec)))
+    except BaseException:  # noqa: BLE001 - everything goes back to the parent as text
+        sender.send(("error", traceback.format_exc()[-3000:]))
+
+
+def _sample_rss(pid: int, peak: list[float], stop: threading.Event) -> None:
+    process = psutil.Process(pid)
+    while not stop.wait(0.1):
+        try:
+            rss = sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
+        except psutil.NoSuchProcess:
+            return
+        peak[0] = max(peak[0], rss / MB)
+
+
+def _kill_tree(server: testing.ServerProcess) -> None:
+    """Kill the server and its worker at once (its graceful stop is not what is measured)."""
+    try:
+        workers = psutil.Process(server.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        workers = []
+    for worker in workers:
+        try:
+            worker.kill()
+        except psutil.NoSuchProcess:
+            pass
+    server.kill()
+
+
+def many_targets(results: Sequence[RunResult]) -> list[Target]:
+    """The issue's targets, for the runs present."""
+    runs = {(r.scenario, r.strategy): r for r in results}
+    targets = []
+    if (s := runs.get(("spread", "stream-async"))) is not None:
+        targets += [
+            Target(f"stream, {s.jobs:,} spread: requests per job", f"<= {TARGET_STREAM_REQUESTS:g}",
+                   f"{s.requests_per_job:.4f} ({s.stream_requests} streams, "
+                   f"{s.status_requests} status)", s.requests_per_job <= TARGET_STREAM_REQUESTS),
+            Target(f"stream, {s.jobs:,} spread: p99 detection delay",
+                   f"<= {TARGET_STREAM_P99_MS:g} ms", f"{s.delay_ms.p99:.1f} ms",
+                   s.delay_ms.p99 <= TARGET_STREAM_P99_MS),
+            Target(f"stream, {s.jobs:,} spread: client CPU for the batch",
+                   f"<= {TARGET_STREAM_CPU_S:g} s", f"{s.client_cpu_s:.2f} s",
+                   s.client_cpu_s <= TARGET_STREAM_CPU_S)]
+    if (b := runs.get(("burst", "stream-async"))) is not None:
+        lp = runs.get(("burst", "long-poll-async"))
+        targets.append(Target(
+            f"stream, {b.jobs:,} ending in the same instant: p99", f"<= {TARGET_BURST_P99_MS:g} ms",
+            f"{b.delay_ms.p99:.1f} ms" + (f" (per-job long-poll: {lp.delay_ms.p99:.0f} ms)"
+                                          if lp else ""), b.delay_ms.p99 <= TARGET_BURST_P99_MS))
+    if (lp := runs.get(("spread", "long-poll-async"))) is not None:
+        targets += [
+            Target(f"long-poll, {lp.jobs:,} spread: requests per job",
+                   f"{TARGET_LONG_POLL_REQUESTS:.2f}", f"{lp.requests_per_job:.3f}",
+                   round(lp.requests_per_job, 2) <= TARGET_LONG_POLL_REQUESTS),
+            Target(f"long-poll, {lp.jobs:,} spread: p99", f"<= {TARGET_LONG_POLL_P99_MS:g} ms",
+                   f"{lp.delay_ms.p99:.1f} ms", lp.delay_ms.p99 <= TARGET_LONG_POLL_P99_MS)]
+    if (y := runs.get(("spread", "stream-sync"))) is not None:
+        targets += [
+            Target(f"sync as_completed, {y.jobs:,} with the stream: threads",
+                   f"<= {TARGET_SYNC_THREADS}", str(y.client_threads_max),
+                   y.client_threads_max <= TARGET_SYNC_THREADS),
+            Target(f"sync as_completed, {y.jobs:,} with the stream: p99",
+                   f"<= {TARGET_SYNC_P99_MS:g} ms", f"{y.delay_ms.p99:.1f} ms",
+                   y.delay_ms.p99 <= TARGET_SYNC_P99_MS)]
+    for scenario in SCENARIOS:
+        s, f = runs.get((scenario, "stream-async")), runs.get((scenario, "fixed-async"))
+        if s is not None and f is not None:
+            share = s.server_cpu_s / f.server_cpu_s if f.server_cpu_s else float("inf")
+            targets.append(Target(
+                f"server CPU, stream vs the 1 s loop ({scenario})",
+                f"<= 1/{round(1 / TARGET_SERVER_CPU_SHARE)}",
+                f"{s.server_cpu_s:.2f} s vs {f.server_cpu_s:.2f} s (1/{1 / share:.0f})"
+                if share else "0", share <= TARGET_SERVER_CPU_SHARE))
+    return targets
+
+
+def many_markdown(results: Sequence[RunResult], targets: Sequence[Target], header: str) -> str:
+    """The report: one table per scenario, then the targets."""
+    parts = [header]
+    for scenario in SCENARIOS:
+        rows = [(r.strategy, f"{r.jobs:,}", f"{r.requests_per_job:.4f}", r.stream_requests,
+                 r.status_requests, f"{r.delay_ms.p50:.1f}", f"{r.delay_ms.p99:.1f}",
+                 f"{r.delay_ms.max:.1f}", f"{r.client_cpu_s:.2f}",
+                 f"{r.client_peak_rss_mb:.0f} ({r.client_base_rss_mb:.0f})",
+                 r.client_threads_max, f"{r.server_cpu_s:.2f}", f"{r.server_peak_rss_mb:.0f}",
+                 f"{r.start_s:.1f}", r.late_starts)
+                for r in results if r.scenario == scenario]
+        if not rows:
+            continue
+        what = "ends spread over the window" if scenario == "spread" else \
+            "all ending in the same instant"
+        parts.append(f"### {scenario}: {what}\n\n" + markdown_table(
+            ("strategy", "jobs", "requests/job", "streams", "status requests", "delay p50 (ms)",
+             "p99", "max", "client CPU s", "client peak RSS (forked at) MB", "client threads",
+             "server CPU s", "server peak RSS (MB)", "start s", "late starts"), rows, "l"))
+    parts.append(f"### Targets\n\n{targets_markdown(targets)}\n")
+    return "\n\n".join(parts)
+
+
+def plot_many(results: Sequence[RunResult], path: Path) -> None:
+    """Requests per job against p99 delay, one point per run (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for r in results:
+        x, y = max(r.requests_per_job, 1e-4), max(r.delay_ms.p99, 0.1)
+        ax.scatter([x], [y], s=60, zorder=3, marker="o" if r.scenario == "spread" else "s")
+        ax.annotate(f"{r.strategy} ({r.scenario})", (x, y), textcoords="offset points",
+                    xytext=(6, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("requests per job (status + stream connections)")
+    ax.set_ylabel("p99 detection delay (ms)")
+    ax.set_title("Waiting for many jobs from one process", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    save_figure(fig, path)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench.py many", description="Wait for many jobs from one process: event stream, "
+        "per-job long-poll, the sync client's as_completed, the 1 s loop. Loopback only.")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a few seconds: {MANY_QUICK['jobs']} jobs ({MANY_QUICK['sync_jobs']} "
+                             f"for the sync client) of {MANY_QUICK['min_delay']:g}-"
+                             f"{MANY_QUICK['max_delay']:g} s")
+    parser.add_argument("--jobs", type=int, help="jobs per async strategy (default: "
+                        f"{MANY_DEFAULTS['jobs']})")
+    parser.add_argument("--sync-jobs", type=int, help="jobs for the sync client (default: "
+                        f"{MANY_DEFAULTS['sync_jobs']})")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help="comma-separated (default: %(default)s)")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES),
+                        help="comma-separated (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the plans (default: 1)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
+    parser.add_argument("--plot", type=Path, metavar="PATH", help="draw a PNG here")
+    parser.add_argument("--server-logs", type=Path, metavar="DIR",
+                        help="keep the servers' logs in DIR (default: a temporary directory)")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    """``bench.py many ...`` (``argv`` starts with "many"); returns the exit status."""
+    args = list(argv[1:] if argv[:1] == ["many"] else argv)
+    parser = _parser()
+    opts = parser.parse_args(args)
+    options = {**(MANY_QUICK if opts.quick else MANY_DEFAULTS), "seed": opts.seed}
+    options.update({k: v for k, v in (("jobs", opts.jobs), ("sync_jobs", opts.sync_jobs))
+                    if v is not None})
+    scenarios = [s for s in opts.scenarios.split(",") if s]
+    strategies = [s for s in opts.strategies.split(",") if s]
+    bad = [s for s in scenarios if s not in SCENARIOS] + [s for s in strategies
+                                                          if s not in STRATEGIES]
+    if bad or options["jobs"] < 1 or options["sync_jobs"] < 1:
+        parser.error(f"unknown scenarios/strategies {bad} or a count below 1")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("vtwait.client").setLevel(logging.WARNING)
+    command = ["many", *args]
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-many-") as tmp:
+            workdir = opts.server_logs or Path(tmp)
+            workdir.mkdir(parents=True, exist_ok=True)
+            results = [run_one(scenario, strategy, options, workdir)
+                       for scenario in scenarios for strategy in strategies]
+    except BenchError as exc:
+        logger.error("%s", exc)
+        return 1
+    targets = many_targets(results)
+    header = (report_header(f"Many jobs from one process: {options['jobs']:,} jobs "
+                            f"({options['sync_jobs']:,} for the sync client)", command)
+              + f" Spread: ends uniform over {options['min_delay']:g}-{options['max_delay']:g} s "
+              f"after a common moment; burst: all end {options['burst_delay']:g} s after it. "
+              "Detection delay: the client yields the final status, minus its `finished_at`. "
+              "Requests per job: status requests plus stream connections, per job. CPU: the "
+              "wait phase; RSS: peak. Server: `python server.py` (gunicorn + gevent, 1 worker).")
+    text = many_markdown(results, targets, header)
+    print(text, flush=True)
+    if opts.plot:
+        plot_many(results, opts.plot)
+    if opts.json:
+        opts.json.parent.mkdir(parents=True, exist_ok=True)
+        opts.json.write_text(json.dumps({
+            "mode": "many", "command": shlex.join(["python", "bench.py", *command]),
+            "cpus": os.cpu_count(), "percentiles": "nearest-rank", "settings": options,
+            "runs": [dataclasses.asdict(r) for r in results],
+            "targets": [dataclasses.asdict(t) for t in targets], "markdown": text}, indent=2)
+            + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

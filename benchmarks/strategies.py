@@ -1,0 +1,465 @@
+"""Benchmark: what the client's waiting strategy buys, and what the server holds, over real HTTP.
+
+    python bench.py --json bench-results/bench.json --plot bench-results/bench.png
+    python bench.py scale --json bench-results/scale.json
+    python bench.py --quick; python bench.py scale --quick      # a few seconds each
+    python bench.py ratelimit --quick  # a rate-limited server (bench_ratelimit.py, its own --help)
+    python bench.py many --quick      # many jobs from one process (bench_many.py, its own --help)
+    python bench.py redis --quick                               # the Redis store (bench_redis.py)
+    python bench.py learned --quick   # the learned schedule, round by round (bench_learned.py)
+
+**Strategies** (the default mode). One seeded list of jobs (200 by default, durations uniform in
+3-7 s, about 30 % fated to end in error, all started at once) is waited for by each strategy in
+turn, each against a fresh ``server.py`` subprocess on 127.0.0.1:
+
+* ``fixed``: ``PollingPolicy.fixed(1.0)``, one ``GET /status`` per second; plain server.
+* ``doubling``: ``PollingPolicy.doubling(initial=1.0, retries=10)``, no jitter; plain server.
+* ``backoff``: ``PollingPolicy(learn=False)``, the client's backoff without the learned schedule,
+  against a plain server (``--plain``: no hints, no long-poll), so only its jittered backoff acts.
+  (The default policy learns on a silent server: ``python bench.py learned``.)
+* ``hints``: the default policy against a server with hints but no long-poll (``--max-wait 0``):
+  the client asks for a long-poll, gets no hold, and follows ``eta_seconds``.
+* ``long-poll``: the default policy against the full server.
+
+Per strategy: status requests per job (mean, max); detection delay, the moment
+``wait_for_completion`` returns minus the job's ``finished_at`` (one machine, one clock), at p50,
+p95, p99 and max; wall time; CPU seconds of the client (this process) and of the server process.
+
+**Scale** (``python bench.py scale``) measures the server alone; it lives in ``bench_scale.py``
+(``python bench.py scale --help``), with helpers shared by both in ``bench_common.py``.
+
+Output is Markdown on stdout (tables, then each target with PASS or MISS), logs go to stderr. A
+missed target is reported, never raised: the exit status is 0 unless something crashed or a job
+ended with the wrong result. Percentiles are nearest-rank. Durations are in seconds unless a name
+ends in ``_ms``. Every request goes to 127.0.0.1; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import os
+import random
+import shlex
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The helpers shared with the other modes; re-exported, so `from bench import Spread` still works.
+from benchmarks.common import (  # noqa: F401
+    HOST,
+    MB,
+    BenchError,
+    ServerProcess,
+    Spread,
+    Target,
+    bench_workdir,
+    markdown_table,
+    percentile,
+    report_header,
+    save_figure,
+    start_together,
+    targets_markdown,
+    write_json,
+)
+from vtwait.client.sync import PollingPolicy, VideoTranslationClient
+
+logger = logging.getLogger(__name__)
+
+#: Settings of the strategies mode, full run and ``--quick``.
+STRATEGY_DEFAULTS = {"jobs": 200, "min_delay": 3.0, "max_delay": 7.0}
+STRATEGY_QUICK = {"jobs": 20, "min_delay": 0.3, "max_delay": 0.8}
+DEFAULT_SEED = 1
+#: Share of the jobs fated to end in error (the server's default error probability).
+DEFAULT_ERROR_SHARE = 0.3
+#: Targets of the issue.
+TARGET_LONG_POLL_REQUESTS = 1.05
+TARGET_LONG_POLL_P99_MS = 10.0
+TARGET_HINTS_REQUESTS = 4.0
+TARGET_HINTS_SHARE_OF_DOUBLING = 0.25
+
+
+
+# ------------------------------------------------------------------------------- value types
+@dataclass(frozen=True)
+class Strategy:
+    """A way of waiting and the server it is measured against."""
+
+    name: str
+    summary: str
+    server: str  #: how the server is configured, for the table
+    server_args: tuple[str, ...]
+    policy: PollingPolicy
+
+
+_PLAIN = ("--plain",)
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
+    Strategy("fixed", "one GET /status per second", "plain", _PLAIN, PollingPolicy.fixed(1.0)),
+    Strategy("doubling", "doubling from 1 s, no jitter, 10 retries", "plain", _PLAIN,
+             PollingPolicy.doubling(initial=1.0, retries=10)),
+    Strategy("backoff", "backoff x1.3 with 20 % jitter, learn=False", "plain", _PLAIN,
+             PollingPolicy(learn=False)),
+    Strategy("hints", "client default: follows eta_seconds", "hints, no long-poll",
+             ("--max-wait", "0"), PollingPolicy()),
+    Strategy("long-poll", "client default: long-poll", "hints + long-poll", (), PollingPolicy()),
+)}
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """A job as the seeded plan fixes it: how long it runs and how it ends."""
+
+    delay: float
+    outcome: str
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job as a strategy waited for it."""
+
+    planned: PlannedJob
+    result: str
+    requests: int  #: status requests sent for it
+    detection_delay: float  #: wait returned (Unix time) minus the job's finished_at
+    returned: float  #: monotonic time the wait returned
+
+
+@dataclass(frozen=True)
+class StrategyResult:
+    """The figures of one strategy."""
+
+    strategy: str
+    server: str
+    jobs: int
+    completed: int
+    errors: int
+    requests_per_job_mean: float
+    requests_per_job_max: int
+    delay_ms: Spread
+    wall_s: float
+    client_cpu_s: float
+    server_cpu_s: float
+
+
+# ------------------------------------------------------------------------------ pure helpers
+def plan_jobs(count: int, *, seed: int, min_delay: float, max_delay: float,
+              error_share: float = DEFAULT_ERROR_SHARE) -> list[PlannedJob]:
+    """The seeded jobs every strategy waits for: uniform durations, ``error_share`` failing."""
+    rng = random.Random(seed)
+    return [PlannedJob(round(rng.uniform(min_delay, max_delay), 3),
+                       "error" if rng.random() < error_share else "completed")
+            for _ in range(count)]
+
+
+def summarize(strategy: Strategy, records: Sequence[JobRecord], *, wall: float,
+              client_cpu: float, server_cpu: float) -> StrategyResult:
+    """The figures of one strategy from its job records."""
+    requests = [r.requests for r in records]
+    return StrategyResult(
+        strategy=strategy.name, server=strategy.server, jobs=len(records),
+        completed=sum(r.result == "completed" for r in records),
+        errors=sum(r.result == "error" for r in records),
+        requests_per_job_mean=sum(requests) / len(requests),
+        requests_per_job_max=max(requests),
+        delay_ms=Spread.of([r.detection_delay for r in records], 1000),
+        wall_s=wall, client_cpu_s=client_cpu, server_cpu_s=server_cpu)
+
+
+def strategy_targets(results: Iterable[StrategyResult]) -> list[Target]:
+    """The issue's targets for the strategies present in ``results``."""
+    by_name = {r.strategy: r for r in results}
+    targets = []
+    if (lp := by_name.get("long-poll")) is not None:
+        targets.append(Target(
+            "long-poll: status requests per job (mean; floor 1.0)",
+            f"<= {TARGET_LONG_POLL_REQUESTS:g}",
+            f"{lp.requests_per_job_mean:.3f} (max {lp.requests_per_job_max})",
+            lp.requests_per_job_mean <= TARGET_LONG_POLL_REQUESTS))
+        targets.append(Target(
+            f"long-poll: p99 detection delay, {lp.jobs} concurrent jobs",
+            f"< {TARGET_LONG_POLL_P99_MS:g} ms", f"{lp.delay_ms.p99:.1f} ms",
+            lp.delay_ms.p99 < TARGET_LONG_POLL_P99_MS))
+    if (hints := by_name.get("hints")) is not None:
+        targets.append(Target(
+            "hints: status requests per job (mean), default ETA_NOISE",
+            f"<= {TARGET_HINTS_REQUESTS:g}",
+            f"{hints.requests_per_job_mean:.2f} (max {hints.requests_per_job_max})",
+            hints.requests_per_job_mean <= TARGET_HINTS_REQUESTS))
+        if (doubling := by_name.get("doubling")) is not None:
+            limit = doubling.delay_ms.p99 * TARGET_HINTS_SHARE_OF_DOUBLING
+            targets.append(Target(
+                "hints: p99 detection delay at most a quarter of doubling's",
+                f"<= {limit:.0f} ms (doubling p99 {doubling.delay_ms.p99:.0f} ms / 4)",
+                f"{hints.delay_ms.p99:.1f} ms", hints.delay_ms.p99 <= limit))
+    if (backoff := by_name.get("backoff")) is not None:
+        for name in ("doubling", "fixed"):
+            if (other := by_name.get(name)) is None:
+                continue
+            asks_more = other.requests_per_job_mean > backoff.requests_per_job_mean
+            learns_later = other.delay_ms.p99 > backoff.delay_ms.p99
+            why = " and ".join(w for w, ok in (("asks more", asks_more),
+                                               ("learns later", learns_later)) if ok)
+            targets.append(Target(
+                f"backoff: not dominated by {name}",
+                f"{name} asks more often or learns later",
+                f"{name} {other.requests_per_job_mean:.2f} req/job, p99 "
+                f"{other.delay_ms.p99:.0f} ms; backoff {backoff.requests_per_job_mean:.2f}, "
+                f"{backoff.delay_ms.p99:.0f} ms" + (f" ({name} {why})" if why else ""),
+                asks_more or learns_later))
+    return targets
+
+
+def strategies_markdown(results: Sequence[StrategyResult], targets: Sequence[Target],
+                        header: str) -> str:
+    """The strategies report: the figures table, then the targets."""
+    rows = [(r.strategy, r.server, f"{r.requests_per_job_mean:.2f}", r.requests_per_job_max,
+             f"{r.delay_ms.p50:.1f}", f"{r.delay_ms.p95:.1f}", f"{r.delay_ms.p99:.1f}",
+             f"{r.delay_ms.max:.1f}", f"{r.wall_s:.1f}", f"{r.client_cpu_s:.2f}",
+             f"{r.server_cpu_s:.2f}") for r in results]
+    table = markdown_table(
+        ("strategy", "server", "requests/job mean", "max", "delay p50 (ms)", "p95", "p99", "max",
+         "wall s", "client CPU s", "server CPU s"), rows, "ll")
+    return f"{header}\n\n{table}\n\n### Targets\n\n{targets_markdown(targets)}\n"
+
+
+# ------------------------------------------------------------------------------- strategies
+class _StatusCounter:
+    """A response hook counting the status requests (GET /status...) one session sends."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        request = response.request
+        if request.method == "GET" and "/status" in request.path_url:
+            self.count += 1
+
+
+def _wait_for_one(api: VideoTranslationClient, counter: _StatusCounter, job: PlannedJob,
+                  barrier: threading.Barrier, timeout: float) -> JobRecord:
+    """Start one planned job when every thread is ready, then wait for it like a user would."""
+    barrier.wait(timeout=120)
+    job_id = api.start_job(delay=job.delay, outcome=job.outcome)
+    status = api.wait_for_completion(job_id, timeout=timeout)
+    returned_wall, returned = time.time(), time.monotonic()
+    if status.finished_at is None:
+        raise BenchError(f"job {job_id}: final answer without finished_at: {dict(status.raw)}")
+    return JobRecord(job, status.result.value, counter.count, returned_wall - status.finished_at,
+                     returned)
+
+
+def run_strategy(strategy: Strategy, plan: Sequence[PlannedJob], *, seed: int, workdir: Path,
+                 timeout: float, server: ServerProcess | None = None,
+                 client_options: dict[str, Any] | None = None) -> StrategyResult:
+    """Wait for every planned job with ``strategy`` on a fresh server; return the figures.
+
+    ``server``: a running server to use instead (kept running); ``client_options``: more keyword
+    arguments for each ``VideoTranslationClient`` (e.g. a shared ``history``).
+
+    Raises:
+        BenchError: a job ended with another result than planned, or could not be waited for.
+    """
+    args = [*strategy.server_args, "--seed", seed, "--max-waiters", len(plan) + 10,
+            "--max-jobs", len(plan) + 1000]
+    if server is None:
+        server = ServerProcess(strategy.name, args, workdir=workdir)
+        running: Any = server
+    else:
+        running = contextlib.nullcontext()
+    with running, ExitStack() as stack:
+        clients = []
+        for index in range(len(plan)):
+            api = stack.enter_context(VideoTranslationClient(
+                server.url, policy=strategy.policy, rng=random.Random(f"{seed}:{index}"),
+                **(client_options or {})))
+            # Connect now, so that the clock starts with every connection open.
+            api.session.get(server.url + "/healthz", timeout=10).raise_for_status()
+            counter = _StatusCounter()
+            api.session.hooks["response"].append(counter)
+            clients.append((api, counter))
+        barrier = threading.Barrier(len(plan) + 1)
+        logger.info("%s: %d jobs, %s", strategy.name, len(plan), strategy.summary)
+        with concurrent.futures.ThreadPoolExecutor(len(plan), f"bench-{strategy.name}") as pool:
+            futures = [pool.submit(_wait_for_one, api, counter, job, barrier, timeout)
+                       for (api, counter), job in zip(clients, plan)]
+            cpu, server_cpu = time.process_time(), server.cpu_seconds()
+            started, records = start_together(strategy.name, barrier, futures, timeout, server)
+            cpu, server_cpu = time.process_time() - cpu, server.cpu_seconds() - server_cpu
+    wrong = [r for r in records if r.result != r.planned.outcome]
+    if wrong:
+        raise BenchError(f"{strategy.name}: {len(wrong)} jobs ended with the wrong result, e.g. "
+                         f"{wrong[0].planned.outcome} planned, {wrong[0].result} reported")
+    result = summarize(strategy, records, wall=max(r.returned for r in records) - started,
+                       client_cpu=cpu, server_cpu=server_cpu)
+    logger.info("%s: %.2f requests/job, p99 delay %.1f ms, %.1f s", strategy.name,
+                result.requests_per_job_mean, result.delay_ms.p99, result.wall_s)
+    return result
+
+
+def plot_strategies(results: Sequence[StrategyResult], path: Path, title: str) -> None:
+    """Requests per job against p99 detection delay, one point per strategy (log delay axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for result in results:
+        x, y = result.requests_per_job_mean, max(result.delay_ms.p99, 0.1)
+        ax.scatter([x], [y], s=60, zorder=3)
+        ax.annotate(result.strategy, (x, y), textcoords="offset points", xytext=(8, 6))
+    ax.set_yscale("log")
+    ax.set_xlim(left=0)
+    ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.text(1.04, 0.97, "floor: 1 request/job", transform=ax.get_xaxis_transform(),
+            color="grey", fontsize=8, va="top")
+    ax.set_xlabel("status requests per job (mean)")
+    ax.set_ylabel("p99 detection delay (ms, log scale)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------- command line
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Benchmark the client's waiting strategies on the real server over real HTTP "
+                    "(default mode), or the server alone at scale (`scale`). Loopback only.",
+        epilog="Strategies: " + "; ".join(f"{s.name} ({s.summary}; {s.server} server)"
+                                          for s in STRATEGIES.values())
+        + ".\n\nExamples:\n  python bench.py --json bench-results/bench.json --plot "
+          "bench-results/bench.png\n  python bench.py scale --json bench-results/scale.json\n"
+          "  python bench.py --quick && python bench.py scale --quick\n\n"
+          "Exit status 0 even when a target is missed (the report says so); 1 when something "
+          "crashed or a job ended with the wrong result.")
+    parser.add_argument("mode", nargs="?", choices=("strategies", "scale"), default="strategies",
+                        help="what to measure (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a few seconds: strategies on %(jobs)d jobs of %(min_delay)g-"
+                             "%(max_delay)g s; scale with tiny counts" % STRATEGY_QUICK)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="seed of the job plan, the clients' jitter and the servers "
+                             "(default: %(default)s)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
+    parser.add_argument("--server-logs", type=Path, metavar="DIR",
+                        help="keep the servers' logs in DIR (default: a temporary directory)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log the client's debug too")
+    group = parser.add_argument_group("strategies mode")
+    group.add_argument("--jobs", type=int, help="jobs, all started at once (default: %d)"
+                       % STRATEGY_DEFAULTS["jobs"])
+    group.add_argument("--min-delay", type=float, help="shortest job, seconds (default: %g)"
+                       % STRATEGY_DEFAULTS["min_delay"])
+    group.add_argument("--max-delay", type=float, help="longest job, seconds (default: %g)"
+                       % STRATEGY_DEFAULTS["max_delay"])
+    group.add_argument("--error-share", type=float, default=DEFAULT_ERROR_SHARE,
+                       help="share of jobs fated to end in error (default: %(default)g)")
+    group.add_argument("--strategies", default=",".join(STRATEGIES),
+                       help="comma-separated, in order (default: %(default)s)")
+    group.add_argument("--plot", type=Path, metavar="PATH",
+                       help="draw requests per job against p99 delay to this PNG (matplotlib)")
+    return parser
+
+
+def _resolve(options: argparse.Namespace) -> argparse.Namespace:
+    """Fill unset sizes from the full or quick defaults, and check them."""
+    defaults = dict(STRATEGY_DEFAULTS)
+    if options.quick:
+        defaults.update(STRATEGY_QUICK)
+    for key, value in defaults.items():
+        if getattr(options, key) is None:
+            setattr(options, key, value)
+    if options.jobs < 1:
+        raise ValueError("--jobs must be at least 1")
+    if not 0 < options.min_delay <= options.max_delay:
+        raise ValueError("need 0 < --min-delay <= --max-delay")
+    names = [n.strip() for n in options.strategies.split(",") if n.strip()]
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown or not names:
+        raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    options.strategy_names = names
+    return options
+
+
+def _main_strategies(options: argparse.Namespace, argv: Sequence[str], workdir: Path) -> None:
+    plan = plan_jobs(options.jobs, seed=options.seed, min_delay=options.min_delay,
+                     max_delay=options.max_delay, error_share=options.error_share)
+    timeout = options.max_delay * 4 + 60
+    results = [run_strategy(STRATEGIES[name], plan, seed=options.seed, workdir=workdir,
+                            timeout=timeout) for name in options.strategy_names]
+    targets = strategy_targets(results)
+    errors = sum(job.outcome == "error" for job in plan)
+    title = (f"Client strategies: {len(plan)} jobs of {options.min_delay:g}-"
+             f"{options.max_delay:g} s ({errors} fated to fail), all started at once")
+    header = (report_header(title, argv) + " Detection delay: the moment "
+              "`wait_for_completion` returns minus the job's `finished_at`. Seed "
+              f"{options.seed}; server ETA_NOISE at its default.")
+    text = strategies_markdown(results, targets, header)
+    print(text, flush=True)
+    if options.plot:
+        plot_strategies(results, options.plot, f"{len(plan)} concurrent jobs of "
+                        f"{options.min_delay:g}-{options.max_delay:g} s, same jobs for each")
+        logger.info("wrote %s", options.plot)
+    if options.json:
+        write_json(options.json, {
+            "mode": "strategies", "command": shlex.join(["python", "bench.py", *argv]),
+            "cpus": os.cpu_count(), "percentiles": "nearest-rank",
+            "settings": {"jobs": len(plan), "min_delay": options.min_delay,
+                         "max_delay": options.max_delay, "error_share": options.error_share,
+                         "seed": options.seed},
+            "strategies": [dataclasses.asdict(r) for r in results],
+            "targets": [dataclasses.asdict(t) for t in targets], "markdown": text})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["ratelimit"]:  # a rate-limited server: its own options, in bench_ratelimit.py
+        import benchmarks.ratelimit as bench_ratelimit
+
+        return bench_ratelimit.main(argv)
+    if argv[:1] == ["scale"]:  # its own module, flags and --help
+        import benchmarks.scale as bench_scale
+
+        return bench_scale.main(argv[1:])
+    if argv[:1] == ["many"]:  # many jobs from one process: its own options, in bench_many.py
+        import benchmarks.many as bench_many
+
+        return bench_many.main(argv)
+    if argv[:1] == ["redis"]:  # the Redis store's benchmark has its own module and flags
+        import benchmarks.redis_store as bench_redis
+
+        return bench_redis.main(argv[1:])
+    if argv[:1] == ["learned"]:  # the learned schedule round by round: bench_learned.py
+        import benchmarks.learned as bench_learned
+
+        return bench_learned.main(argv)
+    parser = _parser()
+    options = parser.parse_args(argv)
+    try:
+        _resolve(options)
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("vtwait.client").setLevel(logging.DEBUG if options.verbose else logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    with bench_workdir(options.server_logs) as workdir:
+        try:
+            _main_strategies(options, argv, workdir)
+        except BenchError as exc:
+            logger.error("%s", exc)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

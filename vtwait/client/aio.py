@@ -1,0 +1,615 @@
+"""The asyncio client on aiohttp: the same API and decisions as the sync client, another transport.
+
+    from vtwait.client.sync import AsyncVideoTranslationClient
+    async with AsyncVideoTranslationClient("http://127.0.0.1:8000") as api:
+        results = await api.wait_many(await api.start_jobs(500))   # {job_id: JobStatus}
+
+Every decision comes from the sans-IO core the sync client uses: :class:`~client_core.WaitPlanner`
+(when to ask again), :class:`~many_jobs.ManyJobs` (event streams, fallback, unknown jobs,
+deadline), :class:`~transport_core.RetryState` (transient faults: urllib3's schedule, ``Retry-After``
+honoured, never past the deadline), :class:`~rate_pacing.RatePacer` (one rate-limit budget for
+every task of the client; no lock needed on one event loop) and :class:`~sse.SSEParser`. This
+module only moves bytes and sleeps. aiohttp, not httpx: thousands of held long-polls cost
+httpx's ``AsyncClient`` ~25x the CPU (encode/httpx issue 3215). All durations are in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import time
+import uuid
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
+from dataclasses import dataclass
+from typing import Any, Self
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from vtwait.client.base import ClientBase, ClientConfig, start_answer_job_id
+from vtwait.core.planner import (
+    DEFAULT_BASE_URL,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    JobNotFoundError,
+    JobStatus,
+    PollingPolicy,
+    ProtocolError,
+    RetryPolicy,
+    ServerError,
+    ServerUnreachableError,
+    VideoTranslationError,
+    WaitTimeout,
+    _describe,
+    _require,
+    read_status_answer,
+)
+from vtwait.core.learned import DurationHistory
+from vtwait.core.batch import JobWait, ManyJobs, Mode, StreamAction, StreamChunk, unique_job_ids
+from vtwait.core.sse import SSEParser
+from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
+
+__all__ = ["AsyncVideoTranslationClient"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a stream may stay silent (no event, no heartbeat) before it counts as dropped.
+STREAM_READ_TIMEOUT = 45.0
+#: Starts in flight at once in :meth:`AsyncVideoTranslationClient.start_jobs`.
+DEFAULT_START_CONCURRENCY = 64
+#: Per-job waits of a batch whose first request is still connecting, at most (see _BatchRun).
+MAX_CONNECTING = 256
+#: Longest a first request holds its connecting slot when the session cannot say it was sent.
+CONNECTING_SLOT_MAX = 0.1
+# Errors that mean "no answer" (retried like the sync client's connection errors and timeouts).
+_NO_ANSWER = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+class AsyncVideoTranslationClient(ClientBase):
+    """Starts video-translation jobs and waits for their final status, on asyncio.
+
+    Takes the arguments of :class:`client.VideoTranslationClient`; differences: ``session`` is an
+    ``aiohttp.ClientSession``, ``auth`` a ``(user, password)`` pair, ``sleep`` a coroutine function,
+    ``connection_limit`` bounds open connections (0: none; many held long-polls need many), and
+    ``trace_configs`` are aiohttp ``TraceConfig`` objects for the session it makes (to observe its
+    requests). Use it as ``async with``, or call :meth:`close`. Every optional argument's None
+    means its default.
+    """
+
+    #: Where the job event stream is (``GET /events``, Server-Sent Events).
+    events_url = "/events"
+    #: Whether waits for many jobs try the event stream first (False: per-job waits only).
+    use_event_stream = True
+
+    def __init__(self, base_url: str | None = DEFAULT_BASE_URL, username: str | None = None,
+                 password: str | None = None, *, auth: tuple[str, str] | None = None,
+                 policy: PollingPolicy | None = None, retry: RetryPolicy | None = None,
+                 wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+                 request_timeout: tuple[float, float] | None = DEFAULT_REQUEST_TIMEOUT,
+                 status_url: str | None = "/status/{job_id}",
+                 single_status_url: str | None = "/status", start_url: str | None = "/start",
+                 cancel_url: str | None = "/status/{job_id}/cancel",
+                 session: aiohttp.ClientSession | None = None,
+                 respect_rate_limits: bool | None = True,
+                 clock: Callable[[], float] | None = time.monotonic,
+                 sleep: Callable[[float], Awaitable[Any]] | None = asyncio.sleep,
+                 rng: random.Random | None = None, connection_limit: int | None = 0,
+                 trace_configs: Sequence[aiohttp.TraceConfig] | None = (),
+                 history_path: str | os.PathLike[str] | None = None,
+                 history: DurationHistory | None = None):
+        config = ClientConfig.from_args(
+            base_url, username, password, auth=auth, policy=policy, retry=retry,
+            wait_timeout=wait_timeout, request_timeout=request_timeout, status_url=status_url,
+            single_status_url=single_status_url, start_url=start_url, cancel_url=cancel_url,
+            respect_rate_limits=respect_rate_limits, clock=clock, rng=rng)
+        connection_limit = 0 if connection_limit is None else connection_limit
+        trace_configs = () if trace_configs is None else trace_configs
+        _require(connection_limit >= 0, "connection_limit", connection_limit, "must be >= 0")
+        super().__init__(config, history=history, history_path=history_path)  # one pacer: no lock
+        self._sleep = asyncio.sleep if sleep is None else sleep
+        self._connection_limit = connection_limit
+        self._trace_configs = [_headers_sent_trace(), *trace_configs]
+        auth = config.auth
+        # aiohttp 3.14 deprecates BasicAuth objects; the header it recommends instead:
+        self._auth_header = aiohttp.encode_basic_auth(*auth) if auth is not None else None
+        self._owns_session = session is None
+        self._session = session
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connections this client opened."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session (made on first use, inside the running loop)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connection_limit, limit_per_host=0),
+                headers={"Accept": "application/json"}, trace_configs=self._trace_configs)
+        return self._session
+
+    # ------------------------------------------------------------------------------ public API
+    async def start_job(self, delay: float | None = None, outcome: str | None = None, *,
+                        callback_url: str | None = None, callback_id: str | None = None) -> str:
+        """Start a job and return its id (see ``VideoTranslationClient.start_job``)."""
+        body = {k: v for k, v in (("delay", delay), ("outcome", outcome),
+                                  ("callback_url", callback_url), ("callback_id", callback_id))
+                if v is not None}
+        ticket = await self._pace(math.inf)  # before sent_at: a pacing sleep is not the start's
+        sent_at = self._clock()
+        answer = await self._send("POST", self.base_url + self.start_url, json=body or None,
+                                  headers={"Idempotency-Key": uuid.uuid4().hex}, ticket=ticket)
+        received_at = self._clock()
+        document = _json(answer, job_id=None)
+        job_id = start_answer_job_id(document, answer.headers.get("Location", ""))
+        logger.info("started job %s", job_id)
+        self._note_start(job_id, document, answer.headers.get("Retry-After"), sent_at,
+                         received_at)
+        return job_id
+
+    async def start_jobs(self, count: int, *, delay: float | None = None,
+                         outcome: str | None = None,
+                         concurrency: int = DEFAULT_START_CONCURRENCY) -> list[str]:
+        """Start ``count`` jobs, at most ``concurrency`` at a time; their ids in order."""
+        _require(isinstance(count, int) and count >= 0, "count", count, "must be an int >= 0")
+        _require(concurrency >= 1, "concurrency", concurrency, "must be >= 1")
+        gate = asyncio.Semaphore(concurrency)
+
+        async def start() -> str:
+            async with gate:
+                return await self.start_job(delay=delay, outcome=outcome)
+
+        return list(await asyncio.gather(*(start() for _ in range(count))))
+
+    async def get_status(self, job_id: str | None = None) -> JobStatus:
+        """One status request. ``job_id=None`` asks the server's single-job ``GET /status``."""
+        return (await self._poll(job_id, None, math.inf))[0]
+
+    async def cancel(self, job_id: str) -> JobStatus:
+        """Cancel a queued or running job; its final status (see ``VideoTranslationClient.cancel``:
+        a job that had already ended returns its final status, 404 is JobNotFoundError)."""
+        answer = await self._send("POST", self._cancel_url(job_id), job_id=job_id, accept=(409,))
+        status = read_status_answer(_json(answer, job_id=job_id), answer.headers, job_id=job_id,
+                                    max_hint_delay=self.policy.max_hint_delay)
+        logger.info("job %s: cancel answered %d: %s", job_id, answer.status,
+                    status.phase or status.result)
+        if not status.done:
+            return await self.wait_for_completion(job_id)
+        self._observe_final(job_id, status)
+        return status
+
+    async def wait_for_completion(self, job_id: str | None = None, *,
+                                  timeout: float | None = None, max_attempts: int | None = None,
+                                  on_update: Callable[[JobStatus], None] | None = None
+                                  ) -> JobStatus:
+        """Wait until the job is ``completed`` or ``error`` and return that final status.
+
+        Same arguments, decisions and errors as ``VideoTranslationClient.wait_for_completion``.
+        """
+        timeout = self._checked_timeout(timeout)
+        max_attempts = self._checked_max_attempts(max_attempts)
+        wait = JobWait(job_id, self._new_planner(job_id), max_attempts=max_attempts,
+                       max_protocol_errors=self.policy.max_protocol_errors)
+        started = self._clock()
+        status = await self._wait_one(wait, started, started + timeout, timeout, on_update)
+        return status
+
+    async def as_completed(self, job_ids: Iterable[str], *,
+                           timeout: float | None = None) -> AsyncIterator[JobStatus]:
+        """Yield each job's final status the moment this client learns of it.
+
+        Same strategy and errors as ``VideoTranslationClient.as_completed``; per-job waits (a
+        server without ``/events``) are one task per job, each long-polling. Stop early with
+        ``contextlib.aclosing`` so the streams close at once.
+        """
+        timeout = self._checked_timeout(timeout)
+        batch = ManyJobs(job_ids, use_stream=self.use_event_stream, rng=self._rng)
+        started = self._clock()
+        run = _BatchRun(self, batch, started, started + timeout)
+        try:
+            if batch.mode is Mode.STREAM:
+                run.spawn(run.stream(chunk) for chunk in batch.chunks)
+            while not batch.done:
+                if batch.mode is Mode.POLL and not run.polling:
+                    run.stop()
+                    run.polling = True
+                    run.spawn(run.poll(job_id) for job_id in list(batch.pending))
+                for status in batch.take_ready():
+                    self._observe_final(status.job_id, status, waited=self._clock() - started)
+                    yield status
+                if batch.done:
+                    break
+                left = run.deadline - self._clock()
+                if left <= 0:
+                    raise batch.timeout_error(timeout=timeout, attempts=run.requests,
+                                              elapsed=self._clock() - started)
+                run.wake.clear()
+                if run.error is not None:
+                    raise run.error
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(run.wake.wait(), left)
+            for status in batch.take_ready():
+                self._observe_final(status.job_id, status, waited=self._clock() - started)
+                yield status
+        finally:
+            run.stop()
+        error = batch.batch_error()
+        if error is not None:
+            raise error
+
+    async def wait_many(self, job_ids: Iterable[str], *,
+                        timeout: float | None = None) -> dict[str, JobStatus]:
+        """Wait for every job; ``{job_id: final JobStatus}`` in the order given."""
+        ids = unique_job_ids(job_ids)
+        ended = {status.job_id: status async for status in self.as_completed(ids, timeout=timeout)}
+        return {job_id: ended[job_id] for job_id in ids}
+
+    # -------------------------------------------------------------------------------- internals
+    async def _wait_one(self, wait: JobWait, started: float, deadline: float, timeout: float,
+                        on_update: Callable[[JobStatus], None] | None = None, *,
+                        observe: bool = True,
+                        on_sent: Callable[[], None] | None = None) -> JobStatus:
+        """The per-job wait loop (sans-IO JobWait, this transport); returns the final status.
+
+        ``on_sent`` is called once the first request is on the wire (or has failed).
+        """
+        job_id, label = wait.job_id, wait.job_id or "(default job)"
+        if (first := wait.planner.first_delay(self._clock())) is not None:
+            logger.debug("job %s: first ask in %.3f s: %s", label, first.delay, first.reason)
+            await self._sleep(min(first.delay, max(deadline - self._clock(), 0.0)))
+        while True:
+            asked = wait.long_poll_for(deadline - self._clock())
+            try:
+                try:
+                    status, sent_at, received_at = await self._poll(job_id, asked, deadline,
+                                                                    on_sent=on_sent)
+                finally:
+                    if on_sent is not None:
+                        on_sent()
+                        on_sent = None
+            except (ServerError, ServerUnreachableError, ProtocolError) as exc:
+                decision = wait.on_failure(exc)
+                logger.warning("job %s: attempt %d failed: %s", label, wait.attempts, exc)
+            except JobNotFoundError as exc:
+                raise wait.not_found(exc) from exc
+            else:
+                if on_update and (wait.last is None or (status.result, status.progress)
+                                  != (wait.last.result, wait.last.progress)):
+                    on_update(status)
+                answer = wait.on_answer(status, asked_wait=asked, sent_at=sent_at,
+                                        received_at=received_at)
+                if answer is None:
+                    logger.info("job %s %s after %d status requests in %.3f s", label,
+                                status.result, wait.attempts, received_at - started)
+                    if observe:
+                        self._observe_final(job_id, status, waited=received_at - started,
+                                            received_at=received_at)
+                    return status
+                decision = answer
+                logger.debug("job %s: attempt %d: %s; next in %.3f s: %s", label, wait.attempts,
+                              status.result, decision.delay, decision.reason)
+            if wait.out_of_attempts:
+                raise wait.timeout(f"no final status after {wait.attempts} status requests "
+                                   "(max_attempts)", elapsed=self._clock() - started)
+            now = self._clock()
+            if now >= deadline:
+                raise wait.timeout(f"no final status within {timeout:g} s",
+                                   elapsed=now - started)
+            await self._sleep(min(decision.delay, deadline - now))
+
+    async def _poll(self, job_id: str | None, wait: int | None, deadline: float, *,
+                    on_sent: Callable[[], None] | None = None) -> tuple[JobStatus, float, float]:
+        headers: dict[str, str] = {}
+        params: dict[str, str] = {}
+        read = self.request_timeout[1]
+        if wait:
+            headers["Prefer"] = f"wait={wait}"
+            params["wait"] = str(wait)
+            read += wait
+        ticket = await self._pace(deadline)  # before sent_at: a pacing sleep is no server hold
+        sent_at = self._clock()
+        answer = await self._send("GET", self._status_url(job_id), headers=headers,
+                                  params=params, job_id=job_id, read_timeout=read,
+                                  deadline=deadline, on_sent=on_sent, ticket=ticket)
+        received_at = self._clock()
+        status = read_status_answer(_json(answer, job_id=job_id), answer.headers, job_id=job_id,
+                                    max_hint_delay=self.policy.max_hint_delay)
+        return status, sent_at, received_at
+
+    async def _pace(self, deadline: float, not_before: float = -math.inf) -> int | None:
+        """Sleep until the next request may go (the rate limit) and book it; its ticket.
+
+        ``not_before``: this task has slept until then already (a sleep that returns early, in
+        tests, never makes it sleep the same hold twice).
+        """
+        if self._pacer is None:
+            return None
+        while True:
+            now = max(self._clock(), not_before)
+            ticket, delay = self._pacer.reserve(now)
+            if delay > 0:
+                if delay >= deadline - now:
+                    raise ServerError(f"the rate limit holds the next request back {delay:.3f} "
+                                      "s, past the deadline")
+                logger.debug("rate limit: next request in %.3f s", delay)
+                await self._sleep(delay)
+                not_before = now + delay
+            if ticket is not None:
+                return ticket
+
+    def _observe(self, headers: Any, status: int | None, ticket: int | None) -> float | None:
+        """Tell the pacer what an answer said (None: no answer); a 429 holds every task back.
+
+        Returns:
+            The 429's hold in seconds, if any.
+        """
+        if self._pacer is None:
+            return None
+        limit, hold = self._rate_limit_answer(headers, status)
+        now = self._clock()
+        self._pacer.observe(limit, ticket=ticket, at=now)
+        if hold is not None:
+            self._pacer.throttle(now + hold)
+        return hold
+
+    async def _send(self, method: str, url: str, *, job_id: str | None = None,
+                    read_timeout: float | None = None, deadline: float = math.inf,
+                    stream: bool = False, on_sent: Callable[[], None] | None = None,
+                    accept: tuple[int, ...] = (), ticket: int | None = None,
+                    **kwargs: Any) -> Any:
+        """One request with the transient retries; an _Answer (or, ``stream``: the response).
+
+        Every attempt is paced by the rate limit first (the first one's booking may be passed in:
+        ``ticket``), and every answer is fed back to the pacer. ``on_sent`` is called when the
+        request's headers are on the wire (the session's trace). Codes in ``accept`` are answers,
+        not errors.
+
+        Raises:
+            The client's exception for an error answer, like the sync client's ``_send``.
+        """
+        connect, read = self.request_timeout
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect,
+                                        sock_read=read if read_timeout is None else read_timeout)
+        retries = RetryState(self.retry, rng=self._rng)
+        if self._auth_header is not None:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": self._auth_header}
+        if on_sent is not None:
+            kwargs["trace_request_ctx"] = _SentHook(on_sent)
+        slept_until = -math.inf
+        while True:
+            if ticket is None:
+                ticket = await self._pace(deadline, slept_until)
+            try:
+                response = await self.session.request(method, url, timeout=timeout, **kwargs)
+            except _NO_ANSWER as exc:
+                self._observe(None, None, ticket)
+                delay = retries.after_fault(time_left=deadline - self._clock())
+                if delay is None:
+                    raise ServerUnreachableError(
+                        f"{method} {url}: no answer from the server after {retries.faults - 1} "
+                        f"retries ({type(exc).__name__}); is it running?", job_id=job_id) from exc
+                fault = type(exc).__name__
+            else:
+                self._observe(response.headers, response.status, ticket)
+                if stream and response.status < 400:
+                    return response
+                try:
+                    body = await response.read()
+                except _NO_ANSWER as exc:
+                    response.release()
+                    delay = retries.after_fault(time_left=deadline - self._clock())
+                    if delay is None:
+                        raise ServerUnreachableError(f"{method} {url}: the answer broke off "
+                                                     f"({type(exc).__name__})",
+                                                     job_id=job_id) from exc
+                    fault = type(exc).__name__
+                else:
+                    answer = _Answer(response.status, response.headers, body)
+                    if answer.status < 400 or answer.status in accept:
+                        return answer
+                    if not is_transient(answer.status):
+                        raise self._error(method, url, answer, job_id)
+                    delay = retries.after_fault(status=answer.status,
+                                                retry_after=answer.headers.get("Retry-After"),
+                                                time_left=deadline - self._clock())
+                    if delay is None:
+                        raise self._error(method, url, answer, job_id)
+                    fault = f"HTTP {answer.status}"
+            logger.warning("transient fault (%s); retrying in %.3f s", fault, delay)
+            ticket = None  # the retry is booked like any request
+            if delay > 0:
+                slept_until = self._clock() + delay
+                await self._sleep(delay)
+
+    def _error(self, method: str, url: str, answer: _Answer,
+               job_id: str | None) -> VideoTranslationError:
+        return error_for_answer(method, url, answer.status, error_message(answer.body),
+                                job_id=job_id, max_retries=self.retry.max_retries)
+
+
+class _BatchRun:
+    """The tasks of one as_completed: one per stream chunk, or one per job when polling."""
+
+    def __init__(self, client: AsyncVideoTranslationClient, batch: ManyJobs, started: float,
+                 deadline: float):
+        self.client, self.batch, self.started, self.deadline = client, batch, started, deadline
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.wake = asyncio.Event()
+        self.polling = False
+        self.requests = 0
+        self.error: BaseException | None = None
+        # First polls still connecting: opening 10,000 connections at once overflows the server's
+        # accept backlog (SYNs dropped, connect timeouts, retry storms); a few hundred at a time
+        # open in about a second.
+        self.connecting = asyncio.Semaphore(MAX_CONNECTING)
+
+    def spawn(self, coroutines: Iterable[Awaitable[None]]) -> None:
+        for coroutine in coroutines:
+            task = asyncio.ensure_future(coroutine)
+            self.tasks.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and self.error is None:
+            self.error = task.exception()
+        self.wake.set()
+
+    def stop(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+    async def stream(self, chunk: StreamChunk) -> None:
+        """Keep one chunk's event stream open until its jobs ended (or the batch falls back)."""
+        client, batch = self.client, self.batch
+        while not batch.chunk_done(chunk) and batch.mode is Mode.STREAM:
+            params, headers = batch.stream_request(chunk)
+            self.requests += 1
+            try:
+                response = await client._send(
+                    "GET", client.base_url + client.events_url, params=params, headers=headers,
+                    stream=True, read_timeout=STREAM_READ_TIMEOUT, deadline=self.deadline)
+            except ServerUnreachableError as exc:
+                step = batch.on_stream_failure(chunk, exc)
+            except VideoTranslationError as exc:
+                step = batch.on_stream_answer(chunk, exc.status_code or 0, None)
+                if step.action is StreamAction.FAIL:
+                    raise
+            else:
+                step = batch.on_stream_answer(chunk, response.status,
+                                              response.headers.get("Content-Type"))
+                if step.action is StreamAction.READ:
+                    step = await self._read(chunk, response)
+                else:
+                    response.release()
+            logger.debug("stream %d: %s: %s (%.3f s)", chunk.index, step.action.value,
+                         step.reason, step.delay)
+            if step.action is StreamAction.RETRY:
+                await client._sleep(step.delay)
+            elif step.action is StreamAction.RESYNC:
+                await self._resync(chunk)
+            elif step.action in (StreamAction.FALLBACK, StreamAction.DONE):
+                break
+        self.wake.set()
+
+    async def _read(self, chunk: StreamChunk, response: aiohttp.ClientResponse) -> Any:
+        batch = self.batch
+        parser = SSEParser(chunk.last_event_id)
+        received = False
+        try:
+            async for data in response.content.iter_any():
+                received = True
+                for event in parser.feed(data):
+                    batch.on_event(chunk, event)
+                self.wake.set()
+                if batch.chunk_done(chunk):
+                    break
+        except _NO_ANSWER as exc:
+            logger.debug("stream %d dropped: %s", chunk.index, exc)
+        finally:
+            response.close()
+        return batch.on_stream_end(chunk, received=received, retry_ms=parser.retry)
+
+    async def _resync(self, chunk: StreamChunk) -> None:
+        """After a 410: one status read per job of the chunk still pending, then a fresh stream."""
+        for job_id in self.batch.pending_in(chunk):
+            self.requests += 1
+            try:
+                self.batch.on_status(job_id, await self.client.get_status(job_id))
+            except JobNotFoundError as exc:
+                self.batch.on_job_error(job_id, exc)
+            except (ServerError, ServerUnreachableError, ProtocolError) as exc:
+                logger.warning("job %s: status read after HTTP 410 failed: %s", job_id, exc)
+        self.wake.set()
+
+    async def poll(self, job_id: str) -> None:
+        """One job's wait (long-poll, hints, backoff), as wait_for_completion does it."""
+        client, policy = self.client, self.client.policy
+        wait = JobWait(job_id, client._new_planner(job_id), max_attempts=policy.max_attempts,
+                       max_protocol_errors=policy.max_protocol_errors)
+        await self.connecting.acquire()
+        release = _Once(self.connecting.release)
+        # A session made elsewhere has no headers-sent trace: then the slot frees after a while.
+        asyncio.get_running_loop().call_later(CONNECTING_SLOT_MAX, release)
+        try:
+            status = await client._wait_one(wait, self.started, self.deadline,
+                                            self.deadline - self.started, observe=False,
+                                            on_sent=release)
+        except (JobNotFoundError, ProtocolError) as exc:
+            self.batch.on_job_error(job_id, exc)
+        except WaitTimeout as exc:
+            if wait.out_of_attempts:  # this job's budget, not the batch's deadline
+                self.batch.on_job_error(job_id, exc)
+        else:
+            self.batch.on_status(job_id, status)
+        finally:
+            self.requests += wait.attempts
+            self.wake.set()
+
+
+class _Once:
+    """A callable that runs ``action`` on its first call only."""
+
+    def __init__(self, action: Callable[[], Any]) -> None:
+        self._action: Callable[[], Any] | None = action
+
+    def __call__(self) -> None:
+        action, self._action = self._action, None
+        if action is not None:
+            action()
+
+
+@dataclass(frozen=True)
+class _SentHook:
+    """The ``trace_request_ctx`` of a request whose sending someone waits for."""
+
+    on_sent: Callable[[], None]
+
+
+def _headers_sent_trace() -> aiohttp.TraceConfig:
+    """A trace that calls a request's ``_SentHook`` once its headers are on the wire."""
+
+    async def on_headers_sent(session: Any, context: Any, params: Any) -> None:
+        hook = context.trace_request_ctx
+        if isinstance(hook, _SentHook):
+            hook.on_sent()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(on_headers_sent)
+    return trace
+
+
+def _json(answer: _Answer, *, job_id: str | None) -> Any:
+    try:
+        return json.loads(answer.body)
+    except (ValueError, RecursionError):
+        kind = answer.headers.get("Content-Type", "no content type")
+        raise ProtocolError(f"HTTP {answer.status} answer is not JSON ({kind}): "
+                            f"{_describe(answer.body.decode('utf-8', 'replace'))}",
+                            job_id=job_id, status_code=answer.status) from None

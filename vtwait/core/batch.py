@@ -1,0 +1,400 @@
+"""The sans-IO core of waiting for many jobs at once, shared by the sync and asyncio clients.
+
+    batch = ManyJobs(job_ids)                       # duplicates dropped, order kept
+    params, headers = batch.stream_request(chunk)   # GET /events for one chunk of <= 1,000 ids
+    step = batch.on_stream_answer(chunk, 200, "text/event-stream")   # READ, RETRY, RESYNC, ...
+    for event in parser.feed(data):
+        batch.on_event(chunk, event)                # a final status is recorded, and handed out
+    for status in batch.take_ready(): ...           # by take_ready() (as_completed yields these)
+
+The strategy, per server, falling back in order: one event stream per chunk of at most
+:data:`MAX_STREAM_JOBS` ids (a dropped stream is reopened with ``Last-Event-ID``; a ``410`` costs one
+status read per job still pending, then a fresh stream); per-job waits (long-poll, hints, backoff;
+:class:`JobWait` holds one job's attempts and planner). A server without ``/events`` (404, 405, 406,
+or an answer that is not ``text/event-stream``) costs the one request that found out. A job the
+server does not know is failed alone (:class:`~client_core.JobNotFoundError`), the others go on.
+No sockets, no clock: the transports pass the time in. All durations are in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import logging
+import random
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from vtwait.core.planner import (
+    BatchError,
+    Decision,
+    JobNotFoundError,
+    JobStatus,
+    ProtocolError,
+    VideoTranslationError,
+    WaitPlanner,
+    WaitTimeout,
+    exponential_delays,
+    parse_retry_after,
+    parse_status_document,
+)
+from vtwait.core.sse import SSEEvent
+
+__all__ = ["MAX_STREAM_JOBS", "JobWait", "ManyJobs", "Mode", "StreamAction", "StreamChunk",
+           "StreamStep", "unique_job_ids"]
+
+logger = logging.getLogger(__name__)
+
+#: Ids one event stream may watch (the server's ``MAX_STREAM_JOBS`` default).
+MAX_STREAM_JOBS = 1000
+#: Consecutive failed opens of one chunk's stream (no event in between) before the batch falls
+#: back to per-job waits: the stream route may be broken while status reads still work.
+MAX_STREAM_FAILURES = 3
+# Reconnect delays after a stream drops without having delivered anything: doubling, jittered.
+_RECONNECT_FIRST, _RECONNECT_MAX = 0.05, 5.0
+# How many pending ids a timeout message names before "and N more".
+_NAMED_IN_MESSAGE = 5
+
+
+class Mode(str, enum.Enum):
+    """How a batch is being waited for."""
+
+    STREAM = "stream"  #: one event stream per chunk of ids
+    POLL = "poll"  #: one wait per job (long-poll, hints, backoff)
+
+
+class StreamAction(str, enum.Enum):
+    """What the transport does next with one chunk's stream."""
+
+    READ = "read"  #: the answer is the stream: feed its bytes to an SSE parser
+    RETRY = "retry"  #: open the stream again after ``delay``
+    RESYNC = "resync"  #: read each pending job's status once, then open a fresh stream
+    FALLBACK = "fallback"  #: this server has no usable event stream: wait per job
+    FAIL = "fail"  #: raise the error the answer stands for (e.g. refused credentials)
+    DONE = "done"  #: no job left to watch in this chunk: close it
+
+
+@dataclass(frozen=True)
+class StreamStep:
+    """One decision about a chunk's stream, with the reason (for the debug log)."""
+
+    action: StreamAction
+    delay: float = 0.0
+    reason: str = ""
+
+
+@dataclass
+class StreamChunk:
+    """One event stream's share of a batch: at most MAX_STREAM_JOBS ids and where it left off."""
+
+    index: int
+    job_ids: tuple[str, ...]
+    #: The last event id seen on this chunk's stream ("" before any): sent as Last-Event-ID.
+    last_event_id: str = ""
+    #: The server's ``retry:`` in milliseconds, if it sent one.
+    retry_ms: int | None = None
+    #: Streams opened for this chunk.
+    opens: int = 0
+    #: Consecutive failed opens or empty drops (reset by anything received).
+    failures: int = 0
+
+
+def unique_job_ids(job_ids: Iterable[str]) -> list[str]:
+    """The ids in order with duplicates dropped; ValueError for an empty or non-str id."""
+    if isinstance(job_ids, str):
+        raise TypeError(f"job_ids must be a collection of job ids, not one string: {job_ids!r}")
+    ids = list(dict.fromkeys(job_ids))
+    for job_id in ids:
+        if not isinstance(job_id, str) or not job_id:
+            raise ValueError(f"every job id must be a non-empty string, got {job_id!r}")
+    return ids
+
+
+class ManyJobs:
+    """The state of one wait for many jobs: what is pending, what ended, what each stream needs.
+
+    Args:
+        job_ids: The jobs (duplicates are waited for once).
+        use_stream: Start with the event stream (False: per-job waits from the start).
+        chunk_size: Ids per stream (the server's limit; 1,000 by default).
+        rng: Randomness for the reconnect jitter.
+    """
+
+    def __init__(self, job_ids: Iterable[str], *, use_stream: bool = True,
+                 chunk_size: int = MAX_STREAM_JOBS, rng: random.Random | None = None) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+        ids = unique_job_ids(job_ids)
+        self.job_ids: tuple[str, ...] = tuple(ids)
+        #: Jobs not final yet, each with the last status seen (None before any).
+        self.pending: dict[str, JobStatus | None] = dict.fromkeys(ids)
+        #: Jobs that ended, in the order they were learned of.
+        self.finished: dict[str, JobStatus] = {}
+        #: Jobs that cannot be waited for, with why (e.g. JobNotFoundError).
+        self.failed: dict[str, VideoTranslationError] = {}
+        self.mode = Mode.STREAM if use_stream and ids else Mode.POLL
+        self.chunks = [StreamChunk(n, tuple(ids[i:i + chunk_size]))
+                       for n, i in enumerate(range(0, len(ids), chunk_size))]
+        self._ready: deque[JobStatus] = deque()
+        self._rng = rng or random.Random()
+        self._chunk_of = {job_id: n // chunk_size for n, job_id in enumerate(ids)}
+        self._left = [len(chunk.job_ids) for chunk in self.chunks]  # pending per chunk
+
+    # ------------------------------------------------------------------------------ outcomes
+    @property
+    def done(self) -> bool:
+        """True once every job ended or failed."""
+        return not self.pending
+
+    def take_ready(self) -> list[JobStatus]:
+        """The final statuses recorded since the last call, in the order they were learned."""
+        ready = list(self._ready)
+        self._ready.clear()
+        return ready
+
+    def on_status(self, job_id: str, status: JobStatus) -> JobStatus | None:
+        """Record a status of a pending job; returns it if it is final (and newly so)."""
+        if job_id not in self.pending:
+            return None  # not ours, or already ended: a duplicate final is dropped here
+        if status.job_id != job_id:  # a document without the id, or with it in another form
+            status = dataclasses.replace(status, job_id=job_id)
+        if not status.done:
+            self.pending[job_id] = status
+            return None
+        del self.pending[job_id]
+        self._left[self._chunk_of[job_id]] -= 1
+        self.finished[job_id] = status
+        self._ready.append(status)
+        return status
+
+    def on_job_error(self, job_id: str, error: VideoTranslationError) -> None:
+        """Record that a pending job cannot be waited for (it alone fails; the others go on)."""
+        if self.pending.pop(job_id, _ABSENT) is not _ABSENT:
+            self._left[self._chunk_of[job_id]] -= 1
+            self.failed[job_id] = error
+            logger.warning("job %s cannot be waited for: %s", job_id, error)
+
+    def results(self) -> dict[str, JobStatus]:
+        """``{job_id: final status}`` in the order the ids were given."""
+        return {job_id: self.finished[job_id] for job_id in self.job_ids
+                if job_id in self.finished}
+
+    def batch_error(self) -> BatchError | None:
+        """The error to raise once the others ended, if some jobs could not be waited for."""
+        if not self.failed:
+            return None
+        names = _name_some(list(self.failed))
+        first = next(iter(self.failed.values()))
+        error = BatchError(f"{len(self.failed)} of {len(self.job_ids)} jobs could not be waited "
+                           f"for ({names}): {first}", failed=self.failed,
+                           finished=self.results())
+        error.__cause__ = first
+        return error
+
+    def timeout_error(self, *, timeout: float, attempts: int, elapsed: float) -> WaitTimeout:
+        """The WaitTimeout of a deadline reached with jobs still pending."""
+        pending = tuple(self.pending)
+        return WaitTimeout(
+            f"{len(pending)} of {len(self.job_ids)} jobs not final within {timeout:g} s "
+            f"({_name_some(pending)}); pass a larger timeout or check the server",
+            job_id=pending[0] if len(pending) == 1 else None,
+            last_status=self.pending[pending[0]] if len(pending) == 1 else None,
+            attempts=attempts, elapsed=elapsed, pending=pending, finished=self.results(),
+            failed=self.failed)
+
+    # ----------------------------------------------------------------------------- streams
+    def chunk_done(self, chunk: StreamChunk) -> bool:
+        """True once no job of ``chunk`` is pending (cheap: called after every read)."""
+        return self._left[chunk.index] == 0
+
+    def pending_in(self, chunk: StreamChunk) -> list[str]:
+        """The ids of ``chunk`` still pending."""
+        return [job_id for job_id in chunk.job_ids if job_id in self.pending]
+
+    def stream_request(self, chunk: StreamChunk) -> tuple[list[tuple[str, str]], dict[str, str]]:
+        """Query parameters and headers of ``GET /events`` for ``chunk`` (its pending ids only)."""
+        params = [("job_id", job_id) for job_id in self.pending_in(chunk)]
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if chunk.last_event_id:
+            headers["Last-Event-ID"] = chunk.last_event_id
+        return params, headers
+
+    def on_stream_answer(self, chunk: StreamChunk, status: int, content_type: str | None, *,
+                         retry_after: str | None = None) -> StreamStep:
+        """What an answer to ``GET /events`` means (after the transport's own retries)."""
+        if 200 <= status < 300 and _is_event_stream(content_type):
+            chunk.opens += 1
+            return StreamStep(StreamAction.READ, reason="stream open")
+        if 200 <= status < 300 or status in (404, 405, 406):
+            return self._fall_back(f"GET /events answered HTTP {status} ({content_type or 'no type'}):"
+                                   " no event stream")
+        if status == 410:  # our Last-Event-ID is older than what the server retains
+            chunk.last_event_id = ""
+            return StreamStep(StreamAction.RESYNC, reason="Last-Event-ID expired (HTTP 410)")
+        if status in (401, 403):
+            return StreamStep(StreamAction.FAIL, reason=f"HTTP {status}")
+        if status in (400, 414, 431):  # the server's stream refused our query: poll instead
+            return self._fall_back(f"GET /events refused the query (HTTP {status})")
+        delay = parse_retry_after(retry_after, maximum=60.0) if status == 429 else None
+        return self._stream_failed(chunk, f"HTTP {status}", delay)
+
+    def on_stream_failure(self, chunk: StreamChunk, error: Exception) -> StreamStep:
+        """A stream that could not be opened at all (no answer after the transport's retries)."""
+        return self._stream_failed(chunk, type(error).__name__, None)
+
+    def on_event(self, chunk: StreamChunk, event: SSEEvent) -> JobStatus | None:
+        """Record one parsed event; returns the final status it carries, if new."""
+        chunk.failures = 0
+        if event.has_id:
+            chunk.last_event_id = event.last_event_id
+        if event.event not in ("status", "not_found"):
+            return None  # an event kind this client does not know: ignored
+        try:
+            document = json.loads(event.data)
+        except (ValueError, RecursionError):
+            logger.warning("event stream: unreadable %s event ignored: %.120r", event.event,
+                           event.data)
+            return None
+        if event.event == "not_found":
+            job_id = document.get("job_id") if isinstance(document, dict) else None
+            if isinstance(job_id, str) and job_id in self.pending:
+                error = document.get("error")
+                message = error.get("message") if isinstance(error, dict) else None
+                self.on_job_error(job_id, JobNotFoundError(
+                    f"job {job_id} not found ({message or 'unknown to the server'}); it may have "
+                    "expired, or the server may have restarted", job_id=job_id, status_code=404))
+            return None
+        try:
+            status = parse_status_document(document)
+        except ProtocolError as exc:
+            logger.warning("event stream: status event ignored: %s", exc)
+            return None
+        if status.job_id is None:
+            return None
+        return self.on_status(status.job_id, status)
+
+    def on_stream_end(self, chunk: StreamChunk, *, received: bool,
+                      retry_ms: int | None = None) -> StreamStep:
+        """A stream that ended or broke: reopen it (with Last-Event-ID), or close it if done.
+
+        Args:
+            chunk: The chunk whose stream ended.
+            received: Whether anything (an event, a heartbeat) came on it before it ended.
+            retry_ms: The last ``retry:`` the server sent on it, if any.
+        """
+        if retry_ms is not None:
+            chunk.retry_ms = retry_ms
+        if self.chunk_done(chunk):
+            return StreamStep(StreamAction.DONE, reason="every job of the chunk ended")
+        base = min((chunk.retry_ms or 0) / 1000, _RECONNECT_MAX)
+        if received:
+            chunk.failures = 0
+            return StreamStep(StreamAction.RETRY, base, "stream dropped: resume")
+        return self._stream_failed(chunk, "stream ended with nothing received", None)
+
+    def _stream_failed(self, chunk: StreamChunk, what: str, delay: float | None) -> StreamStep:
+        chunk.failures += 1
+        if chunk.failures > MAX_STREAM_FAILURES:
+            return self._fall_back(f"event stream failed {chunk.failures} times in a row ({what})")
+        if delay is None:
+            first = max((chunk.retry_ms or 0) / 1000, _RECONNECT_FIRST)
+            steps = exponential_delays(first, 2.0, _RECONNECT_MAX)
+            for _ in range(chunk.failures - 1):
+                next(steps)
+            step = next(steps)
+            delay = step / 2 + self._rng.uniform(0.0, step / 2)  # equal jitter
+        return StreamStep(StreamAction.RETRY, delay, f"{what}: reopen")
+
+    def _fall_back(self, reason: str) -> StreamStep:
+        if self.mode is Mode.STREAM:
+            logger.info("%s; waiting per job instead", reason)
+        self.mode = Mode.POLL
+        return StreamStep(StreamAction.FALLBACK, reason=reason)
+
+
+class JobWait:
+    """One job's wait by polling, sans-IO: its planner, attempts, protocol errors, last status.
+
+    Before each status request call :meth:`long_poll_for`; after it, :meth:`on_answer` (None means
+    the job is final) or :meth:`on_failure`; when :attr:`out_of_attempts`, stop.
+    """
+
+    def __init__(self, job_id: str | None, planner: WaitPlanner, *, max_attempts: int | None,
+                 max_protocol_errors: int) -> None:
+        self.job_id = job_id
+        self.planner = planner
+        self.max_attempts = max_attempts
+        self.max_protocol_errors = max_protocol_errors
+        self.attempts = 0
+        self.protocol_errors = 0
+        self.last: JobStatus | None = None
+        self.last_error: Exception | None = None
+
+    @property
+    def out_of_attempts(self) -> bool:
+        """True once ``max_attempts`` status requests were made."""
+        return self.max_attempts is not None and self.attempts >= self.max_attempts
+
+    def long_poll_for(self, time_left: float) -> int | None:
+        """Counts the attempt about to be made; the long-poll seconds to ask for, or None."""
+        self.attempts += 1
+        return self.planner.long_poll_for(time_left)
+
+    def on_answer(self, status: JobStatus, *, asked_wait: float | None, sent_at: float,
+                  received_at: float) -> Decision | None:
+        """Record an answer; None if the job is final, else the delay before the next request."""
+        self.protocol_errors, self.last_error, self.last = 0, None, status
+        if status.done:
+            return None
+        return self.planner.after_answer(status, asked_wait=asked_wait, sent_at=sent_at,
+                                         received_at=received_at)
+
+    def on_failure(self, error: VideoTranslationError) -> Decision:
+        """The delay after a request that got no usable answer (transient: the wait goes on).
+
+        Raises:
+            ProtocolError: more unreadable answers in a row than the policy tolerates.
+        """
+        if isinstance(error, ProtocolError):
+            self.protocol_errors += 1
+            if self.protocol_errors > self.max_protocol_errors:
+                raise error
+        self.last_error = error
+        return self.planner.after_failure(error)
+
+    def not_found(self, error: JobNotFoundError) -> JobNotFoundError:
+        """The error for a 404: worded for a job that was known and is gone, if it was."""
+        if self.last is None:
+            return error
+        gone = JobNotFoundError(f"job {self.job_id} was known to the server and is unknown now: "
+                                "the server may have restarted, or the job expired",
+                                job_id=self.job_id, status_code=404)
+        gone.__cause__ = error
+        return gone
+
+    def timeout(self, why: str, *, elapsed: float) -> WaitTimeout:
+        """The WaitTimeout of this job's wait."""
+        seen = f"last seen {self.last.result}" if self.last else "never answered"
+        because = f"; last failure: {self.last_error}" if self.last_error else ""
+        error = WaitTimeout(f"job {self.job_id or '(default job)'}: {why} ({seen}{because}); pass "
+                            "a larger timeout or check the server", job_id=self.job_id,
+                            last_status=self.last, attempts=self.attempts, elapsed=elapsed)
+        error.__cause__ = self.last_error
+        return error
+
+
+_ABSENT = object()
+
+
+def _is_event_stream(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    return content_type.split(";")[0].strip().lower() == "text/event-stream"
+
+
+def _name_some(job_ids: list[str] | tuple[str, ...]) -> str:
+    named = ", ".join(job_ids[:_NAMED_IN_MESSAGE])
+    more = len(job_ids) - _NAMED_IN_MESSAGE
+    return named + (f" and {more} more" if more > 0 else "")

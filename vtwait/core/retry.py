@@ -1,0 +1,111 @@
+"""Sans-IO decisions about one HTTP request: retry a transient fault or not, and which error an answer is.
+
+    retries = RetryState(RetryPolicy())
+    delay = retries.after_fault(status=503, retry_after="2", time_left=30.0)  # 2.0, or None: give up
+
+The sync client gets these decisions from urllib3's ``Retry`` on its session (``client.py``); the
+asyncio client, which cannot use urllib3, takes them from here: the same schedule (the first retry
+at once, then ``backoff_factor * 2**(n-1)`` plus up to ``backoff_jitter`` capped at ``backoff_max``;
+``Retry-After`` instead when the server sends one, clamped to ``max_retry_after``, ``0`` meaning
+now), the same budget (``1 + max_retries`` attempts), never a sleep that would pass the deadline.
+All durations are in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping
+
+from vtwait.core.planner import (
+    _TRANSIENT_STATUSES,
+    AuthenticationError,
+    InvalidRequestError,
+    JobNotFoundError,
+    RetryPolicy,
+    ServerError,
+    VideoTranslationError,
+    _describe,
+    parse_retry_after,
+)
+
+__all__ = ["RetryState", "error_for_answer", "error_message", "is_transient"]
+
+
+def is_transient(status: int) -> bool:
+    """True for the answers worth retrying: 429, 502, 503, 504."""
+    return status in _TRANSIENT_STATUSES
+
+
+class RetryState:
+    """The retry decisions of one request (all its attempts), with no I/O and no clock.
+
+    Call :meth:`after_fault` after each transient fault (a transient status, or no answer at all);
+    it gives the seconds to sleep before the next attempt, or None when the request must give up.
+    """
+
+    def __init__(self, policy: RetryPolicy, *, rng: random.Random | None = None) -> None:
+        self.policy = policy
+        self.faults = 0  # consecutive faults of this request so far
+        self._rng = rng or random.Random()
+
+    def after_fault(self, *, status: int | None = None, retry_after: str | None = None,
+                    time_left: float = float("inf")) -> float | None:
+        """Seconds to wait before retrying, or None to give up.
+
+        Args:
+            status: The transient status answered, or None when no answer came.
+            retry_after: The answer's ``Retry-After`` header, if any.
+            time_left: Seconds until the deadline of the wait in progress.
+        """
+        self.faults += 1
+        if self.faults > self.policy.max_retries:
+            return None
+        delay = None
+        if status is not None:
+            delay = parse_retry_after(retry_after, maximum=self.policy.max_retry_after)
+        if delay is None:
+            delay = self.backoff()
+        return None if delay >= time_left else delay
+
+    def backoff(self) -> float:
+        """urllib3's backoff for the current fault count: 0 for the first, then doubling."""
+        if self.faults <= 1:
+            return 0.0
+        policy = self.policy
+        value = policy.backoff_factor * 2 ** (self.faults - 1)
+        if policy.backoff_jitter:
+            value += self._rng.random() * policy.backoff_jitter
+        return max(0.0, min(policy.backoff_max, value))
+
+
+def error_message(body: bytes, reason: str = "") -> str:
+    """The server's own words from a JSON error body, else the start of the body."""
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError, RecursionError):
+        text = body.decode("utf-8", "replace")
+        return _describe(text, 80) if text else reason or "no body"
+    if isinstance(error, Mapping):
+        return str(error.get("message") or error.get("code") or error)
+    return str(error) if error else reason or "no detail"
+
+
+def error_for_answer(method: str, url: str, status: int, detail: str, *, job_id: str | None,
+                     max_retries: int) -> VideoTranslationError:
+    """The exception an error answer (status >= 400) stands for, worded like the sync client's."""
+    if status in (401, 403):
+        return AuthenticationError(
+            f"{method} {url}: the server refused the credentials (HTTP {status}: {detail}); "
+            "check API_USERNAME and API_PASSWORD", job_id=job_id, status_code=status)
+    if status == 404:
+        return JobNotFoundError(
+            f"job {job_id} not found (HTTP 404: {detail}); it may have expired, or the "
+            "server may have restarted" if job_id else f"{method} {url}: not found "
+            f"(HTTP 404: {detail}); check base_url and the status URL",
+            job_id=job_id, status_code=status)
+    if status in _TRANSIENT_STATUSES or status >= 500:
+        return ServerError(f"{method} {url}: HTTP {status} after {max_retries} retries: {detail}",
+                           job_id=job_id, status_code=status)
+    return InvalidRequestError(f"{method} {url}: the server rejected the request (HTTP {status}: "
+                               f"{detail})", job_id=job_id, status_code=status)

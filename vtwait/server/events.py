@@ -1,0 +1,258 @@
+"""``GET /events``: the job event stream (Server-Sent Events) over the store's event log.
+
+Usage::
+
+    curl -N "http://127.0.0.1:8000/events?job_id=<id>&job_id=<id2>"   # snapshot, then live changes
+    curl -N -H "Last-Event-ID: 1700000000000042" http://127.0.0.1:8000/events   # resume after 42
+
+Wire format (``text/event-stream``)::
+
+    retry: 1000                                   first, once: reconnect after 1 s
+
+    event: status                                 snapshot of a listed job: no id (ids are changes)
+    data: {"job_id": "...", "result": "pending", ...}
+
+    event: not_found                              a listed job the server does not know
+    data: {"job_id": "...", "error": {"code": "not_found", "message": "..."}}
+
+    id: 1700000000000043                          a change: ids strictly increase, server-wide
+    event: status
+    data: {"job_id": "...", "result": "completed", ...}
+
+    : ping                                        after EVENT_HEARTBEAT s without a write
+
+How a stream works: every change is written once into the store's event log (ids assigned in the
+same atomic step as the change). A stream is a generator that *pulls* from that shared log at its
+own pace: it holds no queue of its own, so a slow reader costs one batch of memory, not a backlog.
+The job timer never writes to a socket; it only appends to the log and wakes the readers. A reader
+that falls more than ``EVENT_RETENTION`` events behind is ended (its resume then gets a 410); one
+whose write stalls for ``EVENT_SEND_TIMEOUT`` s (it stopped reading) is dropped by a send timeout
+on its socket; one that went away is found out by its next write, a heartbeat at the latest.
+``store.shutdown()`` ends every stream cleanly. All durations are in seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+
+from vtwait.server.stores.base import (
+    EventIdExpiredError,
+    JobStore,
+    LoggedEvent,
+    StoreClosedError,
+    StoreUnavailableError,
+)
+from vtwait.server.settings import Settings
+
+__all__ = ["RECONNECT_MS", "EventStreams", "open_streams", "register_event_stream"]
+
+logger = logging.getLogger(__name__)
+
+#: The ``retry:`` line: how long a client waits before reconnecting, in milliseconds.
+RECONNECT_MS = 1000
+#: Events read from the log per step (bounds one write and one stream's memory).
+BATCH_EVENTS = 500
+#: ``Retry-After`` of a 429 past ``MAX_STREAMS``: streams are long, a slot frees at no known time.
+STREAMS_RETRY_AFTER = 5
+
+# An event id is an unsigned integer; 20 digits hold any 64-bit id. Empty means "no id" (SSE).
+_EVENT_ID_RE = re.compile(r"[0-9]{0,20}")
+# As GET /status/<job_id>: an id of another form is simply unknown.
+_JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def register_event_stream(app: Flask, store: JobStore, settings: Settings) -> None:
+    """Adds ``GET /events`` to ``app``, unless ``EVENTS`` is off or the server is ``PLAIN``.
+
+    The route's state is ``app.extensions["event_streams"]`` (an :class:`EventStreams`).
+    """
+    if not settings.events or settings.plain:
+        return  # no route at all: a 404 like a server that never had one
+    streams = EventStreams(store, settings)
+    app.extensions["event_streams"] = streams
+    app.add_url_rule("/events", "events", streams.view, methods=["GET"])
+
+
+class EventStreams:
+    """The ``GET /events`` view and the count of open streams in this process.
+
+    Args:
+        store: where the events come from.
+        settings: ``MAX_STREAMS``, ``MAX_STREAM_JOBS``, ``EVENT_HEARTBEAT``, ``EVENT_SEND_TIMEOUT``.
+    """
+
+    def __init__(self, store: JobStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._open = 0
+
+    @property
+    def open(self) -> int:
+        """How many streams this process serves right now."""
+        with self._lock:
+            return self._open
+
+    def view(self) -> Response:
+        """``GET /events``: checks the request, takes a slot, then answers the stream.
+
+        Every refusal comes before the first byte of the stream: 400 (bad ``job_id`` count or
+        event id), 429 (``MAX_STREAMS`` open), 410 (the resume id is not retained).
+        """
+        settings = self.settings
+        values = request.args.getlist("job_id")
+        if len(values) > settings.max_stream_jobs:
+            return _error(400, "bad_request",
+                          f"at most {settings.max_stream_jobs} job_id values per stream, got "
+                          f"{len(values)}; open one stream per {settings.max_stream_jobs} jobs")
+        job_ids = list(dict.fromkeys(values))  # duplicates once, in order
+        header = request.headers.get("Last-Event-ID")
+        query = request.args.get("last_event_id")
+        for where, raw in (("Last-Event-ID", header), ("last_event_id", query)):
+            if raw is not None and not _EVENT_ID_RE.fullmatch(raw):
+                return _error(400, "bad_request", f"{where} must be an event id (decimal digits)")
+        raw = header if header is not None else query  # what EventSource sends on reconnect wins
+        resume = int(raw) if raw else None
+        slot = self._take_slot()
+        if slot is None:
+            return _error(429, "too_many_streams",
+                          f"{settings.max_streams} event streams open already; retry later",
+                          {"Retry-After": str(STREAMS_RETRY_AFTER)})
+        try:
+            first: list[LoggedEvent] = []
+            if resume is not None:
+                first = self.store.events_after(resume, BATCH_EVENTS)
+            docs, last = self.store.event_snapshot(
+                [j if _JOB_ID_RE.fullmatch(j) else "" for j in job_ids])
+        except EventIdExpiredError as exc:
+            slot.release()
+            return _error(410, "event_id_expired",
+                          f"{exc}; read the jobs' status, then open a stream without it")
+        except BaseException:
+            slot.release()
+            raise
+        opening = f"retry: {RECONNECT_MS}\n\n" + "".join(
+            _snapshot(job_id, doc) for job_id, doc in zip(job_ids, docs))
+        environ = request.environ
+        sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
+        body = self._stream(opening, set(job_ids), resume if resume is not None else last,
+                            first, sock, slot)
+        response = Response(body, 200, mimetype="text/event-stream")
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Accel-Buffering"] = "no"  # tell a proxy not to buffer the stream
+        response.call_on_close(slot.release)  # also when the body is never started (HEAD)
+        return response
+
+    def _take_slot(self) -> _Slot | None:
+        with self._lock:
+            if self._open >= self.settings.max_streams:
+                return None
+            self._open += 1
+        return _Slot(self)
+
+    def _release(self) -> None:
+        with self._lock:
+            self._open -= 1
+
+    def _stream(
+        self,
+        opening: str,
+        wanted: set[str],
+        position: int,
+        batch: list[LoggedEvent],
+        sock: socket.socket | None,
+        slot: _Slot,
+    ) -> Iterator[bytes]:
+        """The body: the opening, then each logged event after ``position`` (of ``wanted`` jobs,
+        all if empty), pings in the silences, until the store closes or the client goes."""
+        store, settings = self.store, self.settings
+        heartbeat = settings.event_heartbeat
+        old_timeout = sock.gettimeout() if sock is not None else None
+        written, ended = 0, "client gone"
+        try:
+            if sock is not None:  # a write that stalls this long raises, and the server drops us
+                sock.settimeout(settings.event_send_timeout)
+            yield opening.encode()
+            last_write = time.monotonic()
+            while True:
+                if batch:
+                    position = batch[-1].event_id
+                    chosen = [_change(e) for e in batch if not wanted or e.job_id in wanted]
+                    if chosen:
+                        yield "".join(chosen).encode()
+                        written += len(chosen)
+                        last_write = time.monotonic()
+                elif time.monotonic() - last_write >= heartbeat:
+                    yield b": ping\n\n"
+                    last_write = time.monotonic()
+                silence = max(heartbeat - (time.monotonic() - last_write), 0.0)
+                batch = store.wait_events(position, BATCH_EVENTS, silence)
+        except StoreClosedError:
+            ended = "server stopping"
+        except EventIdExpiredError:
+            ended = f"reader fell more than {settings.event_retention} events behind"
+            logger.warning("event stream ended: %s", ended)
+        except StoreUnavailableError as exc:  # Redis lost: end cleanly; the client resumes
+            ended = "job store unavailable"
+            logger.warning("event stream ended: %s", exc)
+        except GeneratorExit:  # the server gave up on the client (broken pipe, send timeout)
+            if sock is not None:
+                with contextlib.suppress(OSError):  # so the connection ends now, not at a read
+                    sock.shutdown(socket.SHUT_RDWR)
+            raise
+        finally:
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.settimeout(old_timeout)
+            slot.release()
+            logger.info("event stream closed after %d events (%s)", written, ended)
+
+
+class _Slot:
+    """One open stream's place in the ``MAX_STREAMS`` count; releasing twice is harmless."""
+
+    def __init__(self, owner: EventStreams) -> None:
+        self._owner: EventStreams | None = owner
+
+    def release(self) -> None:
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner._release()
+
+
+def _change(event: LoggedEvent) -> str:
+    return f"id: {event.event_id}\nevent: status\ndata: {event.data}\n\n"
+
+
+def _snapshot(job_id: str, doc: dict[str, Any] | None) -> str:
+    if doc is None:
+        error = {"code": "not_found", "message": f"no job {job_id}"}
+        data = json.dumps({"job_id": job_id, "error": error}, separators=(",", ":"))
+        return f"event: not_found\ndata: {data}\n\n"
+    return f"event: status\ndata: {json.dumps(doc, separators=(',', ':'))}\n\n"
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    """The API's JSON error answer (as ``server.ApiError`` gives it; not imported from there,
+    since ``python server.py`` runs it as ``__main__``)."""
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def open_streams(app: Flask) -> int:
+    """How many event streams ``app`` serves right now (0 when the route is off)."""
+    streams: EventStreams | None = app.extensions.get("event_streams")
+    return 0 if streams is None else streams.open
+
