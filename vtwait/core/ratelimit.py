@@ -12,8 +12,9 @@ budget; an asyncio driver needs no lock (one event loop), the same core.
 Fields read, the first form present wins:
 
 1. IETF ``RateLimit-Policy: "default";q=100;w=60`` and ``RateLimit: "default";r=50;t=30``
-   (draft-ietf-httpapi-ratelimit-headers, structured-field lists per RFC 9651). With several
-   policies the binding one (least remaining, then latest reset) counts.
+   (draft-ietf-httpapi-ratelimit-headers, structured-field lists per RFC 9651, read by
+   ``structured_fields.py``). With several policies the binding one (least remaining, then
+   latest reset) counts.
 2. The older drafts' ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` (and ``RateLimit-Policy:
    100;w=60`` for the window).
 3. The widespread ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset``.
@@ -32,8 +33,6 @@ All durations are in seconds.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import bisect
 import math
 import re
@@ -42,12 +41,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vtwait.core.structured_fields import parse_structured_list
+
 __all__ = [
     "DEFAULT_MAX_RESET",
     "RateLimit",
     "RatePacer",
     "parse_rate_limit",
-    "parse_structured_list",
 ]
 
 #: Longest reset read from a header; longer ones are cut to it (a day).
@@ -69,120 +69,6 @@ DEFAULT_SEND_SLACK = 0.25
 _RECENT_SPAN, _RECENT_MAX = 30.0, 10_000
 #: A reset of this many or more is a Unix timestamp, not delta seconds; this many or more, in ms.
 _EPOCH_SECONDS, _EPOCH_MILLISECONDS = 1e9, 1e12
-
-
-# ---------------------------------------------------------------------- structured fields
-class _SyntaxError(ValueError):
-    """A structured field that does not parse: the whole field is ignored (RFC 9651 4.2)."""
-
-
-_NUMBER = re.compile(r"-?(\d{1,12}\.\d{1,3}|\d{1,15})(?![\d.])")
-_TOKEN = re.compile(r"[A-Za-z*][A-Za-z0-9!#$%&'*+\-.^_`|~:/]*")
-_KEY = re.compile(r"[a-z*][a-z0-9_\-.*]*")
-_BYTES = re.compile(r":([A-Za-z0-9+/=]*):")
-
-Item = tuple[Any, dict[str, Any]]  # a bare item and its parameters
-
-
-def parse_structured_list(text: str | None) -> list[Item] | None:
-    """An RFC 9651 List of Items with parameters, or None when it does not parse.
-
-    Bare items come back as ``int``, ``float``, ``str`` (strings and tokens alike), ``bool`` or
-    ``bytes``; a parameter without a value is ``True``. Inner lists are not supported (no
-    rate-limit field uses them) and make the field unreadable, as any syntax error does.
-    """
-    if text is None:
-        return None
-    try:
-        return _parse_list(text.strip(" \t"))
-    except _SyntaxError:
-        return None
-
-
-def _parse_list(text: str) -> list[Item]:
-    items: list[Item] = []
-    pos = 0
-    while pos < len(text):
-        item, pos = _bare_item(text, pos)
-        params, pos = _parameters(text, pos)
-        items.append((item, params))
-        pos = _skip(text, pos, " \t")
-        if pos == len(text):
-            return items
-        if text[pos] != ",":
-            raise _SyntaxError(f"expected ',' at {pos}")
-        pos = _skip(text, pos + 1, " \t")
-        if pos == len(text):
-            raise _SyntaxError("trailing comma")
-    return items
-
-
-def _skip(text: str, pos: int, chars: str) -> int:
-    while pos < len(text) and text[pos] in chars:
-        pos += 1
-    return pos
-
-
-def _bare_item(text: str, pos: int) -> tuple[Any, int]:
-    if pos >= len(text):
-        raise _SyntaxError("missing item")
-    char = text[pos]
-    if char == '"':
-        return _string(text, pos + 1)
-    if char == "?":
-        if text[pos + 1:pos + 2] in ("0", "1"):
-            return text[pos + 1] == "1", pos + 2
-        raise _SyntaxError("bad boolean")
-    if char == ":":
-        match = _BYTES.match(text, pos)
-        if not match:
-            raise _SyntaxError("bad byte sequence")
-        try:
-            return base64.b64decode(match.group(1), validate=True), match.end()
-        except (binascii.Error, ValueError):
-            raise _SyntaxError("bad base64 in byte sequence") from None
-    match = _NUMBER.match(text, pos)
-    if match:
-        number = match.group(0)
-        return (float(number) if "." in number else int(number)), match.end()
-    match = _TOKEN.match(text, pos)
-    if match:
-        return match.group(0), match.end()
-    raise _SyntaxError(f"unexpected {char!r} at {pos}")
-
-
-def _string(text: str, pos: int) -> tuple[str, int]:
-    out = []
-    while pos < len(text):
-        char = text[pos]
-        if char == "\\":
-            if text[pos + 1:pos + 2] not in ('"', "\\"):
-                raise _SyntaxError("bad escape")
-            out.append(text[pos + 1])
-            pos += 2
-        elif char == '"':
-            return "".join(out), pos + 1
-        elif " " <= char <= "~":
-            out.append(char)
-            pos += 1
-        else:
-            raise _SyntaxError("bad character in string")
-    raise _SyntaxError("unterminated string")
-
-
-def _parameters(text: str, pos: int) -> tuple[dict[str, Any], int]:
-    params: dict[str, Any] = {}
-    while pos < len(text) and text[pos] == ";":
-        pos = _skip(text, pos + 1, " ")
-        match = _KEY.match(text, pos)
-        if not match:
-            raise _SyntaxError(f"bad parameter key at {pos}")
-        value: Any = True
-        pos = match.end()
-        if pos < len(text) and text[pos] == "=":
-            value, pos = _bare_item(text, pos + 1)
-        params[match.group(0)] = value  # a repeated key: the last one wins (RFC 9651)
-    return params, pos
 
 
 # -------------------------------------------------------------------------------- the fields
