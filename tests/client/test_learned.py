@@ -6,11 +6,13 @@ test waits and every sleep is known.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
 import random
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -447,3 +449,32 @@ def test_the_asyncio_client_plans_and_learns_the_same_way():
     assert history.observations(ROUTE) == [(2.0, 3.0)]
     assert type(AsyncVideoTranslationClient(BASE, policy=PollingPolicy(learn=False))
                 ._new_planner("a2")) is WaitPlanner
+
+
+async def _observe_off_loop(api: AsyncVideoTranslationClient, status: JobStatus,
+                            received_at: float) -> None:
+    await api._observe_final_off_loop(status.job_id, status, received_at=received_at)
+
+
+@pytest.mark.parametrize("on_disk", [True, False])
+def test_the_asyncio_client_commits_a_history_file_off_the_event_loop(tmp_path: Path,
+                                                                       on_disk: bool):
+    """A history on disk is written from a worker thread (a SQLite commit may wait seconds for
+    another process's lock); one in memory is written at once, on the loop's own thread."""
+    clock = FakeClock()
+    history = DurationHistory(tmp_path / "h.sqlite" if on_disk else None)
+    assert history.on_disk is on_disk
+    writers: list[int] = []
+    add = history.add
+
+    def spy(route: str, lower: float, upper: float) -> None:
+        writers.append(threading.get_ident())
+        add(route, lower, upper)
+
+    history.add = spy  # type: ignore[method-assign]
+    api = AsyncVideoTranslationClient(BASE, clock=clock, history=history)
+    api._learner.note_start("a1", None, sent_at=clock.now, received_at=clock.now)
+    asyncio.run(_observe_off_loop(api, JobStatus(job_id="a1", result=JobResult.COMPLETED),
+                                  clock.now + 3.0))
+    assert history.observations(ROUTE) == [(0.0, 3.0)]
+    assert (writers[0] != threading.get_ident()) is on_disk

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -55,7 +56,7 @@ from vtwait.core.planner import (
     _require,
     read_status_answer,
 )
-from vtwait.core.learned import DurationHistory
+from vtwait.client.history import DurationHistory
 from vtwait.core.batch import JobWait, ManyJobs, Mode, StreamAction, StreamChunk, unique_job_ids
 from vtwait.core.sse import SSEParser
 from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
@@ -201,7 +202,7 @@ class AsyncVideoTranslationClient(ClientBase):
                     status.phase or status.result)
         if not status.done:
             return await self.wait_for_completion(job_id)
-        self._observe_final(job_id, status)
+        await self._observe_final_off_loop(job_id, status)
         return status
 
     async def wait_for_completion(self, job_id: str | None = None, *,
@@ -241,7 +242,8 @@ class AsyncVideoTranslationClient(ClientBase):
                     run.polling = True
                     run.spawn(run.poll(job_id) for job_id in list(batch.pending))
                 for status in batch.take_ready():
-                    self._observe_final(status.job_id, status, waited=self._clock() - started)
+                    await self._observe_final_off_loop(status.job_id, status,
+                                                       waited=self._clock() - started)
                     yield status
                 if batch.done:
                     break
@@ -255,7 +257,8 @@ class AsyncVideoTranslationClient(ClientBase):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(run.wake.wait(), left)
             for status in batch.take_ready():
-                self._observe_final(status.job_id, status, waited=self._clock() - started)
+                await self._observe_final_off_loop(status.job_id, status,
+                                                   waited=self._clock() - started)
                 yield status
         finally:
             run.stop()
@@ -271,6 +274,19 @@ class AsyncVideoTranslationClient(ClientBase):
         return {job_id: ended[job_id] for job_id in ids}
 
     # -------------------------------------------------------------------------------- internals
+    async def _observe_final_off_loop(self, job_id: str | None, status: JobStatus, *,
+                                      waited: float | None = None,
+                                      received_at: float | None = None) -> None:
+        """``_observe_final``; a history on disk commits from a worker thread, not on the event
+        loop (a SQLite commit may wait up to ``HISTORY_LOCK_TIMEOUT`` for another process)."""
+        received_at = self._clock() if received_at is None else received_at
+        observe = functools.partial(self._observe_final, job_id, status, waited=waited,
+                                    received_at=received_at)
+        if self._history.on_disk:
+            await asyncio.get_running_loop().run_in_executor(None, observe)
+        else:
+            observe()
+
     async def _wait_one(self, wait: JobWait, started: float, deadline: float, timeout: float,
                         on_update: Callable[[JobStatus], None] | None = None, *,
                         observe: bool = True,
@@ -308,8 +324,9 @@ class AsyncVideoTranslationClient(ClientBase):
                     logger.info("job %s %s after %d status requests in %.3f s", label,
                                 status.result, wait.attempts, received_at - started)
                     if observe:
-                        self._observe_final(job_id, status, waited=received_at - started,
-                                            received_at=received_at)
+                        await self._observe_final_off_loop(job_id, status,
+                                                           waited=received_at - started,
+                                                           received_at=received_at)
                     return status
                 decision = answer
                 logger.debug("job %s: attempt %d: %s; next in %.3f s: %s", label, wait.attempts,

@@ -5,9 +5,10 @@
 
 :class:`ClientConfig` normalizes and checks the constructor arguments both clients take (None means
 the default; credentials in the URL become auth and leave the URL); :class:`ClientBase` holds the
-sans-IO parts of a client built from it (status URLs, the learned schedule's bookkeeping); and
-:func:`start_answer_job_id` reads the job id of a start answer. No I/O here: the transports
-(``client.py`` on requests, ``async_client.py`` on aiohttp) stay thin.
+parts of a client built from it (status URLs, the learned schedule's bookkeeping); and
+:func:`start_answer_job_id` reads the job id of a start answer. No network I/O here (the transports,
+``sync.py`` on requests and ``aio.py`` on aiohttp, do that); the one file a client opens is its
+duration history (``history.py``, when given a ``history_path``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from vtwait.core.planner import (
     _require,
     parse_retry_after,
 )
-from vtwait.core.learned import DurationHistory, DurationLearner, start_answer_status
+from vtwait.client.history import DurationHistory
+from vtwait.core.learned import DurationLearner, start_answer_status
 from vtwait.core.ratelimit import RateLimit, RatePacer, parse_rate_limit
 
 __all__ = ["ClientBase", "ClientConfig", "start_answer_job_id"]
@@ -132,7 +134,7 @@ def start_answer_job_id(document: Any, location: str | None) -> str:
 
 
 class ClientBase:
-    """The sans-IO half of a client: its settings as attributes, status URLs, and the learned
+    """What both transports share: settings as attributes, status URLs, and the learned
     schedule's bookkeeping (planners, starts, final statuses). The transports subclass it."""
 
     def __init__(self, config: ClientConfig, *, history: DurationHistory | None,
@@ -145,8 +147,9 @@ class ClientBase:
         self._clock, self._rng = config.clock, config.rng
         # One rate-limit budget for every thread or task of this client.
         self._pacer = RatePacer() if config.respect_rate_limits else None
-        self._learner = DurationLearner(history or DurationHistory(history_path),
-                                        self.base_url + self.status_url)
+        self._history = history or DurationHistory(history_path)
+        self._learner = DurationLearner(self._history, self.base_url + self.status_url,
+                                        wall_clock=time.time)
 
     def __repr__(self) -> str:  # never shows credentials
         return f"{type(self).__name__}({self.base_url!r})"

@@ -100,10 +100,8 @@ from vtwait.core.planner import (
     scaled_jitter,
 )
 from vtwait.core.durations import DurationModel, Schedule
-from vtwait.core.learned import (
-    DurationHistory,
-    LearnedPlanner,
-)
+from vtwait.client.history import DurationHistory
+from vtwait.core.learned import LearnedPlanner
 from vtwait.core.batch import unique_job_ids
 from vtwait.core.ratelimit import RateLimit, RatePacer, parse_rate_limit
 from vtwait.core.retry import error_for_answer

@@ -1,44 +1,38 @@
-"""The learned schedule in the client: durations kept per status route, and a planner that uses them.
+"""The learned schedule, sans-IO: what a client learns of job durations, and a planner that uses it.
 
-    from vtwait.client.sync import VideoTranslationClient
-    with VideoTranslationClient(url, history_path="~/.cache/video-jobs.sqlite") as api:
-        api.wait_for_completion(api.start_job())   # learns from every job it sees end
+    learner = DurationLearner(DurationHistory(), route, wall_clock=time.time)  # the client builds it
+    planner = learner.planner(job_id, PollingPolicy(), now=clock())           # one per wait
 
 For servers that say nothing (no long-poll, no ETA, no ``Retry-After``), the client remembers how
-long the jobs of each status route took (``duration_model.DurationModel``, interval-censored) and,
+long the jobs of each status route took (``durations.DurationModel``, interval-censored) and,
 once it knows ``PollingPolicy.learn_after`` of them, asks when the model says a job has likely
 ended, with ``PollingPolicy.learned_budget`` status requests per job on average. Before that, and
 for a job that outlives everything seen, it is the usual backoff. A server hint in an answer always
 wins over the model. The first poll of a job this client started is skipped when the start answer
 already said "pending" without a hint: that answer was the first poll.
 
-* :class:`DurationHistory`: the models of all routes, shared by threads (a lock), by clients (pass
-  one as ``history=``) and by processes (``path``: SQLite in WAL mode; each connection sees the
-  others' commits through ``PRAGMA data_version``). A file that is not a usable database is left
-  alone with a warning and the history stays in memory.
+* :class:`DurationStore`: where the observations go. The clients' store is
+  ``vtwait.client.history.DurationHistory`` (memory, or a SQLite file shared by processes): the
+  file I/O lives there, outside the core.
 * :class:`DurationLearner`: one client's bookkeeping: when its jobs started, whether its route ever
   gave hints, and the final answers it learns of (the client's ``_observe_final``).
-* :class:`LearnedPlanner`: a :class:`client_core.WaitPlanner` whose silent-server step comes from
-  the schedule. No I/O, no clock: times are passed in.
+* :class:`LearnedPlanner`: a :class:`planner.WaitPlanner` whose silent-server step comes from
+  the schedule. No I/O, no clock: times (and the wall clock, as a function) are passed in.
 
 All durations are in seconds; times are the client's monotonic clock unless named ``wall``.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 import random
-import sqlite3
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
+from vtwait.core.durations import Schedule
 from vtwait.core.planner import (
     Decision,
     JobStatus,
@@ -48,171 +42,34 @@ from vtwait.core.planner import (
     exponential_delays,
     parse_status_document,
 )
-from vtwait.core.durations import DEFAULT_CAPACITY, DurationModel, Schedule
 
-__all__ = ["DurationHistory", "DurationLearner", "LearnedPlanner", "start_answer_status"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["DurationLearner", "DurationStore", "LearnedPlanner", "start_answer_status"]
 
 #: Jobs whose start a client remembers while waiting for their end (oldest forgotten first).
 MAX_TRACKED_STARTS = 10_000
 #: Share of waits whose first learned poll comes earlier, at 50-100 % of its time. A skipped first
-#: poll leaves a job that ended before the schedule's first poll known only as "before it"; the estimate would
-#: then put those ends right before it and the first poll would creep later round after round.
-#: These few early looks keep the early tail measured, at most one request each.
+#: poll leaves a job that ended before the schedule's first poll known only as "before it"; the
+#: estimate would then put those ends right before it and the first poll would creep later round
+#: after round. These few early looks keep the early tail measured, at most one request each.
 EXPLORE_SHARE = 0.1
 # Shortest sleep the schedule asks for.
 _MIN_STEP = 0.001
-#: Seconds a writer waits for another process's lock on the history file.
-HISTORY_LOCK_TIMEOUT = 5.0
-_SCHEMA = """CREATE TABLE IF NOT EXISTS durations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    route TEXT NOT NULL,
-    lower REAL NOT NULL,
-    upper REAL NOT NULL)"""
-_INDEX = "CREATE INDEX IF NOT EXISTS durations_route ON durations (route, id)"
 _T = TypeVar("_T")
 
 
 # ------------------------------------------------------------------------------ the history
-class DurationHistory:
-    """Duration models per status route, in memory or in a SQLite file shared by processes.
-
-    Args:
-        path: SQLite file to keep the observations in (created if missing); None for memory only.
-        capacity: Most recent observations kept per route, in memory and in the file.
-    """
-
-    def __init__(self, path: str | os.PathLike[str] | None = None, *,
-                 capacity: int = DEFAULT_CAPACITY):
-        self.path = Path(path).expanduser() if path is not None else None
-        self.capacity = capacity
-        self._lock = threading.Lock()
-        self._models: dict[str, DurationModel] = {}
-        self._db: sqlite3.Connection | None = None
-        self._data_version: int | None = None
-        if self.path is not None:
-            self._open()
-
-    def __repr__(self) -> str:
-        where = str(self.path) if self._db is not None else "memory"
-        return f"{type(self).__name__}({where}, routes={len(self._models)})"
+class DurationStore(Protocol):
+    """Where a learner keeps the observed durations of each route: ``vtwait.client.history``'s
+    :class:`DurationHistory` (in memory or SQLite) is the one the clients use."""
 
     def add(self, route: str, lower: float, upper: float) -> None:
         """Record a job of ``route`` that ended ``lower`` to ``upper`` seconds after its start."""
-        with self._lock:
-            model = self._model(route)
-            drifted = model.add(lower, upper)
-            if drifted:
-                logger.info("route %s: %d jobs in a row outside the durations seen before "
-                            "(the last in %.3f-%.3f s): workload changed, older ones dropped",
-                            route, model.drift_run, lower, upper)
-            self._store(route, model, drifted, (lower, upper))
 
     def schedule(self, route: str, budget: float, min_jobs: int) -> Schedule | None:
         """The learned schedule of ``route``, or None while it knows fewer than ``min_jobs``."""
-        with self._lock:
-            return self._model(route).schedule(budget, min_jobs=min_jobs)
 
     def observations(self, route: str) -> list[tuple[float, float]]:
         """The observations of ``route``, oldest first."""
-        with self._lock:
-            return self._model(route).observations
-
-    def close(self) -> None:
-        """Close the file (the history stays usable in memory)."""
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-    # -------------------------------------------------------------------------- internals
-    def _model(self, route: str) -> DurationModel:
-        self._refresh()
-        model = self._models.get(route)
-        if model is None:
-            model = self._models[route] = DurationModel(self._load(route), capacity=self.capacity)
-        return model
-
-    def _open(self) -> None:
-        assert self.path is not None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=HISTORY_LOCK_TIMEOUT, isolation_level=None,
-                                 check_same_thread=False)
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(_SCHEMA)
-                db.execute(_INDEX)
-                self._data_version = db.execute("PRAGMA data_version").fetchone()[0]
-            except BaseException:
-                db.close()
-                raise
-        except (sqlite3.Error, OSError) as exc:
-            self._give_up(exc)
-        else:
-            self._db = db
-
-    def _give_up(self, exc: Exception) -> None:
-        logger.warning("duration history %s is unusable (%s: %s); learning in memory only",
-                       self.path, type(exc).__name__, exc)
-        if self._db is not None:
-            self._db.close()
-        self._db = None
-
-    def _refresh(self) -> None:
-        """Forget the loaded models when another connection committed since we last looked."""
-        if self._db is None:
-            return
-        try:
-            version = self._db.execute("PRAGMA data_version").fetchone()[0]
-        except sqlite3.Error as exc:
-            self._give_up(exc)
-            return
-        if version != self._data_version:
-            self._data_version = version
-            for route, model in self._models.items():
-                model.replace(self._load(route))
-
-    def _load(self, route: str) -> list[tuple[float, float]]:
-        if self._db is None:
-            return []
-        try:
-            rows = self._db.execute(
-                "SELECT lower, upper FROM durations WHERE route = ? ORDER BY id DESC LIMIT ?",
-                (route, self.capacity)).fetchall()
-        except sqlite3.Error as exc:
-            self._give_up(exc)
-            return []
-        good = [(float(lo), float(hi)) for lo, hi in reversed(rows)
-                if isinstance(lo, int | float) and isinstance(hi, int | float)
-                and 0 <= lo < hi < math.inf]
-        if len(good) < len(rows):
-            logger.warning("duration history %s: %d unreadable rows ignored", self.path,
-                           len(rows) - len(good))
-        return good
-
-    def _store(self, route: str, model: DurationModel, drifted: bool,
-               observation: tuple[float, float]) -> None:
-        if self._db is None:
-            return
-        try:
-            with self._db:  # one transaction
-                self._db.execute("BEGIN IMMEDIATE")
-                if drifted:
-                    self._db.execute("DELETE FROM durations WHERE route = ?", (route,))
-                    self._db.executemany(
-                        "INSERT INTO durations (route, lower, upper) VALUES (?, ?, ?)",
-                        [(route, lo, hi) for lo, hi in model.observations])
-                else:
-                    self._db.execute("INSERT INTO durations (route, lower, upper) VALUES (?, ?, ?)",
-                                     (route, *observation))
-                    self._db.execute(
-                        "DELETE FROM durations WHERE route = ? AND id <= (SELECT id FROM durations"
-                        " WHERE route = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                        (route, route, self.capacity))
-        except sqlite3.Error as exc:
-            self._give_up(exc)
 
 
 # ------------------------------------------------------------------------------ the planner
@@ -336,11 +193,11 @@ class DurationLearner:
     Args:
         history: Where the durations go (shared with other clients if given to them too).
         route: The status route, e.g. ``http://host:8000/status/{job_id}``.
-        wall_clock: Unix time, to read ``created_at`` of jobs this client did not start.
+        wall_clock: Unix time (``time.time``), to read ``created_at`` of jobs this client did
+            not start.
     """
 
-    def __init__(self, history: DurationHistory, route: str, *,
-                 wall_clock: Callable[[], float] = time.time):
+    def __init__(self, history: DurationStore, route: str, *, wall_clock: Callable[[], float]):
         self.history, self.route, self._wall_clock = history, route, wall_clock
         self._lock = threading.Lock()
         self._starts: OrderedDict[str, _Start] = OrderedDict()
