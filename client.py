@@ -8,54 +8,42 @@ import sys
 from typing import Any
 
 import vtwait
-from vtwait import (
-    AuthenticationError as AuthenticationError,
-    BatchError as BatchError,
-    DEFAULT_BASE_URL as DEFAULT_BASE_URL,
-    DEFAULT_REQUEST_TIMEOUT as DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_WAIT_TIMEOUT as DEFAULT_WAIT_TIMEOUT,
-    DEFAULT_WEBHOOK_TOLERANCE as DEFAULT_WEBHOOK_TOLERANCE,
-    Decision as Decision,
-    DurationHistory as DurationHistory,
-    DurationModel as DurationModel,
-    FINAL_RESULTS as FINAL_RESULTS,
-    InvalidRequestError as InvalidRequestError,
-    JobNotFoundError as JobNotFoundError,
-    JobResult as JobResult,
-    JobStatus as JobStatus,
-    LearnedPlanner as LearnedPlanner,
-    PollingPolicy as PollingPolicy,
-    ProtocolError as ProtocolError,
-    RateLimit as RateLimit,
-    RatePacer as RatePacer,
-    RetryPolicy as RetryPolicy,
-    Schedule as Schedule,
-    ServerError as ServerError,
-    ServerUnreachableError as ServerUnreachableError,
-    TranslationStatusClient as TranslationStatusClient,
-    VideoTranslationClient as VideoTranslationClient,
-    VideoTranslationError as VideoTranslationError,
-    WaitPlanner as WaitPlanner,
-    WaitTimeout as WaitTimeout,
-    WebhookVerificationError as WebhookVerificationError,
-    equal_jitter as equal_jitter,
-    exponential_delays as exponential_delays,
-    full_jitter as full_jitter,
-    parse_preference_applied as parse_preference_applied,
-    parse_rate_limit as parse_rate_limit,
-    parse_retry_after as parse_retry_after,
-    parse_status_document as parse_status_document,
-    read_status_answer as read_status_answer,
-    scaled_jitter as scaled_jitter,
-    verify_webhook as verify_webhook,
+import vtwait.core
+from vtwait import (  # noqa: F401  (re-exported: the public API but the lazy asyncio client)
+    DEFAULT_BASE_URL,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    DEFAULT_WEBHOOK_TOLERANCE,
+    FINAL_RESULTS,
+    AuthenticationError,
+    BatchError,
+    DurationHistory,
+    InvalidRequestError,
+    JobNotFoundError,
+    JobResult,
+    JobStatus,
+    PollingPolicy,
+    ProtocolError,
+    RetryPolicy,
+    ServerError,
+    ServerUnreachableError,
+    TranslationStatusClient,
+    VideoTranslationClient,
+    VideoTranslationError,
+    WaitTimeout,
+    WebhookVerificationError,
+    equal_jitter,
+    full_jitter,
+    scaled_jitter,
+    verify_webhook,
 )
-from vtwait.client.sync import main
+from vtwait.client.cli import main
 
 __all__ = vtwait.__all__
 
 
-def __getattr__(name: str) -> Any:  # AsyncVideoTranslationClient, imported on first use
-    return getattr(vtwait, name)
+def __getattr__(name: str) -> Any:  # AsyncVideoTranslationClient on first use; old internals
+    return getattr(vtwait if name in vtwait.__all__ else vtwait.core, name)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@
     with VideoTranslationClient("http://127.0.0.1:8000", username="admin", password="...") as api:
         status = api.wait_for_completion(api.start_job())   # status.result: completed | error
 
-The public names are imported on first use (PEP 562), so ``import vtwait.server`` or
-``import vtwait.core`` loads no HTTP client library.
+``__all__`` below is the public API. Each name is imported on first use (PEP 562), so ``import
+vtwait`` loads no HTTP library, and ``import vtwait.server`` or ``import vtwait.core`` none of the
+client's. Internals for writing another transport (planners, parsers, state machines) are in
+:mod:`vtwait.core`.
 """
 
 from __future__ import annotations
@@ -17,60 +19,87 @@ from typing import TYPE_CHECKING, Any
 __version__ = "3.0.0"
 
 if TYPE_CHECKING:
-    from vtwait.client.aio import AsyncVideoTranslationClient as AsyncVideoTranslationClient
+    from vtwait.client.aio import AsyncVideoTranslationClient
+    from vtwait.client.history import DurationHistory
     from vtwait.client.sync import (
-        AuthenticationError as AuthenticationError,
-        BatchError as BatchError,
-        DEFAULT_BASE_URL as DEFAULT_BASE_URL,
-        DEFAULT_REQUEST_TIMEOUT as DEFAULT_REQUEST_TIMEOUT,
-        DEFAULT_WAIT_TIMEOUT as DEFAULT_WAIT_TIMEOUT,
-        DEFAULT_WEBHOOK_TOLERANCE as DEFAULT_WEBHOOK_TOLERANCE,
-        Decision as Decision,
-        DurationHistory as DurationHistory,
-        DurationModel as DurationModel,
-        FINAL_RESULTS as FINAL_RESULTS,
-        InvalidRequestError as InvalidRequestError,
-        JobNotFoundError as JobNotFoundError,
-        JobResult as JobResult,
-        JobStatus as JobStatus,
-        LearnedPlanner as LearnedPlanner,
-        PollingPolicy as PollingPolicy,
-        ProtocolError as ProtocolError,
-        RateLimit as RateLimit,
-        RatePacer as RatePacer,
-        RetryPolicy as RetryPolicy,
-        Schedule as Schedule,
-        ServerError as ServerError,
-        ServerUnreachableError as ServerUnreachableError,
-        TranslationStatusClient as TranslationStatusClient,
-        VideoTranslationClient as VideoTranslationClient,
-        VideoTranslationError as VideoTranslationError,
-        WaitPlanner as WaitPlanner,
-        WaitTimeout as WaitTimeout,
-        WebhookVerificationError as WebhookVerificationError,
-        equal_jitter as equal_jitter,
-        exponential_delays as exponential_delays,
-        full_jitter as full_jitter,
-        parse_preference_applied as parse_preference_applied,
-        parse_rate_limit as parse_rate_limit,
-        parse_retry_after as parse_retry_after,
-        parse_status_document as parse_status_document,
-        read_status_answer as read_status_answer,
-        scaled_jitter as scaled_jitter,
-        verify_webhook as verify_webhook,
+        TranslationStatusClient,
+        VideoTranslationClient,
+    )
+    from vtwait.core import (
+        DEFAULT_BASE_URL,
+        DEFAULT_REQUEST_TIMEOUT,
+        DEFAULT_WAIT_TIMEOUT,
+        DEFAULT_WEBHOOK_TOLERANCE,
+        FINAL_RESULTS,
+        AuthenticationError,
+        BatchError,
+        InvalidRequestError,
+        JobNotFoundError,
+        JobResult,
+        JobStatus,
+        PollingPolicy,
+        ProtocolError,
+        RetryPolicy,
+        ServerError,
+        ServerUnreachableError,
+        VideoTranslationError,
+        WaitTimeout,
+        WebhookVerificationError,
+        equal_jitter,
+        full_jitter,
+        scaled_jitter,
+        verify_webhook,
     )
 
-__all__ = ['AsyncVideoTranslationClient', 'AuthenticationError', 'BatchError', 'DEFAULT_BASE_URL', 'DEFAULT_REQUEST_TIMEOUT', 'DEFAULT_WAIT_TIMEOUT', 'DEFAULT_WEBHOOK_TOLERANCE', 'Decision', 'DurationHistory', 'DurationModel', 'FINAL_RESULTS', 'InvalidRequestError', 'JobNotFoundError', 'JobResult', 'JobStatus', 'LearnedPlanner', 'PollingPolicy', 'ProtocolError', 'RateLimit', 'RatePacer', 'RetryPolicy', 'Schedule', 'ServerError', 'ServerUnreachableError', 'TranslationStatusClient', 'VideoTranslationClient', 'VideoTranslationError', 'WaitPlanner', 'WaitTimeout', 'WebhookVerificationError', 'equal_jitter', 'exponential_delays', 'full_jitter', 'parse_preference_applied', 'parse_rate_limit', 'parse_retry_after', 'parse_status_document', 'read_status_answer', 'scaled_jitter', 'verify_webhook']
+__all__ = [
+    # clients
+    "VideoTranslationClient",
+    "AsyncVideoTranslationClient",
+    "TranslationStatusClient",
+    # values
+    "JobStatus",
+    "JobResult",
+    "FINAL_RESULTS",
+    "PollingPolicy",
+    "RetryPolicy",
+    "full_jitter",
+    "equal_jitter",
+    "scaled_jitter",
+    "DurationHistory",
+    "verify_webhook",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_REQUEST_TIMEOUT",
+    "DEFAULT_WAIT_TIMEOUT",
+    "DEFAULT_WEBHOOK_TOLERANCE",
+    # exceptions
+    "VideoTranslationError",
+    "AuthenticationError",
+    "JobNotFoundError",
+    "InvalidRequestError",
+    "ServerError",
+    "ServerUnreachableError",
+    "ProtocolError",
+    "WaitTimeout",
+    "BatchError",
+    "WebhookVerificationError",
+]
+
+#: The module each public name is imported from on first use; everything of the core comes
+#: through ``vtwait.core``'s own table.
+_HOMES = {
+    "VideoTranslationClient": "vtwait.client.sync",
+    "TranslationStatusClient": "vtwait.client.sync",
+    "AsyncVideoTranslationClient": "vtwait.client.aio",  # aiohttp: only when asked for
+    "DurationHistory": "vtwait.client.history",
+}
 
 # A library logs, the application decides where to (urllib3's convention).
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-_HOMES = {"AsyncVideoTranslationClient": "vtwait.client.aio"}
-
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        value = getattr(importlib.import_module(_HOMES.get(name, "vtwait.client.sync")), name)
+        value = getattr(importlib.import_module(_HOMES.get(name, "vtwait.core")), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'vtwait' has no attribute {name!r}")

@@ -6,7 +6,6 @@ nested ``status`` key with words like ``running``/``succeeded``, progress in per
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import os
@@ -343,18 +342,3 @@ def test_cli_help_documents_every_flag():
     for flag in ("--base-url", "--job-id", "--timeout", "--log-file", "--json", "-v",
                  "--username", "--password", "API_PASSWORD", "Exit codes"):
         assert flag in done.stdout
-
-
-def test_progress_line_updates_in_place_on_a_terminal():
-    """On a terminal, progress rewrites one line; the final status ends it."""
-
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    screen = Terminal()
-    line = client._ProgressLine(screen)
-    line(client.JobStatus(job_id="j", result=JobResult.PENDING, progress=0.42, eta_seconds=3.14))
-    line(client.JobStatus(job_id="j", result=JobResult.COMPLETED, progress=1.0))
-    assert screen.getvalue() == ("\r\033[Kjob j: pending  42%  eta 3.1 s"
-                                 "\r\033[Kjob j: completed  100%\n")

@@ -23,18 +23,15 @@ from tests.helpers import FakeClock
 
 import vtwait.client._threads as batch_sync
 import vtwait.core.learned as learned_planner
-from vtwait.client.sync import (
+from vtwait import (
     AsyncVideoTranslationClient,
     DurationHistory,
-    DurationModel,
     JobResult,
     JobStatus,
-    LearnedPlanner,
     PollingPolicy,
-    Schedule,
     VideoTranslationClient,
-    WaitPlanner,
 )
+from vtwait.core import DurationModel, LearnedPlanner, Schedule, WaitPlanner
 from vtwait.core.durations import fit_turnbull, fit_uniform, plan_schedule
 
 BASE = "http://127.0.0.1:9"  # never contacted: the session is a FakeSession
@@ -92,7 +89,7 @@ def test_schedule_polls_every_gap_from_the_early_quantile_and_fits_the_budget():
     """Uniform (3, 7]: equal gaps from q(0.5 %) + gap past 7, expected requests = the budget."""
     dist = fit_uniform([(3.0, 7.0)])
     schedule = plan_schedule(dist, 3.0)
-    gaps = {round(b - a, 6) for a, b in zip(schedule.times, schedule.times[1:])}
+    gaps = {round(b - a, 6) for a, b in itertools.pairwise(schedule.times)}
     assert gaps == {round(schedule.gap, 6)}
     assert schedule.times[0] == pytest.approx(3.02 + schedule.gap)
     assert schedule.end >= dist.quantile(0.995) > schedule.times[-2]

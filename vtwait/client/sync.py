@@ -46,25 +46,20 @@ All durations are in seconds. Exceptions::
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
 import os
 import random
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-import vtwait.client.progress as batch_cli
 import vtwait.client._threads as batch_sync
 from vtwait.client.base import ClientBase, ClientConfig, start_answer_job_id
 from vtwait.core.planner import (
@@ -622,119 +617,3 @@ def _error_message(response: requests.Response) -> str:
 
 #: The name earlier tools used.
 TranslationStatusClient = VideoTranslationClient
-
-
-# ----------------------------------------------------------------------------- command line
-EXIT_COMPLETED, EXIT_JOB_ERROR, EXIT_USAGE, EXIT_TIMEOUT, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
-# Anything else (ServerError, ServerUnreachableError, ProtocolError) exits EXIT_UNREACHABLE.
-_EXIT_CODES = ((WaitTimeout, EXIT_TIMEOUT), (AuthenticationError, EXIT_USAGE),
-               (JobNotFoundError, EXIT_USAGE), (InvalidRequestError, EXIT_USAGE),
-               (BatchError, EXIT_USAGE))
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="client.py",
-        description="Start a video-translation job (or pick an existing one) and wait until it is "
-                    "completed or failed, with as few status requests as the server allows.",
-        epilog="Credentials: set API_USERNAME and API_PASSWORD in the environment (--password is "
-               "accepted, but a command line is visible to other users of the machine). Exit "
-               "codes: 0 completed (all of them, for many jobs), 1 a job ended in error, 2 usage "
-               "or authentication error (or unknown job), 3 timed out, 4 server unreachable or "
-               "unusable.")
-    parser.add_argument("--base-url", default=os.environ.get("API_BASE_URL", DEFAULT_BASE_URL),
-                        help="server URL (default: $API_BASE_URL or %(default)s)")
-    parser.add_argument("--username", help="Basic auth user (default: $API_USERNAME)")
-    parser.add_argument("--password", help="Basic auth password (default: $API_PASSWORD)")
-    parser.add_argument("--job-id", action="append",
-                        help="wait for this existing job instead of starting one; repeat it to "
-                             "wait for many (one progress display)")
-    parser.add_argument("--count", type=int, metavar="N",
-                        help="start N jobs (with --delay/--outcome) and wait for all of them")
-    parser.add_argument("--delay", type=float, help="ask the simulator for this job duration")
-    parser.add_argument("--outcome", choices=("completed", "error"),
-                        help="ask the simulator for this final result")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_WAIT_TIMEOUT,
-                        help="give up after this many seconds (default: %(default)g)")
-    parser.add_argument("--json", action="store_true",
-                        help="print the final status document as JSON on stdout")
-    parser.add_argument("--log-file", help="also write the client's log to this file")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log every status request and why the next one comes when it does")
-    return parser
-
-
-class _ProgressLine:
-    """Live progress on one updating line on a terminal; plain lines when piped."""
-
-    def __init__(self, stream: Any):
-        self.stream, self.tty = stream, stream.isatty()
-
-    def __call__(self, status: JobStatus) -> None:
-        parts = [f"job {status.job_id or '(default)'}: {status.result}"]
-        if status.progress is not None:
-            parts.append(f"{status.progress:.0%}")
-        if status.eta_seconds is not None and not status.done:
-            parts.append(f"eta {status.eta_seconds:.1f} s")
-        line = "  ".join(parts)
-        if self.tty:
-            self.stream.write("\r\033[K" + line + ("\n" if status.done else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.count is not None and args.count < 1:
-        parser.error(f"--count must be >= 1, got {args.count}")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if args.log_file:
-        handlers.append(logging.FileHandler(args.log_file))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=handlers,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    if args.log_file:  # the file always gets the outcome, the terminal only with -v
-        handlers[0].setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-
-    progress = _ProgressLine(sys.stderr)
-    policy = PollingPolicy()
-    if progress.tty:  # short long-poll windows, so that the progress line moves
-        policy = replace(policy, max_long_poll=2.0)
-    try:
-        with VideoTranslationClient(args.base_url, args.username, args.password,
-                                    policy=policy) as api:
-            if args.count is not None or len(args.job_id or ()) > 1:
-                if not args.verbose:  # one display, not a log line per started job
-                    handlers[0].setLevel(logging.WARNING)
-                job_ids = list(args.job_id or ())
-                if args.count:
-                    job_ids += api.start_jobs(args.count, delay=args.delay, outcome=args.outcome)
-                return batch_cli.run_many(api, job_ids, timeout=args.timeout, as_json=args.json)
-            job_id = args.job_id[0] if args.job_id else api.start_job(delay=args.delay,
-                                                                      outcome=args.outcome)
-            status = api.wait_for_completion(job_id, timeout=args.timeout, on_update=progress)
-    except VideoTranslationError as exc:
-        code = next((c for kind, c in _EXIT_CODES if isinstance(exc, kind)), EXIT_UNREACHABLE)
-        return _fail(str(exc), code)
-    except ValueError as exc:  # a bad argument, e.g. the URL or the timeout
-        return _fail(str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
-    if args.json:
-        print(json.dumps(dict(status.raw), indent=2, sort_keys=True))
-    else:
-        detail = f": {status.error}" if status.error else ""
-        print(f"job {status.job_id or job_id}: {status.result}{detail}")
-    return EXIT_COMPLETED if status.result is JobResult.COMPLETED else EXIT_JOB_ERROR
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"client.py: error: {message}", file=sys.stderr)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
