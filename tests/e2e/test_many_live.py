@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-import vtwait.client.sync as client
+from vtwait.client import cli
 from vtwait.client.sync import (
     AsyncVideoTranslationClient,
     BatchError,
@@ -109,12 +109,12 @@ def test_unknown_jobs_fail_alone_live(live_server):
 @pytest.mark.parametrize("live_server", ["events"], indirect=True)
 def test_cli_waits_for_many_with_one_display(live_server, capsys):
     """`client.py --count 30` exits 0 when all complete; `--job-id` x2 with an error exits 1."""
-    assert client.main(["--base-url", live_server.url, "--count", "30", "--outcome", "completed",
+    assert cli.main(["--base-url", live_server.url, "--count", "30", "--outcome", "completed",
                         "--timeout", "60"]) == 0  # stderr is not a terminal here: plain lines
     err = capsys.readouterr().err
     assert "30 jobs: 30 completed, 0 failed, 0 pending" in err and err.count(": completed") == 30
     with VideoTranslationClient(live_server.url) as api:
         ids = [api.start_job(outcome="completed"), api.start_job(outcome="error")]
-    assert client.main(["--base-url", live_server.url, "--job-id", ids[0], "--job-id", ids[1],
+    assert cli.main(["--base-url", live_server.url, "--job-id", ids[0], "--job-id", ids[1],
                         "--timeout", "60"]) == 1
     assert "2 jobs: 1 completed, 1 failed, 0 pending" in capsys.readouterr().err
