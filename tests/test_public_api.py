@@ -12,6 +12,7 @@ import pytest
 
 import vtwait
 import vtwait.client
+import vtwait.client.cli
 import vtwait.core
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +91,18 @@ def test_an_unknown_name_is_an_attribute_error():
         vtwait.WaitPlanner  # noqa: B018
     with pytest.raises(AttributeError):
         vtwait.client.NoSuchThing  # noqa: B018
+
+
+def test_the_checkout_shim_offers_the_public_api_and_the_old_names():
+    """`from client import ...` (client.py in a checkout) gives vtwait's objects; the names the
+    old flat client exported (planners, parsers) still resolve, from vtwait.core."""
+    import client
+
+    assert client.__all__ == vtwait.__all__
+    for name in vtwait.__all__:
+        assert getattr(client, name) is getattr(vtwait, name)
+    assert client.WaitPlanner is vtwait.core.WaitPlanner
+    assert client.main is vtwait.client.cli.main
 
 
 def loaded_after(code: str) -> set[str]:
