@@ -18,6 +18,8 @@ import requests
 
 import vtwait.client.sync as client
 import vtwait.server.app as server
+import vtwait.server.cli as cli
+from tests.helpers import ROOT, fast_settings
 from vtwait.client.sync import (
     AuthenticationError,
     JobNotFoundError,
@@ -28,7 +30,6 @@ from vtwait.client.sync import (
     VideoTranslationClient,
     WaitTimeout,
 )
-from tests.helpers import ROOT, fast_settings
 from vtwait.testing import ServerProcess
 
 USER = "alice"
@@ -165,8 +166,8 @@ def test_credentials_are_compared_in_constant_time(monkeypatch, user: str, passw
 def test_server_binds_to_loopback_unless_told_otherwise(tmp_path) -> None:
     """No --host: the listening socket is on 127.0.0.1 only (psutil), as --help says; the
     client's default URL is loopback too."""
-    assert server._build_parser().parse_args([]).host == "127.0.0.1"
-    assert "default 127.0.0.1" in server._build_parser().format_help()
+    assert cli.build_parser().parse_args([]).host == "127.0.0.1"
+    assert "default 127.0.0.1" in cli.build_parser().format_help()
     assert client.DEFAULT_BASE_URL.startswith("http://127.0.0.1:")
     srv = ServerProcess.start(host=None)
     try:

@@ -24,9 +24,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-import vtwait.server.app as server
 import vtwait.testing as testing
 from tests.helpers import FakeClock, fast_settings, serving_process, settings_env, start_server_process
+from vtwait.server.settings import OPTIONS
+from vtwait.server.state import app_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +57,7 @@ def run_server(*args: str, env: dict[str, str] | None = None, limit: tuple[int, 
                command: list[str] | None = None) -> subprocess.Popen:
     """Starts ``python server.py ARGS`` (or ``command``) with only ``env`` for settings and,
     if given, an open-file limit; its stdout and stderr merged into one text pipe."""
-    names = {option.env for option in server.OPTIONS}
+    names = {option.env for option in OPTIONS}
     environment = {k: v for k, v in os.environ.items() if k not in names}
     environment.update(env or {}, PYTHONUNBUFFERED="1")
     command = command or [sys.executable, str(ROOT / "server.py"), "--port", "0", "--env-file",
@@ -397,7 +398,7 @@ def test_metrics_follow_jobs_to_their_end_and_eviction(make_app, fake_clock: Fak
                    wall_clock=fake_clock.wall, start_worker=False)
     client = app.test_client()
     client.post("/start", json={"delay": 1, "outcome": "completed"})
-    store = app.extensions["job_store"]
+    store = app_state(app).store
 
     def live() -> dict[str, float]:
         samples = metric_samples(client.get("/metrics").get_data(as_text=True))
