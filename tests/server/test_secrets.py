@@ -188,3 +188,26 @@ def test_credentials_in_the_url_become_auth_and_leave_the_url(make_server) -> No
     with VideoTranslationClient(url, password=WRONG) as api:  # an explicit argument wins
         with pytest.raises(AuthenticationError):
             api.start_job()
+
+
+def test_the_start_banner_masks_the_store_password_and_names_only_changed_settings() -> None:
+    """The banner under the listening line: auth with its user (never the password), the store
+    with its password masked, and only the settings that differ from their defaults."""
+    settings = server.Settings(api_username=USER, api_password=SECRET, min_delay=1.0,
+                               job_store="redis://:hunter2@127.0.0.1:6379/0")
+    banner = cli.start_banner(settings, workers=2)
+    assert SECRET not in banner and "hunter2" not in banner
+    assert banner.splitlines() == [
+        f"Server: gunicorn + gevent, 2 workers; auth on (user {USER!r}); "
+        "store redis://:***@127.0.0.1:6379/0",
+        "Settings: MIN_DELAY=1 (--help lists them)",
+    ]
+
+
+@pytest.mark.parametrize(("argv0", "prog"), [("server.py", "server.py"),
+                                             ("/src/server.py", "server.py"),
+                                             ("/venv/bin/vtwait-server", "vtwait-server"),
+                                             ("/src/vtwait/server/__main__.py", "vtwait-server")])
+def test_error_lines_name_the_program_that_was_run(argv0: str, prog: str) -> None:
+    """server.py when run as server.py; the console script's name otherwise."""
+    assert cli.program_name(argv0) == prog

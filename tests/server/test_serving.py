@@ -112,6 +112,26 @@ def test_gunicorn_command_with_two_workers_is_refused_too() -> None:
     assert "Booting worker" not in out
 
 
+def test_a_default_start_prints_no_warning_and_a_short_banner() -> None:
+    """python server.py with every setting at its default: no warning on stdout or stderr (gevent
+    patched before anything imported ssl), the listening line, then a short banner (server, auth,
+    store, "all defaults") instead of the settings' repr; the worker boots and serves."""
+    process = run_server()
+    try:
+        lines = read_until(process, r"Listening on http://")
+        lines += read_until(process, r"job \w+ started")  # the worker built the app
+    finally:
+        stop(process)
+    assert process.stdout is not None
+    lines += process.stdout.read().splitlines()
+    output = "\n".join(lines)
+    assert "Warning" not in output and "WARNING" not in output, output
+    assert "Settings(" not in output
+    listening = next(i for i, line in enumerate(lines) if line.startswith("Listening on http://"))
+    assert lines[listening + 1] == "Server: gunicorn + gevent, 1 worker; auth off; store memory"
+    assert lines[listening + 2] == "Settings: all defaults (--help lists them)"
+
+
 @pytest.mark.parametrize(
     ("limit", "waiters", "expected"),
     [
