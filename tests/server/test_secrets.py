@@ -159,7 +159,7 @@ def test_credentials_are_compared_in_constant_time(monkeypatch, user: str, passw
 
     monkeypatch.setattr(server.hmac, "compare_digest", recording)
     header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-    assert server._credentials_ok(header, settings) is ok
+    assert server.credentials_ok(header, settings) is ok
     assert compared == [(user.encode(), USER.encode()), (password.encode(), SECRET.encode())]
 
 

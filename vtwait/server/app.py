@@ -70,6 +70,7 @@ __all__ = [
     "StoreFullError",
     "app_state",
     "create_app",
+    "credentials_ok",
 ]
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def _add_hooks(app: Flask, settings: Settings, limiter: rate_limits.RequestLimit
     @app.before_request
     def _authenticate() -> None:
         needs_auth = settings.auth_enabled and request.endpoint not in OPEN_ENDPOINTS
-        authenticated = settings.auth_enabled and _credentials_ok(
+        authenticated = settings.auth_enabled and credentials_ok(
             request.headers.get("Authorization"), settings)
         if limiter is not None:  # charged before a 401, so guessing passwords is rate-limited too
             limiter.admit(f"user:{settings.api_username}" if authenticated
@@ -208,7 +209,7 @@ def _add_error_handlers(app: Flask) -> None:
         return error_response(500, "internal_error", "internal server error")
 
 
-def _credentials_ok(header: str | None, settings: Settings) -> bool:
+def credentials_ok(header: str | None, settings: Settings) -> bool:
     """Checks an ``Authorization: Basic`` header in constant time; any malformed header fails."""
     if not header:
         return False
