@@ -112,6 +112,24 @@ def test_gunicorn_command_with_two_workers_is_refused_too() -> None:
     assert "Booting worker" not in out
 
 
+@pytest.mark.parametrize(("module", "absent"), [
+    # The command line loads nothing that imports ssl before gevent patches (a clean start).
+    ("vtwait.server.cli", ("vtwait.server.app", "requests", "redis", "flask", "gevent")),
+    # The gunicorn side is handed the app factory: it never imports the app itself.
+    ("vtwait.server.serving", ("vtwait.server.app", "vtwait.server.routes", "requests", "redis")),
+    # The store interface is a leaf: no store, no HTTP.
+    ("vtwait.server.stores.base", ("vtwait.server.stores.memory", "vtwait.server.stores.redis_store",
+                                   "flask", "redis")),
+])
+def test_server_modules_import_only_what_they_need(module: str, absent: tuple[str, ...]) -> None:
+    """Importing one server module (in a fresh interpreter) leaves the named modules unloaded."""
+    code = (f"import sys, {module}; "
+            f"print(sorted(m for m in {list(absent)!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 def test_a_default_start_prints_no_warning_and_a_short_banner() -> None:
     """python server.py with every setting at its default: no warning on stdout or stderr (gevent
     patched before anything imported ssl), the listening line, then a short banner (server, auth,
