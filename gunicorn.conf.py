@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # gunicorn reads this before --chdir
 
-from vtwait.server.app import _configure_logging  # noqa: E402
+from vtwait.server.cli import configure_logging  # noqa: E402
 from vtwait.server.serving import gunicorn_settings  # noqa: E402
 from vtwait.server.settings import Settings  # noqa: E402
 
 _settings = Settings.from_env()
-_configure_logging(_settings.log_file)
-globals().update(gunicorn_settings(_settings))
+configure_logging(_settings.log_file)
+globals().update(gunicorn_settings(_settings, prog="server.py"))

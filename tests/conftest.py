@@ -11,10 +11,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import FakeClock, LiveServer, fast_settings, start_live_server
-from vtwait.testing import RedisServer
-
 import vtwait.server.app as server
+from tests.helpers import FakeClock, LiveServer, fast_settings, start_live_server
+from vtwait.server.state import app_state
+from vtwait.testing import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +61,8 @@ def make_app(with_store: Callable[..., server.Settings]) -> Iterator[Callable[..
 
     yield factory
     for app in apps:
-        app.extensions["job_store"].shutdown()
-        app.extensions["webhooks"].close()
+        app_state(app).store.shutdown()
+        app_state(app).webhooks.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +16,14 @@ from typing import Any
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the project is a flat set of scripts, not an installed package
-    sys.path.insert(0, str(ROOT))
-
 import vtwait.server.app as server
-import vtwait.testing as testing  # noqa: E402
+import vtwait.testing as testing
+from vtwait.server.devserver import RequestHandler
+from vtwait.server.settings import OPTIONS
+from vtwait.server.state import app_state
+
+#: The checkout's root (server.py, gunicorn.conf.py).
+ROOT = Path(__file__).resolve().parents[1]
 
 #: Job duration used by fast_settings(): short enough to wait for, long enough to see pending.
 FAST_DELAY = 0.05
@@ -97,7 +98,7 @@ class LiveServer:
             return
         self._stopped = True
         self.store.shutdown()  # releases held long-polls first, so their threads end
-        self.app.extensions["webhooks"].close()
+        app_state(self.app).webhooks.close()
         self._server.shutdown()
         self._thread.join()
         self._server.server_close()
@@ -106,7 +107,7 @@ class LiveServer:
 def _serve(app: Any) -> tuple[BaseWSGIServer, threading.Thread]:
     """Any WSGI app on 127.0.0.1 and a port the OS chooses (read back, so runs never race)."""
     wsgi_server = make_server(
-        "127.0.0.1", 0, app, threaded=True, request_handler=server._RequestHandler
+        "127.0.0.1", 0, app, threaded=True, request_handler=RequestHandler
     )
     # A short poll interval keeps shutdown() (which waits for the next poll) fast in teardown.
     thread = threading.Thread(
@@ -135,7 +136,7 @@ def start_live_server(settings: server.Settings | None = None, **create_app_kwar
     return LiveServer(
         url=f"http://127.0.0.1:{wsgi_server.port}",
         app=app,
-        store=app.extensions["job_store"],
+        store=app_state(app).store,
         _server=wsgi_server,
         _thread=thread,
     )
@@ -144,7 +145,7 @@ def start_live_server(settings: server.Settings | None = None, **create_app_kwar
 def settings_env(settings: server.Settings) -> dict[str, str]:
     """``settings`` as the environment variables ``python server.py`` reads (unset ones left out)."""
     env = {}
-    for option in server.OPTIONS:
+    for option in OPTIONS:
         value = getattr(settings, option.env.lower())
         if value is None:
             continue

@@ -1,15 +1,17 @@
 """A WSGI app with one streaming answer, served by gunicorn with this project's worker in
-``tests/test_serving.py``: it proves that a graceful stop ends a long-lived stream cleanly."""
+``tests/server/test_serving.py``: it proves that a graceful stop ends a long-lived stream cleanly."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from vtwait.server.serving import STOPPING_ENVIRON_KEY
+
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
     """``/stream``: one line at once, then a line a second until the worker stops, then "bye"."""
-    stopping = environ["serving.stopping"]
+    stopping = environ[STOPPING_ENVIRON_KEY]
     start_response("200 OK", [("Content-Type", "text/event-stream")])
 
     def lines() -> Iterator[bytes]:

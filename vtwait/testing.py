@@ -27,7 +27,8 @@ from typing import Any
 
 import redis
 
-from vtwait.server.app import LISTENING_LINE, OPTIONS
+from vtwait.server.cli import LISTENING_LINE
+from vtwait.server.settings import OPTIONS
 
 __all__ = ["RedisServer", "ServerProcess", "stop_process"]
 

@@ -21,19 +21,14 @@ from typing import Any
 import pytest
 import requests
 from flask import Flask
-from tests.helpers import ROOT, FakeClock, LiveServer, fast_settings
 
-import vtwait.server.events as event_stream
 import vtwait.server.app as server
+import vtwait.server.events as event_stream
 import vtwait.testing as testing
-from vtwait.server.stores.base import (
-    ADVANCE_SLICE,
-    EventIdExpiredError,
-    JobEvent,
-    LoggedEvent,
-    MemoryJobStore,
-    StoreClosedError,
-)
+from tests.helpers import ROOT, FakeClock, LiveServer, fast_settings
+from vtwait.server.state import app_state
+from vtwait.server.stores.base import EventIdExpiredError, JobEvent, LoggedEvent, StoreClosedError
+from vtwait.server.stores.memory import ADVANCE_SLICE, MemoryJobStore
 
 #: Generous bound for conditions a live test waits for (the machine is shared and noisy).
 PATIENCE = 30.0
@@ -91,7 +86,7 @@ def make_fake(make_app: Callable[..., Flask], fake_clock: FakeClock):
     def factory(**overrides: Any) -> tuple[Flask, Any, server.JobStore]:
         app = make_app(fast_settings(**overrides), clock=fake_clock.monotonic,
                        wall_clock=fake_clock.wall, start_worker=False)
-        store = app.extensions["job_store"]
+        store = app_state(app).store
         fake_clock.advance(1)
         store.process_due()
         return app, app.test_client(), store
@@ -201,7 +196,7 @@ def test_retention_by_count_and_by_job_ttl_and_unknown_ids_raise(make_fake, fake
 
 def test_ids_follow_the_order_of_changes_under_concurrent_starts(app: Flask) -> None:
     """8 threads starting 50 jobs each: 400 'started' events, ids consecutive, no id twice."""
-    store = app.extensions["job_store"]
+    store = app_state(app).store
     _, cursor = store.event_snapshot([])
     client = app.test_client()
 
@@ -224,7 +219,7 @@ def test_a_snapshot_matches_the_log_up_to_its_cursor_while_jobs_finish(make_app)
     """Snapshots taken while the timer finishes 300 jobs: each document shows exactly the state
     its job's last event up to the snapshot's cursor gives (snapshot and tail are atomic)."""
     app = make_app(fast_settings(min_delay=0.0, max_delay=0.3, error_probability=0.5))
-    store = app.extensions["job_store"]
+    store = app_state(app).store
     _, baseline = store.event_snapshot([])
     jobs = [store.start()[0]["job_id"] for _ in range(300)]
     snapshots: list[Any] = []

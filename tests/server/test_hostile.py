@@ -25,12 +25,11 @@ from hypothesis import strategies as st
 
 import vtwait.client.sync as client
 import vtwait.core.planner as client_core
-import vtwait.server.app as server
 import vtwait.testing as testing
-from vtwait.client.sync import JobResult, JobStatus, VideoTranslationClient, VideoTranslationError
 from tests.fakes import FakeSession
 from tests.fakes import response as fake_response
 from tests.helpers import fast_settings, start_server_process
+from vtwait.client.sync import JobResult, JobStatus, VideoTranslationClient, VideoTranslationError
 
 USERNAME, PASSWORD = "hostile", "hostile-pw"
 MAX_WAIT = 0.1

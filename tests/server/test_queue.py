@@ -17,7 +17,9 @@ from flask.testing import FlaskClient
 
 import vtwait.server.app as server
 from tests.helpers import FakeClock, fast_settings
-from vtwait.server.stores.base import JOB_CANCELED_MESSAGE, JobEvent, estimate_queue_starts
+from vtwait.server.state import app_state
+from vtwait.server.stores.base import JOB_CANCELED_MESSAGE, JobEvent
+from vtwait.server.stores.memory import estimate_queue_starts
 
 START_WALL = 1_700_000_000.0  # FakeClock's wall time at start
 
@@ -39,7 +41,7 @@ def queue_app(make_app: Callable[..., Flask], fake_clock: FakeClock) -> Callable
         app = make_app(fast_settings(concurrency=concurrency, **overrides),
                        clock=fake_clock.monotonic, wall_clock=fake_clock.wall,
                        start_worker=False)
-        store = app.extensions["job_store"]
+        store = app_state(app).store
         fake_clock.advance(1)  # the default job (FAST_DELAY) ends and frees its slot
         store.process_due()
         events: list[JobEvent] = []

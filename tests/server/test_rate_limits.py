@@ -9,8 +9,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-import vtwait.server.ratelimit as rate_limits
 import vtwait.server.app as server
+import vtwait.server.ratelimit as rate_limits
 from tests.helpers import FakeClock, fast_settings
 from vtwait.server.ratelimit import RateDecision, RateLimiter
 

@@ -22,13 +22,14 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from tests.helpers import ROOT, FakeClock, fast_settings
-from vtwait.testing import RedisServer, ServerProcess, _free_port
 
-import vtwait.server.stores.redis_store as redis_store
 import vtwait.server.app as server
+import vtwait.server.stores.redis_store as redis_store
+from tests.helpers import ROOT, FakeClock, fast_settings
+from vtwait.server.state import app_state
 from vtwait.server.stores.base import JobEvent
 from vtwait.server.stores.redis_store import LATE_FINISH, RedisJobStore
+from vtwait.testing import RedisServer, ServerProcess, _free_port
 
 
 def settle(predicate, timeout: float = 20.0) -> bool:
@@ -119,8 +120,8 @@ def test_the_redis_parameter_really_builds_a_redis_store(make_app) -> None:
     """The shared suite's "redis" runs use RedisJobStore, each app on its own empty database."""
     first, second = make_app(), make_app()
     for app in (first, second):
-        assert isinstance(app.extensions["job_store"], RedisJobStore)
-    assert first.extensions["job_store"].default_job_id != second.extensions["job_store"].default_job_id
+        assert isinstance(app_state(app).store, RedisJobStore)
+    assert app_state(first).store.default_job_id != app_state(second).store.default_job_id
 
 
 # --- finishing: exactly once, on time, late -----------------------------------------------------

@@ -18,6 +18,8 @@ import requests
 
 import vtwait.client.sync as client
 import vtwait.server.app as server
+import vtwait.server.cli as cli
+from tests.helpers import ROOT, fast_settings
 from vtwait.client.sync import (
     AuthenticationError,
     JobNotFoundError,
@@ -28,7 +30,6 @@ from vtwait.client.sync import (
     VideoTranslationClient,
     WaitTimeout,
 )
-from tests.helpers import ROOT, fast_settings
 from vtwait.testing import ServerProcess
 
 USER = "alice"
@@ -158,15 +159,15 @@ def test_credentials_are_compared_in_constant_time(monkeypatch, user: str, passw
 
     monkeypatch.setattr(server.hmac, "compare_digest", recording)
     header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-    assert server._credentials_ok(header, settings) is ok
+    assert server.credentials_ok(header, settings) is ok
     assert compared == [(user.encode(), USER.encode()), (password.encode(), SECRET.encode())]
 
 
 def test_server_binds_to_loopback_unless_told_otherwise(tmp_path) -> None:
     """No --host: the listening socket is on 127.0.0.1 only (psutil), as --help says; the
     client's default URL is loopback too."""
-    assert server._build_parser().parse_args([]).host == "127.0.0.1"
-    assert "default 127.0.0.1" in server._build_parser().format_help()
+    assert cli.build_parser().parse_args([]).host == "127.0.0.1"
+    assert "default 127.0.0.1" in cli.build_parser().format_help()
     assert client.DEFAULT_BASE_URL.startswith("http://127.0.0.1:")
     srv = ServerProcess.start(host=None)
     try:
@@ -187,3 +188,26 @@ def test_credentials_in_the_url_become_auth_and_leave_the_url(make_server) -> No
     with VideoTranslationClient(url, password=WRONG) as api:  # an explicit argument wins
         with pytest.raises(AuthenticationError):
             api.start_job()
+
+
+def test_the_start_banner_masks_the_store_password_and_names_only_changed_settings() -> None:
+    """The banner under the listening line: auth with its user (never the password), the store
+    with its password masked, and only the settings that differ from their defaults."""
+    settings = server.Settings(api_username=USER, api_password=SECRET, min_delay=1.0,
+                               job_store="redis://:hunter2@127.0.0.1:6379/0")
+    banner = cli.start_banner(settings, workers=2)
+    assert SECRET not in banner and "hunter2" not in banner
+    assert banner.splitlines() == [
+        f"Server: gunicorn + gevent, 2 workers; auth on (user {USER!r}); "
+        "store redis://:***@127.0.0.1:6379/0",
+        "Settings: MIN_DELAY=1 (--help lists them)",
+    ]
+
+
+@pytest.mark.parametrize(("argv0", "prog"), [("server.py", "server.py"),
+                                             ("/src/server.py", "server.py"),
+                                             ("/venv/bin/vtwait-server", "vtwait-server"),
+                                             ("/src/vtwait/server/__main__.py", "vtwait-server")])
+def test_error_lines_name_the_program_that_was_run(argv0: str, prog: str) -> None:
+    """server.py when run as server.py; the console script's name otherwise."""
+    assert cli.program_name(argv0) == prog

@@ -23,9 +23,10 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import ROOT, FakeClock, fast_settings
-
 import vtwait.server.app as server
+from tests.helpers import ROOT, FakeClock, fast_settings
+from vtwait.server.state import app_state
+from vtwait.server.stores.base import JOB_ERROR_MESSAGE
 
 HEX_ID = "0123456789abcdef0123456789abcdef"
 
@@ -66,7 +67,7 @@ def make_fake(
             wall_clock=fake_clock.wall,
             start_worker=False,
         )
-        return app.test_client(), app.extensions["job_store"]
+        return app.test_client(), app_state(app).store
 
     return factory
 
@@ -319,7 +320,7 @@ def test_error_outcome_carries_a_message(client: FlaskClient) -> None:
     response = client.post("/start", json={"delay": 0, "outcome": "error"})
     doc = response.get_json()
     assert response.status_code == 201 and doc["result"] == "error"
-    assert doc["progress"] == 1.0 and doc["error"] == server.JOB_ERROR_MESSAGE
+    assert doc["progress"] == 1.0 and doc["error"] == JOB_ERROR_MESSAGE
     assert "eta_seconds" not in doc and "Retry-After" not in response.headers
 
 
@@ -703,7 +704,7 @@ def test_max_jobs_answers_429_with_retry_after(make_fake, fake_clock) -> None:
 def test_one_timer_thread_holds_ten_thousand_pending_jobs(make_app) -> None:
     """10,000 pending jobs cost no extra threads and start quickly."""
     app = make_app(fast_settings(min_delay=60, max_delay=60))
-    store = app.extensions["job_store"]
+    store = app_state(app).store
     threads = threading.active_count()
     began = time.monotonic()
     for _ in range(10_000):

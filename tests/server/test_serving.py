@@ -24,9 +24,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-import vtwait.server.app as server
 import vtwait.testing as testing
 from tests.helpers import FakeClock, fast_settings, serving_process, settings_env, start_server_process
+from vtwait.server.settings import OPTIONS
+from vtwait.server.state import app_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +57,7 @@ def run_server(*args: str, env: dict[str, str] | None = None, limit: tuple[int, 
                command: list[str] | None = None) -> subprocess.Popen:
     """Starts ``python server.py ARGS`` (or ``command``) with only ``env`` for settings and,
     if given, an open-file limit; its stdout and stderr merged into one text pipe."""
-    names = {option.env for option in server.OPTIONS}
+    names = {option.env for option in OPTIONS}
     environment = {k: v for k, v in os.environ.items() if k not in names}
     environment.update(env or {}, PYTHONUNBUFFERED="1")
     command = command or [sys.executable, str(ROOT / "server.py"), "--port", "0", "--env-file",
@@ -109,6 +110,44 @@ def test_gunicorn_command_with_two_workers_is_refused_too() -> None:
     assert process.returncode == 2
     assert "server.py: error: --workers 2 needs a shared job store" in out
     assert "Booting worker" not in out
+
+
+@pytest.mark.parametrize(("module", "absent"), [
+    # The command line loads nothing that imports ssl before gevent patches (a clean start).
+    ("vtwait.server.cli", ("vtwait.server.app", "requests", "redis", "flask", "gevent")),
+    # The gunicorn side is handed the app factory: it never imports the app itself.
+    ("vtwait.server.serving", ("vtwait.server.app", "vtwait.server.routes", "requests", "redis")),
+    # The store interface is a leaf: no store, no HTTP.
+    ("vtwait.server.stores.base", ("vtwait.server.stores.memory", "vtwait.server.stores.redis_store",
+                                   "flask", "redis")),
+])
+def test_server_modules_import_only_what_they_need(module: str, absent: tuple[str, ...]) -> None:
+    """Importing one server module (in a fresh interpreter) leaves the named modules unloaded."""
+    code = (f"import sys, {module}; "
+            f"print(sorted(m for m in {list(absent)!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_default_start_prints_no_warning_and_a_short_banner() -> None:
+    """python server.py with every setting at its default: no warning on stdout or stderr (gevent
+    patched before anything imported ssl), the listening line, then a short banner (server, auth,
+    store, "all defaults") instead of the settings' repr; the worker boots and serves."""
+    process = run_server()
+    try:
+        lines = read_until(process, r"Listening on http://")
+        lines += read_until(process, r"job \w+ started")  # the worker built the app
+    finally:
+        stop(process)
+    assert process.stdout is not None
+    lines += process.stdout.read().splitlines()
+    output = "\n".join(lines)
+    assert "Warning" not in output and "WARNING" not in output, output
+    assert "Settings(" not in output
+    listening = next(i for i, line in enumerate(lines) if line.startswith("Listening on http://"))
+    assert lines[listening + 1] == "Server: gunicorn + gevent, 1 worker; auth off; store memory"
+    assert lines[listening + 2] == "Settings: all defaults (--help lists them)"
 
 
 @pytest.mark.parametrize(
@@ -397,7 +436,7 @@ def test_metrics_follow_jobs_to_their_end_and_eviction(make_app, fake_clock: Fak
                    wall_clock=fake_clock.wall, start_worker=False)
     client = app.test_client()
     client.post("/start", json={"delay": 1, "outcome": "completed"})
-    store = app.extensions["job_store"]
+    store = app_state(app).store
 
     def live() -> dict[str, float]:
         samples = metric_samples(client.get("/metrics").get_data(as_text=True))

@@ -21,8 +21,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import vtwait.server.app as server
+import vtwait.server.cli as cli
 import vtwait.server.webhooks as webhooks
 from tests.helpers import fast_settings, serve_wsgi
+from vtwait.server.state import app_state
 from vtwait.testing import ServerProcess
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # 24 bytes, base64
@@ -106,7 +108,7 @@ def test_a_finished_job_is_posted_to_its_callback_url_signed(make_server, receiv
         "delay": 0.05, "outcome": "error", "callback_url": url, "callback_id": "order-42"},
         timeout=5).json()
     assert started["callback_id"] == "order-42" and started["callback_url"] == url
-    sender = live.app.extensions["webhooks"]
+    sender = app_state(live.app).webhooks
     assert until(lambda: bool(receiver.received) and sender.pending == 0)
     headers, body = receiver.received[0]
     document = receiver.verified(0)
@@ -130,7 +132,7 @@ def test_a_receiver_that_fails_twice_gets_the_same_message_a_third_time(make_ser
     url = receiver_url(receiver)
     live = make_server(hook_settings(webhook_max_attempts=5))
     requests.post(f"{live.url}/start", json={"delay": 0, "callback_url": url}, timeout=5)
-    sender = live.app.extensions["webhooks"]
+    sender = app_state(live.app).webhooks
     assert until(lambda: len(receiver.received) == 3 and sender.pending == 0)
     ids = {headers["webhook-id"] for headers, _ in receiver.received}
     assert len(ids) == 1
@@ -154,7 +156,7 @@ def test_a_receiver_that_never_answers_costs_bounded_attempts_and_blocks_nothing
     other = requests.post(f"{live.url}/start", json={"delay": 0.05}, timeout=5).json()["job_id"]
     finished = requests.get(f"{live.url}/status/{other}?wait=30", timeout=10).json()
     assert finished["result"] == "completed"
-    sender = live.app.extensions["webhooks"]
+    sender = app_state(live.app).webhooks
     assert until(lambda: sender.pending == 0)
     assert len(receiver.received) == 2
     messages = [r.getMessage() for r in caplog.records if r.name == "vtwait.server.webhooks"]
@@ -185,7 +187,7 @@ def test_a_host_outside_the_allowed_list_is_a_400_naming_the_setting(client, url
     reply = client.post("/start", json={"callback_url": url})
     assert reply.status_code == 400
     assert "WEBHOOK_ALLOWED_HOSTS" in reply.get_json()["error"]["message"]
-    assert len(client.application.extensions["job_store"]) == 1  # the default job only
+    assert len(app_state(client.application).store) == 1  # the default job only
 
 
 @pytest.mark.parametrize(("url", "words"), [
@@ -265,9 +267,9 @@ def test_a_generated_secret_is_printed_once_and_signs_the_deliveries(receiver_ur
         requests.post(f"{srv.url}/start", json={"delay": 0, "outcome": "completed",
                                                 "callback_url": url}, timeout=5)
         assert until(lambda: len(receiver.received) == 1)
-        secret_lines = [line for line in srv.output if line.startswith(server.WEBHOOK_SECRET_LINE)]
+        secret_lines = [line for line in srv.output if line.startswith(cli.WEBHOOK_SECRET_LINE)]
     assert len(secret_lines) == 1
-    secret = secret_lines[0].removeprefix(server.WEBHOOK_SECRET_LINE)
+    secret = secret_lines[0].removeprefix(cli.WEBHOOK_SECRET_LINE)
     headers, body = receiver.received[0]
     assert standardwebhooks.Webhook(secret).verify(body, headers)["result"] == "completed"
     log = log_file.read_text(encoding="utf-8")
@@ -284,7 +286,7 @@ def test_a_configured_secret_never_shows_in_settings_or_logs(make_server, receiv
                   timeout=5)
     assert until(lambda: len(receiver.received) == 2)
     body = SECRET.removeprefix("whsec_")
-    assert body not in repr(live.app.extensions["job_store"].settings)
+    assert body not in repr(app_state(live.app).store.settings)
     assert body not in caplog.text and "answered 500" in caplog.text
 
 
@@ -319,7 +321,7 @@ def test_a_redirect_is_a_failed_attempt_and_is_never_followed(make_server, recei
     live = make_server(hook_settings(webhook_max_attempts=2))
     requests.post(f"{live.url}/start", json={"delay": 0, "callback_url":
                                              receiver_url(redirecting)}, timeout=5)
-    sender = live.app.extensions["webhooks"]
+    sender = app_state(live.app).webhooks
     assert until(lambda: len(redirecting.received) == 2 and sender.pending == 0)
     assert elsewhere.received == []
 

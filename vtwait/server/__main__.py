@@ -2,6 +2,6 @@
 
 import sys
 
-from vtwait.server import main
+from vtwait.server.cli import main
 
 sys.exit(main())

@@ -43,16 +43,19 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, request
 
+from vtwait.server.errors import error_body, error_response
+from vtwait.server.settings import Settings
+from vtwait.server.state import state_of
 from vtwait.server.stores.base import (
+    JOB_ID_RE,
     EventIdExpiredError,
     JobStore,
     LoggedEvent,
     StoreClosedError,
     StoreUnavailableError,
 )
-from vtwait.server.settings import Settings
 
 __all__ = ["RECONNECT_MS", "EventStreams", "open_streams", "register_event_stream"]
 
@@ -67,20 +70,19 @@ STREAMS_RETRY_AFTER = 5
 
 # An event id is an unsigned integer; 20 digits hold any 64-bit id. Empty means "no id" (SSE).
 _EVENT_ID_RE = re.compile(r"[0-9]{0,20}")
-# As GET /status/<job_id>: an id of another form is simply unknown.
-_JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
-def register_event_stream(app: Flask, store: JobStore, settings: Settings) -> None:
+def register_event_stream(app: Flask, store: JobStore, settings: Settings) -> EventStreams | None:
     """Adds ``GET /events`` to ``app``, unless ``EVENTS`` is off or the server is ``PLAIN``.
 
-    The route's state is ``app.extensions["event_streams"]`` (an :class:`EventStreams`).
+    Returns:
+        The route's state (the app keeps it as ``app_state(app).streams``), or None: no route.
     """
     if not settings.events or settings.plain:
-        return  # no route at all: a 404 like a server that never had one
+        return None  # no route at all: a 404 like a server that never had one
     streams = EventStreams(store, settings)
-    app.extensions["event_streams"] = streams
     app.add_url_rule("/events", "events", streams.view, methods=["GET"])
+    return streams
 
 
 class EventStreams:
@@ -112,7 +114,7 @@ class EventStreams:
         settings = self.settings
         values = request.args.getlist("job_id")
         if len(values) > settings.max_stream_jobs:
-            return _error(400, "bad_request",
+            return error_response(400, "bad_request",
                           f"at most {settings.max_stream_jobs} job_id values per stream, got "
                           f"{len(values)}; open one stream per {settings.max_stream_jobs} jobs")
         job_ids = list(dict.fromkeys(values))  # duplicates once, in order
@@ -120,12 +122,12 @@ class EventStreams:
         query = request.args.get("last_event_id")
         for where, raw in (("Last-Event-ID", header), ("last_event_id", query)):
             if raw is not None and not _EVENT_ID_RE.fullmatch(raw):
-                return _error(400, "bad_request", f"{where} must be an event id (decimal digits)")
+                return error_response(400, "bad_request", f"{where} must be an event id (decimal digits)")
         raw = header if header is not None else query  # what EventSource sends on reconnect wins
         resume = int(raw) if raw else None
         slot = self._take_slot()
         if slot is None:
-            return _error(429, "too_many_streams",
+            return error_response(429, "too_many_streams",
                           f"{settings.max_streams} event streams open already; retry later",
                           {"Retry-After": str(STREAMS_RETRY_AFTER)})
         try:
@@ -133,10 +135,10 @@ class EventStreams:
             if resume is not None:
                 first = self.store.events_after(resume, BATCH_EVENTS)
             docs, last = self.store.event_snapshot(
-                [j if _JOB_ID_RE.fullmatch(j) else "" for j in job_ids])
+                [j if JOB_ID_RE.fullmatch(j) else "" for j in job_ids])
         except EventIdExpiredError as exc:
             slot.release()
-            return _error(410, "event_id_expired",
+            return error_response(410, "event_id_expired",
                           f"{exc}; read the jobs' status, then open a stream without it")
         except BaseException:
             slot.release()
@@ -236,23 +238,15 @@ def _change(event: LoggedEvent) -> str:
 
 def _snapshot(job_id: str, doc: dict[str, Any] | None) -> str:
     if doc is None:
-        error = {"code": "not_found", "message": f"no job {job_id}"}
-        data = json.dumps({"job_id": job_id, "error": error}, separators=(",", ":"))
+        error = error_body("not_found", f"no job {job_id}")
+        data = json.dumps({"job_id": job_id, **error}, separators=(",", ":"))
         return f"event: not_found\ndata: {data}\n\n"
     return f"event: status\ndata: {json.dumps(doc, separators=(',', ':'))}\n\n"
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    """The API's JSON error answer (as ``server.ApiError`` gives it; not imported from there,
-    since ``python server.py`` runs it as ``__main__``)."""
-    response = jsonify({"error": {"code": code, "message": message}})
-    response.status_code = status
-    response.headers.update(headers or {})
-    return response
-
-
 def open_streams(app: Flask) -> int:
     """How many event streams ``app`` serves right now (0 when the route is off)."""
-    streams: EventStreams | None = app.extensions.get("event_streams")
+    state = state_of(app)
+    streams = None if state is None else state.streams
     return 0 if streams is None else streams.open
 

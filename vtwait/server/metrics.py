@@ -4,7 +4,7 @@
 Usage::
 
     app = Flask(__name__)
-    app.extensions["metrics"] = metrics.install(app, store)   # before the store starts jobs
+    measured = metrics.install(app, store)   # before the store starts jobs
     curl http://127.0.0.1:8000/metrics
 
 What is measured (each process counts what it did; with several gunicorn workers,
@@ -38,14 +38,13 @@ from prometheus_client import (
     values,
 )
 
-from vtwait.server.stores.base import JobEvent, JobStore
+from vtwait.server.stores.base import FINAL_EVENT_KINDS, JobEvent, JobStore
 
 __all__ = ["Metrics", "install"]
 
 #: Request-duration buckets: status answers take about a millisecond, long-polls up to MAX_WAIT.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                     30.0, 60.0)
-_FINAL_KINDS = frozenset({"completed", "error", "canceled"})
 
 
 class Metrics:
@@ -81,7 +80,7 @@ class Metrics:
         if event.kind == "started":
             self.started.inc()
             self._live_by["pending"].inc()
-        elif event.kind in _FINAL_KINDS:
+        elif event.kind in FINAL_EVENT_KINDS:
             result = event.doc.get("result", event.kind)
             finished = self._finished_by.get(result)
             if finished is None:
@@ -118,10 +117,10 @@ def install(app: Flask, store: JobStore) -> Metrics:
     """Measures every request of ``app`` and every job change of ``store``; adds ``/metrics``.
 
     Returns:
-        The metrics; the app keeps them in ``app.extensions["metrics"]``.
+        The metrics (``create_app`` keeps them in ``app_state(app).metrics``).
     """
-    found = Metrics()
-    store.add_listener(found.on_job_event)
+    measured = Metrics()
+    store.add_listener(measured.on_job_event)
 
     @app.before_request
     def _metrics_start() -> None:
@@ -130,15 +129,14 @@ def install(app: Flask, store: JobStore) -> Metrics:
     @app.after_request
     def _metrics_count(response: Response) -> Response:
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        found.requests.labels(route, request.method, str(response.status_code)).inc()
+        measured.requests.labels(route, request.method, str(response.status_code)).inc()
         began = g.get("metrics_started")
         if began is not None:
-            found.duration.labels(route).observe(time.perf_counter() - began)
+            measured.duration.labels(route).observe(time.perf_counter() - began)
         return response
 
     @app.get("/metrics")
     def metrics() -> Response:
-        return Response(found.exposition(), 200, content_type=CONTENT_TYPE_LATEST)
+        return Response(measured.exposition(), 200, content_type=CONTENT_TYPE_LATEST)
 
-    app.extensions["metrics"] = found
-    return found
+    return measured

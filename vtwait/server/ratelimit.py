@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 #: The policy's name in both header fields.
 POLICY_NAME = "default"
 #: Endpoints that never cost a token nor carry the fields: probes and scrapes.
-EXEMPT_ENDPOINTS = frozenset({"healthz", "metrics"})
+EXEMPT_ENDPOINTS = frozenset({"api.healthz", "metrics"})
 EXEMPT_PATHS = frozenset({"/healthz", "/metrics"})
 #: Past this many remembered buckets, full ones (callers idle long enough) are dropped.
 MAX_BUCKETS = 10_000
@@ -166,6 +166,5 @@ def install(app: Flask, rate: int, burst: int, *, clock: Callable[[], float]) ->
     """
     limiter = RequestLimiter(RateLimiter(rate, burst, clock=clock))
     app.after_request(limiter.add_headers)
-    app.extensions["rate_limiter"] = limiter
     logger.info("rate limit: %d requests/s per credential, burst %d", rate, burst)
     return limiter

@@ -15,9 +15,13 @@ top of gunicorn, all in :class:`JsonErrorWorker`:
   or too long header fields, HTTP/2, a bad body framing) is answered with the API's JSON error body,
   not gunicorn's HTML page;
 * SIGTERM or Ctrl+C stops gracefully: the store releases every held long-poll with the job's current
-  status, idle keep-alive connections are closed, answers in flight end with ``Connection: close``,
-  streaming answers are told to end (``environ[STOPPING_ENVIRON_KEY]``, an Event), and the process
-  exits 0 within a couple of seconds (:data:`GRACEFUL_TIMEOUT` at most).
+  status and ends the event streams (``GET /events``), idle keep-alive connections are closed,
+  answers in flight end with ``Connection: close``, any other streaming answer can watch
+  ``environ[STOPPING_ENVIRON_KEY]`` (an Event set at the stop), and the process exits 0 within a
+  couple of seconds (:data:`GRACEFUL_TIMEOUT` at most).
+
+The app is built in each worker by the factory passed in (:class:`ServerApplication`, :func:`serve`);
+this module never imports the app. Error answers come from ``errors.py``.
 
 At start the soft ``RLIMIT_NOFILE`` is raised toward the hard limit when the waiters need it, and
 one log line says so when ``ulimit -n`` caps the waiters below ``MAX_WAITERS``. All durations are in
@@ -28,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -52,7 +55,10 @@ from gunicorn.http.message import Request
 from gunicorn.http.parser import RequestParser
 from gunicorn.workers.ggevent import GeventWorker
 
+from vtwait.server.errors import error_bytes, raw_error
 from vtwait.server.settings import ConfigError, Settings
+from vtwait.server.state import state_of
+from vtwait.server.stores import store_kind, supports_workers
 
 __all__ = [
     "FdLimit",
@@ -85,12 +91,12 @@ SPARE_FDS = 64
 LINGER_BYTES = 16 * 1024 * 1024
 LINGER_SECONDS = 2.0
 #: WSGI environ key of an Event set when the worker starts to stop. A streaming answer (a
-#: long-lived response body) should return once it is set, so that it ends cleanly (its last
-#: chunk sent) before the worker closes what is left after GRACEFUL_TIMEOUT.
+#: long-lived response body) that does not end with the store (``GET /events`` does) should
+#: return once it is set, so that it ends cleanly (its last chunk sent) before the worker closes
+#: what is left after GRACEFUL_TIMEOUT.
 STOPPING_ENVIRON_KEY = "serving.stopping"
-#: Store kinds whose jobs several worker processes can share. The in-memory store cannot: each
-#: process would hold its own jobs. Redis can (``JOB_STORE=redis://...``).
-MULTI_WORKER_STORES: frozenset[str] = frozenset({"redis"})
+#: The program named in error lines when none is given (the console script).
+DEFAULT_PROG = "vtwait-server"
 
 
 # --- checks run at start --------------------------------------------------------------------
@@ -104,11 +110,10 @@ def check_workers(settings: Settings, workers: int) -> None:
     """
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
-    kind = "memory" if settings.job_store == "memory" else "redis"
-    if workers > 1 and kind not in MULTI_WORKER_STORES:
+    if workers > 1 and not supports_workers(settings):
         raise ConfigError(
-            f"--workers {workers} needs a shared job store: with the {kind} store each worker "
-            "would hold its own jobs; use --workers 1"
+            f"--workers {workers} needs a shared job store: with the {store_kind(settings)} store "
+            "each worker would hold its own jobs; use --workers 1"
         )
 
 
@@ -203,6 +208,9 @@ class JsonErrorWorker(GeventWorker):
     """
 
     wsgi: Any  # the WSGI callable gunicorn serves, set by load_wsgi
+    #: Longest wait for the next request on a connection (IDLE_TIMEOUT), set by the ``post_fork``
+    #: hook of :func:`gunicorn_settings`; None uses gunicorn's whole-second ``keepalive``.
+    idle_timeout: float | None = None
 
     def init_process(self) -> None:
         # gunicorn's parser takes its message class from this attribute; this process is ours.
@@ -257,8 +265,7 @@ class JsonErrorWorker(GeventWorker):
     def timeout_ctx(self) -> Iterator[None]:
         """Waits for the next request on a connection at most ``keepalive`` seconds (the idle
         timeout); the wait is registered so that a stop can end it at once."""
-        store = _store_of(self._application)
-        idle = self.cfg.keepalive if store is None else store.settings.idle_timeout
+        idle = self.cfg.keepalive if self.idle_timeout is None else self.idle_timeout
         seconds = idle if self.alive else min(idle, 1.0)
         timeout = gevent.Timeout(seconds, False)
         current = gevent.getcurrent()
@@ -276,24 +283,21 @@ class JsonErrorWorker(GeventWorker):
             gevent.spawn(self._stop_gracefully)  # out of the signal handler, so it may block
 
     def _stop_gracefully(self) -> None:
-        store = _store_of(self._application)
-        waiters = 0 if store is None else store.waiters
+        state = state_of(self._application)  # None: a WSGI app not built by create_app
+        waiters = 0 if state is None else state.store.waiters
         logger.info("stopping: answering %d held long-polls and closing idle connections", waiters)
         self._stop_event.set()  # streaming answers end at their next check (STOPPING_ENVIRON_KEY)
-        if store is not None:
-            store.shutdown()  # every held request returns the job's current status now
-        webhooks = getattr(self._application, "extensions", {}).get("webhooks")
+        if state is not None:
+            state.store.shutdown()  # every held request returns the job's current status now
         for greenlet, timeout in list(self._idle.items()):
             # Thrown into the wait, the Timeout ends it as if keepalive ran out: no answer is
             # cut, the connection was between requests.
             greenlet.kill(timeout, block=False)
-        if webhooks is not None:
-            webhooks.close()  # deliveries in flight may finish; the rest are logged as left
+        if state is not None:
+            state.webhooks.close()  # deliveries in flight may finish; the rest are logged as left
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """Answers what gunicorn could not parse with the API's JSON error, then closes."""
-        import vtwait.server.app as server  # not at the top: server imports this module
-
         if isinstance(exc, http_errors.ParseException):
             status = next((s for kind, s in _PARSE_STATUS if isinstance(exc, kind)), 400)
             if _OTHER_HTTP_VERSION_RE.search(str(exc)):  # "PRI * HTTP/2.0", the HTTP/2 preface
@@ -303,13 +307,12 @@ class JsonErrorWorker(GeventWorker):
         else:
             status = 500
             logger.error("error handling a request", exc_info=exc)
-        code = server._ERROR_CODES.get(status, "bad_request")
-        message = server._RAW_ERROR_MESSAGES.get(status, "malformed HTTP request")
+        code, message = raw_error(status)
         if status == 500:
-            message = "internal server error"
+            code, message = "internal_error", "internal server error"
         elif status == 417:
             message = "unsupported Expect header"
-        body = json.dumps(server._error_body(code, message), separators=(",", ":")).encode()
+        body = error_bytes(code, message)
         reason = {400: "Bad Request", 414: "URI Too Long", 417: "Expectation Failed",
                   431: "Request Header Fields Too Large", 500: "Internal Server Error",
                   505: "HTTP Version Not Supported"}.get(status, "Error")
@@ -330,18 +333,12 @@ def _linger(sock: Any) -> None:
             left -= len(chunk)
 
 
-def _store_of(app: Any) -> Any:
-    """The job store of a Flask app built by ``server.create_app``, or None."""
-    extensions = getattr(app, "extensions", None)
-    return None if extensions is None else extensions.get("job_store")
-
-
 # --- gunicorn settings and the application ------------------------------------------------
 
 
 def gunicorn_settings(
     settings: Settings | None = None, *, workers: int = 1, on_ready: Callable[[str], None] | None
-    = None,
+    = None, prog: str = DEFAULT_PROG,
 ) -> dict[str, Any]:
     """gunicorn's settings for this app: the worker, limits, timeouts, hooks.
 
@@ -349,6 +346,7 @@ def gunicorn_settings(
         settings: the server's settings (``None`` reads them like ``create_app`` does).
         workers: worker processes.
         on_ready: called in the master with the listening URL once it is bound.
+        prog: the program named in error lines and in the process title.
 
     Returns:
         A mapping of gunicorn setting names to values (also usable as a gunicorn config module).
@@ -359,7 +357,7 @@ def gunicorn_settings(
         try:
             check_workers(settings, arbiter.cfg.workers)
         except ConfigError as exc:
-            print(f"server.py: error: {exc}", file=sys.stderr, flush=True)
+            print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
             sys.exit(2)
         check_fd_limit(settings.max_waiters)
         _prepare_metrics_dir(arbiter.cfg.workers)
@@ -377,6 +375,10 @@ def gunicorn_settings(
         url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
         if on_ready is not None:
             on_ready(url)
+
+    def post_fork(arbiter: Any, worker: Any) -> None:
+        if isinstance(worker, JsonErrorWorker):
+            worker.idle_timeout = settings.idle_timeout
 
     def child_exit(arbiter: Any, worker: Any) -> None:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -400,9 +402,10 @@ def gunicorn_settings(
         "limit_request_field_size": MAX_HEADER_FIELD,
         "http_parser": "python",  # the parser _LongLineRequest extends
         "control_socket_disable": True,  # no ~/.gunicorn/gunicorn.ctl shared by every server
-        "proc_name": "server.py",
+        "proc_name": prog,
         "on_starting": on_starting,
         "when_ready": when_ready,
+        "post_fork": post_fork,
         "child_exit": child_exit,
         "on_exit": on_exit,
     }
@@ -418,13 +421,16 @@ class _GracefulArbiter(Arbiter):
 class ServerApplication(BaseApplication):
     """gunicorn run from ``python server.py`` (gunicorn's custom-application pattern).
 
-    The app is built in each worker, after gevent patched the standard library, so that the
-    store's timer thread and locks are cooperative.
+    The app is built in each worker by ``factory(settings)``, after gevent patched the standard
+    library, so that the store's timer thread and locks are cooperative.
     """
 
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+    def __init__(self, factory: Callable[[Settings], Any], settings: Settings,
+                 options: dict[str, Any], *, prog: str = DEFAULT_PROG) -> None:
+        self.factory = factory
         self.settings = settings
         self.options = options
+        self.prog = prog
         super().__init__()
 
     def load_config(self) -> None:
@@ -433,32 +439,35 @@ class ServerApplication(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        import vtwait.server.app as server
-
-        return server.create_app(self.settings)
+        return self.factory(self.settings)
 
     def run(self) -> None:
         try:
             _GracefulArbiter(self).run()
         except RuntimeError as exc:
-            print(f"server.py: error: {exc}", file=sys.stderr, flush=True)
+            print(f"{self.prog}: error: {exc}", file=sys.stderr, flush=True)
             sys.exit(1)
 
 
-def serve(settings: Settings, host: str, port: int, *, workers: int = 1,
-          listening_line: str = "Listening on {url}") -> int:
-    """Serves ``server.create_app(settings)`` with gunicorn until SIGTERM or Ctrl+C.
+def serve(settings: Settings, host: str, port: int, *, app_factory: Callable[[Settings], Any],
+          workers: int = 1, listening_line: str = "Listening on {url}",
+          prog: str = DEFAULT_PROG) -> int:
+    """Serves ``app_factory(settings)`` (``create_app``) with gunicorn until SIGTERM or Ctrl+C.
+
+    ``listening_line`` is printed on stdout once the server listens (``{url}``: its base URL);
+    ``prog`` names the program in error lines.
 
     Returns:
         The exit status: 0 after a graceful stop (gunicorn exits the process itself on errors).
     """
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     options = gunicorn_settings(
-        settings, workers=workers,
+        settings, workers=workers, prog=prog,
         on_ready=lambda url: print(listening_line.format(url=url), flush=True))
     options["bind"] = [bind]
+    options["loglevel"] = "warning"  # the caller prints the banner; gunicorn's INFO lines repeat it
     try:
-        ServerApplication(settings, options).run()
+        ServerApplication(app_factory, settings, options, prog=prog).run()
     except SystemExit as exc:  # gunicorn's arbiter ends with sys.exit
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
