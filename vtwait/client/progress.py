@@ -13,7 +13,8 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from vtwait.core.planner import BatchError, JobResult, JobStatus, WaitTimeout
+from vtwait.core.errors import BatchError, WaitTimeout
+from vtwait.core.status import JobResult, JobStatus
 
 __all__ = ["ManyProgress", "run_many"]
 

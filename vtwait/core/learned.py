@@ -18,7 +18,7 @@ already said "pending" without a hint: that answer was the first poll.
   alone with a warning and the history stays in memory.
 * :class:`DurationLearner`: one client's bookkeeping: when its jobs started, whether its route ever
   gave hints, and the final answers it learns of (the client's ``_observe_final``).
-* :class:`LearnedPlanner`: a :class:`client_core.WaitPlanner` whose silent-server step comes from
+* :class:`LearnedPlanner`: a :class:`~vtwait.core.planner.WaitPlanner` whose silent-server step comes from
   the schedule. No I/O, no clock: times are passed in.
 
 All durations are in seconds; times are the client's monotonic clock unless named ``wall``.
@@ -39,16 +39,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from vtwait.core.planner import (
-    Decision,
-    JobStatus,
-    PollingPolicy,
-    ProtocolError,
-    WaitPlanner,
-    exponential_delays,
-    parse_status_document,
-)
 from vtwait.core.durations import DEFAULT_CAPACITY, DurationModel, Schedule
+from vtwait.core.errors import ProtocolError
+from vtwait.core.planner import Decision, WaitPlanner
+from vtwait.core.policy import PollingPolicy, exponential_delays
+from vtwait.core.status import JobStatus, parse_status_document
 
 __all__ = ["DurationHistory", "DurationLearner", "LearnedPlanner", "start_answer_status"]
 
