@@ -639,6 +639,15 @@ def test_no_answer_is_retried_on_urllib3s_schedule_then_unreachable():
     assert clock.sleeps == [0.4] and len(session.calls) == 3
 
 
+def test_an_answer_that_breaks_off_is_retried_like_no_answer():
+    """A body cut short is a transient fault, retried at once (as the asyncio client does)."""
+    api, session, clock = retrying_client(
+        [requests.exceptions.ChunkedEncodingError("cut short"), response(200, final())],
+        respect_rate_limits=False)
+    assert api.get_status("j1").done
+    assert clock.sleeps == [] and len(session.calls) == 2
+
+
 def test_a_session_passed_in_keeps_its_own_retries():
     """The client adds no retries to a session it did not make: one request, then the error."""
     api, session, _ = make_client(lambda call: response(503, {"error": {"message": "busy"}}))
