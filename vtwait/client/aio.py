@@ -58,7 +58,7 @@ from vtwait.core.policy import (
 )
 from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
 from vtwait.core.sse import SSEParser
-from vtwait.core.status import JobStatus, decode_json, read_status_answer, start_answer_job_id
+from vtwait.core.status import JobStatus, decode_json, start_answer_job_id
 
 __all__ = ["AsyncVideoTranslationClient"]
 
@@ -286,22 +286,15 @@ class AsyncVideoTranslationClient(ClientBase):
 
     async def _poll(self, job_id: str | None, wait: int | None, deadline: float, *,
                     on_sent: Callable[[], None] | None = None) -> tuple[JobStatus, float, float]:
-        headers: dict[str, str] = {}
-        params: dict[str, str] = {}
-        read = self.request_timeout[1]
-        if wait:
-            headers["Prefer"] = f"wait={wait}"
-            params["wait"] = str(wait)
-            read += wait
+        headers, params, read = self._status_request(wait)
         ticket = await self._pace(deadline)  # before sent_at: a pacing sleep is no server hold
         sent_at = self._clock()
         answer = await self._send("GET", self._status_url(job_id), headers=headers,
                                   params=params, job_id=job_id, read_timeout=read,
                                   deadline=deadline, on_sent=on_sent, ticket=ticket)
         received_at = self._clock()
-        status = read_status_answer(_json(answer, job_id=job_id), answer.headers, job_id=job_id,
-                                    max_hint_delay=self.policy.max_hint_delay)
-        return status, sent_at, received_at
+        return self._read_status(_json(answer, job_id=job_id), answer.headers,
+                                 job_id), sent_at, received_at
 
     async def _pace(self, deadline: float, not_before: float = -math.inf) -> int | None:
         """Sleep until the next request may go (the rate limit) and book it; its ticket.

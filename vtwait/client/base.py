@@ -180,6 +180,24 @@ class ClientBase:
             return WaitPlanner(policy, rng=self._rng)
         return self._learner.planner(job_id, policy, now=self._clock(), rng=self._rng)
 
+    def _status_request(self, wait: int | None) -> tuple[dict[str, str], dict[str, int], float]:
+        """The headers, query and read timeout of a status request that asks for a hold of
+        ``wait`` seconds (RFC 7240 ``Prefer: wait`` and ``?wait=``; None: no long-poll)."""
+        headers: dict[str, str] = {}
+        params: dict[str, int] = {}
+        read = self.request_timeout[1]
+        if wait:
+            headers["Prefer"] = f"wait={wait}"
+            params["wait"] = wait
+            read += wait
+        return headers, params, read
+
+    def _read_status(self, document: Any, headers: Mapping[str, str],
+                     job_id: str | None) -> JobStatus:
+        """A status answer as a :class:`JobStatus`, its ``Retry-After`` cut to the policy's cap."""
+        return read_status_answer(document, headers, job_id=job_id,
+                                  max_hint_delay=self.policy.max_hint_delay)
+
     def _new_wait(self, job_id: str | None, *, started: float, timeout: float,
                   max_attempts: int | None = None,
                   on_update: Callable[[JobStatus], None] | None = None,
@@ -204,8 +222,7 @@ class ClientBase:
     def _cancel_answer(self, job_id: str, document: Any, headers: Mapping[str, str],
                        code: int) -> JobStatus:
         """The status a cancel answered (a 409: the job had already ended; its final status)."""
-        status = read_status_answer(document, headers, job_id=job_id,
-                                    max_hint_delay=self.policy.max_hint_delay)
+        status = self._read_status(document, headers, job_id)
         logger.info("job %s: cancel answered %d: %s%s", job_id, code, status.phase or status.result,
                     "" if code != 409 else " (it had already ended)")
         if status.done:

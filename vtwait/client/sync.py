@@ -399,20 +399,15 @@ class VideoTranslationClient(ClientBase):
 
     def _poll(self, job_id: str | None, wait: int | None,
               deadline: float = math.inf) -> tuple[JobStatus, float, float]:
-        headers, params, (connect, read) = {}, {}, self.request_timeout
-        if wait:
-            headers["Prefer"] = f"wait={wait}"
-            params["wait"] = wait
-            read += wait
+        headers, params, read = self._status_request(wait)
         self._pace(deadline)  # before sent_at: a pacing sleep is no hold by the server
         sent_at = self._clock()
         response = self._send("GET", self._status_url(job_id), headers=headers, params=params,
-                              timeout=(connect, read), job_id=job_id, paced=True,
+                              timeout=(self.request_timeout[0], read), job_id=job_id, paced=True,
                               deadline=deadline)
         received_at = self._clock()
-        status = read_status_answer(_json(response, job_id=job_id), response.headers,
-                                    job_id=job_id, max_hint_delay=self.policy.max_hint_delay)
-        return status, sent_at, received_at
+        return self._read_status(_json(response, job_id=job_id), response.headers,
+                                 job_id), sent_at, received_at
 
     def _send(self, method: str, url: str, *, job_id: str | None = None,
               accept: tuple[int, ...] = (), paced: bool = False, deadline: float = math.inf,
