@@ -37,14 +37,12 @@ from typing import Any, Self
 import aiohttp
 from multidict import CIMultiDictProxy
 
+import vtwait.client._tasks as _tasks
 from vtwait.client.base import STREAM_READ_TIMEOUT, ClientBase, ClientConfig, start_body
-from vtwait.core.batch import ManyJobs, Mode, StreamAction, StreamChunk, unique_job_ids
+from vtwait.core.batch import ManyJobs, unique_job_ids
 from vtwait.core.errors import (
-    JobNotFoundError,
-    ProtocolError,
     ServerUnreachableError,
     VideoTranslationError,
-    WaitTimeout,
 )
 from vtwait.core.learned import DurationHistory
 from vtwait.core.planner import Done, JobWait, Sleep, Step
@@ -57,7 +55,6 @@ from vtwait.core.policy import (
     require,
 )
 from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
-from vtwait.core.sse import SSEParser
 from vtwait.core.status import JobStatus, decode_json, start_answer_job_id
 
 __all__ = ["AsyncVideoTranslationClient"]
@@ -66,12 +63,8 @@ logger = logging.getLogger(__name__)
 
 #: Starts in flight at once in :meth:`AsyncVideoTranslationClient.start_jobs`.
 DEFAULT_START_CONCURRENCY = 64
-#: Per-job waits of a batch whose first request is still connecting, at most (see _BatchRun).
-MAX_CONNECTING = 256
-#: Longest a first request holds its connecting slot when the session cannot say it was sent.
-CONNECTING_SLOT_MAX = 0.1
 # Errors that mean "no answer" (retried like the sync client's connection errors and timeouts).
-_NO_ANSWER = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
+_NO_ANSWER = _tasks.NO_ANSWER
 
 
 @dataclass(frozen=True)
@@ -125,6 +118,7 @@ class AsyncVideoTranslationClient(ClientBase):
         self._auth_header = aiohttp.encode_basic_auth(*auth) if auth is not None else None
         self._owns_session = session is None
         self._session = session
+        self._transport = _Transport(self)  # what the batch tasks (_tasks.py) use
 
     async def __aenter__(self) -> Self:
         return self
@@ -215,40 +209,11 @@ class AsyncVideoTranslationClient(ClientBase):
         server without ``/events``) are one task per job, each long-polling. Stop early with
         ``contextlib.aclosing`` so the streams close at once.
         """
-        timeout = self._checked_timeout(timeout)
-        batch = ManyJobs(job_ids, use_stream=self.use_event_stream, rng=self._rng)
-        started = self._clock()
-        run = _BatchRun(self, batch, started, started + timeout)
-        try:
-            if batch.mode is Mode.STREAM:
-                run.spawn(run.stream(chunk) for chunk in batch.chunks)
-            while not batch.done:
-                if batch.mode is Mode.POLL and not run.polling:
-                    run.stop()
-                    run.polling = True
-                    run.spawn(run.poll(job_id) for job_id in list(batch.pending))
-                for status in batch.take_ready():
-                    self._observe_final(status.job_id, status, waited=self._clock() - started)
-                    yield status
-                if batch.done:
-                    break
-                left = run.deadline - self._clock()
-                if left <= 0:
-                    raise batch.timeout_error(timeout=timeout, attempts=run.requests,
-                                              elapsed=self._clock() - started)
-                run.wake.clear()
-                if run.error is not None:
-                    raise run.error
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(run.wake.wait(), left)
-            for status in batch.take_ready():
-                self._observe_final(status.job_id, status, waited=self._clock() - started)
+        statuses = _tasks.as_completed(self._transport, job_ids,
+                                       timeout=self._checked_timeout(timeout))
+        async with contextlib.aclosing(statuses):  # an early stop closes the streams at once
+            async for status in statuses:
                 yield status
-        finally:
-            run.stop()
-        error = batch.batch_error()
-        if error is not None:
-            raise error
 
     async def wait_many(self, job_ids: Iterable[str], *,
                         timeout: float | None = None) -> dict[str, JobStatus]:
@@ -403,132 +368,42 @@ class AsyncVideoTranslationClient(ClientBase):
                                 job_id=job_id, retries=retries.retries)
 
 
-class _BatchRun:
-    """The tasks of one as_completed: one per stream chunk, or one per job when polling."""
+class _Transport:
+    """The client as its batch tasks use it (:class:`vtwait.client._tasks.AsyncTransport`)."""
 
-    def __init__(self, client: AsyncVideoTranslationClient, batch: ManyJobs, started: float,
-                 deadline: float):
-        self.client, self.batch, self.started, self.deadline = client, batch, started, deadline
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.wake = asyncio.Event()
-        self.polling = False
-        self.requests = 0
-        self.error: BaseException | None = None
-        # First polls still connecting: opening 10,000 connections at once overflows the server's
-        # accept backlog (SYNs dropped, connect timeouts, retry storms); a few hundred at a time
-        # open in about a second.
-        self.connecting = asyncio.Semaphore(MAX_CONNECTING)
+    def __init__(self, client: AsyncVideoTranslationClient) -> None:
+        self._client = client
 
-    def spawn(self, coroutines: Iterable[Awaitable[None]]) -> None:
-        for coroutine in coroutines:
-            task = asyncio.ensure_future(coroutine)
-            self.tasks.add(task)
-            task.add_done_callback(self._finished)
+    def new_batch(self, job_ids: Iterable[str]) -> ManyJobs:
+        client = self._client
+        return ManyJobs(job_ids, use_stream=client.use_event_stream, rng=client._rng)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None and self.error is None:
-            self.error = task.exception()
-        self.wake.set()
+    def clock(self) -> float:
+        return self._client._clock()
 
-    def stop(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
+    async def sleep(self, seconds: float) -> None:
+        await self._client._sleep(seconds)
 
-    async def stream(self, chunk: StreamChunk) -> None:
-        """Keep one chunk's event stream open until its jobs ended (or the batch falls back)."""
-        client, batch = self.client, self.batch
-        while not batch.chunk_done(chunk) and batch.mode is Mode.STREAM:
-            params, headers = batch.stream_request(chunk)
-            self.requests += 1
-            try:
-                response = await client._send(
-                    "GET", client.base_url + client.events_url, params=params, headers=headers,
-                    stream=True, read_timeout=STREAM_READ_TIMEOUT, deadline=self.deadline)
-            except ServerUnreachableError as exc:
-                step = batch.on_stream_failure(chunk, exc)
-            except VideoTranslationError as exc:
-                step = batch.on_stream_answer(chunk, exc.status_code or 0, None)
-                if step.action is StreamAction.FAIL:
-                    raise
-            else:
-                step = batch.on_stream_answer(chunk, response.status,
-                                              response.headers.get("Content-Type"))
-                if step.action is StreamAction.READ:
-                    step = await self._read(chunk, response)
-                else:
-                    response.release()
-            logger.debug("stream %d: %s: %s (%.3f s)", chunk.index, step.action.value,
-                         step.reason, step.delay)
-            if step.action is StreamAction.RETRY:
-                await client._sleep(step.delay)
-            elif step.action is StreamAction.RESYNC:
-                await self._resync(chunk)
-            elif step.action in (StreamAction.FALLBACK, StreamAction.DONE):
-                break
-        self.wake.set()
+    async def open_stream(self, params: list[tuple[str, str]], headers: dict[str, str], *,
+                          deadline: float) -> aiohttp.ClientResponse:
+        client = self._client
+        response: aiohttp.ClientResponse = await client._send(
+            "GET", client.base_url + client.events_url, params=params, headers=headers,
+            stream=True, read_timeout=STREAM_READ_TIMEOUT, deadline=deadline)
+        return response
 
-    async def _read(self, chunk: StreamChunk, response: aiohttp.ClientResponse) -> Any:
-        batch = self.batch
-        parser = SSEParser(chunk.last_event_id)
-        received = False
-        try:
-            async for data in response.content.iter_any():
-                received = True
-                for event in parser.feed(data):
-                    batch.on_event(chunk, event)
-                self.wake.set()
-                if batch.chunk_done(chunk):
-                    break
-        except _NO_ANSWER as exc:
-            logger.debug("stream %d dropped: %s", chunk.index, exc)
-        finally:
-            response.close()
-        return batch.on_stream_end(chunk, received=received, retry_ms=parser.retry)
+    async def get_status(self, job_id: str) -> JobStatus:
+        return await self._client.get_status(job_id)
 
-    async def _resync(self, chunk: StreamChunk) -> None:
-        """After a 410: one status read per job of the chunk still pending, then a fresh stream."""
-        for job_id in self.batch.pending_in(chunk):
-            self.requests += 1
-            try:
-                self.batch.on_status(job_id, await self.client.get_status(job_id))
-            except VideoTranslationError as exc:
-                self.batch.on_resync_failure(job_id, exc)
-        self.wake.set()
+    def new_wait(self, job_id: str, *, started: float, timeout: float) -> JobWait:
+        return self._client._new_wait(job_id, started=started, timeout=timeout)
 
-    async def poll(self, job_id: str) -> None:
-        """One job's wait (long-poll, hints, backoff), as wait_for_completion does it."""
-        client = self.client
-        wait = client._new_wait(job_id, started=self.started,
-                                timeout=self.deadline - self.started)
-        await self.connecting.acquire()
-        release = _Once(self.connecting.release)
-        # A session made elsewhere has no headers-sent trace: then the slot frees after a while.
-        asyncio.get_running_loop().call_later(CONNECTING_SLOT_MAX, release)
-        try:
-            done = await client._wait_one(wait, on_sent=release)
-        except (JobNotFoundError, ProtocolError) as exc:
-            self.batch.on_job_error(job_id, exc)
-        except WaitTimeout as exc:
-            if wait.out_of_attempts:  # this job's budget, not the batch's deadline
-                self.batch.on_job_error(job_id, exc)
-        else:
-            self.batch.on_status(job_id, done.status)
-        finally:
-            self.requests += wait.attempts
-            self.wake.set()
+    async def wait_one(self, wait: JobWait, *,
+                       on_sent: Callable[[], None] | None = None) -> Done:
+        return await self._client._wait_one(wait, on_sent=on_sent)
 
-
-class _Once:
-    """A callable that runs ``action`` on its first call only."""
-
-    def __init__(self, action: Callable[[], Any]) -> None:
-        self._action: Callable[[], Any] | None = action
-
-    def __call__(self) -> None:
-        action, self._action = self._action, None
-        if action is not None:
-            action()
+    def observe_final(self, status: JobStatus, *, waited: float) -> None:
+        self._client._observe_final(status.job_id, status, waited=waited)
 
 
 @dataclass(frozen=True)
