@@ -8,8 +8,11 @@ Clocks are fake (no test waits for a decision), the HTTP is real.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import Callable
+import socketserver
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -73,6 +76,46 @@ def test_a_rate_limit_past_the_deadline_ends_in_a_timeout_caused_by_server_error
     assert next(hits) - 1 == 1
     cause = caught.value.__cause__
     assert isinstance(cause, ServerError) and "rate limit" in str(cause)
+
+
+class _CutOnce(socketserver.BaseRequestHandler):
+    """Raw HTTP: the first answer's body stops short of its Content-Length, then a whole one."""
+
+    def handle(self) -> None:
+        self.request.recv(65536)
+        if next(self.server.hits) == 0:  # type: ignore[attr-defined]
+            body, length = b'{"result": "pen', 100
+        else:
+            body = b'{"result": "completed"}'
+            length = len(body)
+        self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % length + body)
+
+
+@contextlib.contextmanager
+def cut_once_server() -> Iterator[tuple[str, Iterator[int]]]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _CutOnce)
+    server.daemon_threads = True
+    hits = itertools.count()
+    server.hits = hits  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def test_an_answer_that_breaks_off_is_retried_like_no_answer(call):
+    """A body cut short is a transient fault: retried at once, then the whole answer is read
+    (the sync client used to raise ServerUnreachableError without a retry)."""
+    clock = FakeClock()
+    with cut_once_server() as (url, hits):
+        status = call(url, clock, lambda api: api.get_status("j1"))
+    assert status.done and next(hits) == 2 and clock.sleeps == []
 
 
 def test_a_503_after_the_retries_names_how_many_were_made(call):
