@@ -132,10 +132,10 @@ def main() -> int:
     console = logging.StreamHandler(sys.stdout)
     for handler in (client_log, console):
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        for name in ("vtwait.client", "integration"):
+        for name in ("vtwait", "integration"):
             logging.getLogger(name).addHandler(handler)
     console.setLevel(logging.INFO)
-    for name in ("vtwait.client", "integration"):
+    for name in ("vtwait", "integration"):
         logging.getLogger(name).setLevel(logging.DEBUG)
         logging.getLogger(name).propagate = False
 

@@ -59,9 +59,11 @@ class Seen:
 
 
 class ScriptedEvents:
-    """WSGI app: ``/events`` answers from ``script`` in order; ``/status/<id>`` from ``statuses``."""
+    """WSGI app: ``/events`` answers from ``script`` in order; ``/status/<id>`` from ``statuses``
+    (a document, answered 200, or a :class:`Refuse`)."""
 
-    def __init__(self, script: list[Stream | Refuse], statuses: dict[str, dict[str, Any]]):
+    def __init__(self, script: list[Stream | Refuse],
+                 statuses: dict[str, dict[str, Any] | Refuse]):
         self.script = list(script)
         self.statuses = statuses
         self.seen: list[Seen] = []
@@ -85,6 +87,8 @@ class ScriptedEvents:
             if doc is None:
                 return self._json(start_response, 404, {"error": {"code": "not_found",
                                                                   "message": "unknown job"}})
+            if isinstance(doc, Refuse):
+                return self._json(start_response, doc.status, doc.body, doc.content_type)
             return self._json(start_response, 200, doc)
         if isinstance(answer, Stream):
             start_response("200 OK", [("Content-Type", "text/event-stream"),

@@ -16,6 +16,7 @@ def response(status: int = 200, body: Any = None, headers: dict[str, str] | None
     reply = requests.Response()
     reply.status_code = status
     reply._content = (text if text is not None else json.dumps(body)).encode()
+    reply._content_consumed = True  # type: ignore[attr-defined]  # as requests leaves a response it did not stream
     reply.headers.update({"Content-Type": "text/html" if text is not None
                           else "application/json", **(headers or {})})
     reply.encoding = "utf-8"

@@ -18,6 +18,7 @@ from vtwait.client.sync import (
     AsyncVideoTranslationClient,
     AuthenticationError,
     BatchError,
+    InvalidRequestError,
     JobNotFoundError,
     RetryPolicy,
     VideoTranslationClient,
@@ -128,6 +129,35 @@ def test_duplicate_ids_are_waited_for_once(wait_many):
         found = wait_many(url, ["a", "b", "a", "b", "a"], 10)
     assert list(found) == ["a", "b"]
     assert app.streams()[0].job_ids == ["a", "b"]
+
+
+@pytest.mark.parametrize(("refusal", "kind"), [(Refuse(401), AuthenticationError),
+                                               (Refuse(400), InvalidRequestError)])
+def test_a_refused_status_read_after_410_fails_the_whole_wait(wait_many, refusal, kind):
+    """After a 410, a status read refused as a whole (401, 400) is raised by both clients, as
+    the README says of refused credentials; it is not one job's failure (the sync client used
+    to fail only that job, or to log a 400 and go on)."""
+    app = ScriptedEvents([
+        Stream([event(status_doc("a"), 5)]),
+        Refuse(410, {"error": {"code": "event_id_expired", "message": "too old"}}),
+        Stream([event(status_doc("b"), 30)]),
+    ], statuses={"b": refusal})
+    with serve_wsgi(app) as url, pytest.raises(kind):
+        wait_many(url, ["a", "b"], 10)
+    assert [s.path for s in app.status_reads()] == ["/status/b"]
+
+
+def test_a_status_read_after_410_that_finds_no_job_fails_that_job_alone(wait_many):
+    """After a 410, a 404 on one job's status read fails that job only; the others go on."""
+    app = ScriptedEvents([
+        Stream([event(status_doc("a"), 5)]),
+        Refuse(410, {"error": {"code": "event_id_expired", "message": "too old"}}),
+        Stream([event(status_doc("c"), 30)]),
+    ], statuses={"c": status_doc("c", "pending")})
+    with serve_wsgi(app) as url, pytest.raises(BatchError) as caught:
+        wait_many(url, ["a", "ghost", "c"], 10)
+    assert list(caught.value.failed) == ["ghost"]
+    assert results(caught.value.finished) == {"a": "completed", "c": "completed"}
 
 
 def test_refused_credentials_fail_the_whole_wait(wait_many):

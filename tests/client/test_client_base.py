@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from vtwait.client.base import ClientConfig, start_answer_job_id
-from vtwait.core.planner import DEFAULT_BASE_URL, PollingPolicy, ProtocolError
+from vtwait.client.base import ClientConfig
+from vtwait.core.errors import ProtocolError
+from vtwait.core.policy import DEFAULT_BASE_URL, PollingPolicy
+from vtwait.core.status import start_answer_job_id
 
 
 def test_none_means_the_default_for_every_argument(monkeypatch):

@@ -23,7 +23,9 @@ from vtwait.client.sync import (
     JobStatus,
     PollingPolicy,
     ProtocolError,
+    RetryPolicy,
     ServerError,
+    ServerUnreachableError,
     VideoTranslationClient,
     WaitPlanner,
     WaitTimeout,
@@ -561,7 +563,7 @@ def test_every_attempt_is_logged_with_its_reason(caplog):
     """DEBUG per attempt with the next delay and why; INFO for the outcome."""
     answers = iter([pending(0.2), final()])
     api, _, _ = make_client(lambda call: response(200, next(answers)))
-    caplog.set_level(logging.DEBUG, logger="vtwait.client")
+    caplog.set_level(logging.DEBUG, logger="vtwait")
     api.wait_for_completion("j1")
     debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
@@ -569,38 +571,86 @@ def test_every_attempt_is_logged_with_its_reason(caplog):
     assert any("completed after 2 status requests" in m for m in info)
 
 
-# ------------------------------------------------------------------- urllib3 retry layer
-class _Headers(dict):
-    def get(self, key, default=None):  # case-insensitive enough for these tests
-        return super().get(key, default)
+# ------------------------------------------------------------------ transient retries (_send)
+def retrying_client(answers, **kwargs):
+    """A client that retries (it made its session), its HTTP answered from ``answers``."""
+    clock = FakeClock()
+    script = iter(answers)
 
+    def handler(call: Call):
+        item = next(script)
+        if isinstance(item, Exception):
+            raise item
+        return item
 
-class _Reply:
-    def __init__(self, headers):
-        self.headers = _Headers(headers)
+    api = VideoTranslationClient(BASE, clock=clock, sleep=clock.sleep, rng=random.Random(7),
+                                 **kwargs)
+    api.session.close()
+    api.session = FakeSession(handler)  # the wire only: pacing, retries and errors are the client's
+    return api, api.session, clock
 
 
 def test_transport_retry_uses_the_injected_sleep_and_honours_retry_after():
-    """urllib3's Retry sleeps through our sleep function, for the server's Retry-After."""
-    clock = FakeClock()
-    retry = client._DeadlineRetry(total=3, sleep=clock.sleep, time_left=lambda: 100.0)
-    retry.new().sleep(_Reply({"Retry-After": "2"}))
-    retry.new().sleep(_Reply({"Retry-After": "0"}))  # 0 is now: no backoff instead
-    assert clock.sleeps == [2.0]
+    """A 503 is retried after its Retry-After, through our sleep function; 0 means now."""
+    api, session, clock = retrying_client([response(503, {}, {"Retry-After": "2"}),
+                                           response(503, {}, {"Retry-After": "0"}),
+                                           response(200, final())], respect_rate_limits=False)
+    assert api.get_status("j1").done
+    assert clock.sleeps == [2.0] and len(session.calls) == 3
 
 
 def test_transport_retry_never_sleeps_past_the_deadline():
-    """A retry whose wait would pass the deadline gives up instead of sleeping."""
-    clock = FakeClock()
-    retry = client._DeadlineRetry(total=3, sleep=clock.sleep, time_left=lambda: 1.5)
-    with pytest.raises(client._OutOfTime, match="pass the deadline"):
-        retry.sleep(_Reply({"Retry-After": "5"}))
-    assert clock.sleeps == []
+    """A retry whose wait would pass the wait's deadline is not made: no sleep past it."""
+    api, _session, clock = retrying_client([response(503, {}, {"Retry-After": "5"})] * 10,
+                                           policy=PollingPolicy.fixed(1.0))
+    start = clock.now
+    with pytest.raises(WaitTimeout) as caught:
+        api.wait_for_completion("j1", timeout=1.5)
+    assert 5.0 not in clock.sleeps and clock.now - start <= 1.5
+    assert isinstance(caught.value.__cause__, ServerError)
 
 
 def test_transport_retry_clamps_absurd_retry_after():
     """A huge Retry-After is cut to max_retry_after."""
-    clock = FakeClock()
-    retry = client._DeadlineRetry(total=3, sleep=clock.sleep, max_retry_after=7.0)
-    retry.sleep(_Reply({"Retry-After": "86400"}))
+    api, _session, clock = retrying_client([response(503, {}, {"Retry-After": "86400"}),
+                                            response(200, final())],
+                                           retry=RetryPolicy(max_retry_after=7.0),
+                                           respect_rate_limits=False)
+    api.get_status("j1")
     assert clock.sleeps == [7.0]
+
+
+def test_a_429_without_retry_after_is_retried_at_its_quota_reset_once():
+    """No Retry-After on a 429: the retry waits for the rate-limit reset, slept once (not by
+    the retry and again by the pacer)."""
+    limits = {"RateLimit-Policy": '"default";q=20;w=1', "RateLimit": '"default";r=0;t=4'}
+    api, _session, clock = retrying_client([response(429, {}, limits), response(200, final())])
+    api.get_status("j1")
+    assert clock.sleeps == [4.0]
+
+
+def test_no_answer_is_retried_on_urllib3s_schedule_then_unreachable():
+    """Connection refused: retried at once, then after 0.4 s; past max_retries, unreachable."""
+    api, session, clock = retrying_client(
+        [requests.ConnectionError("refused")] * 3,
+        retry=RetryPolicy(max_retries=2, backoff_jitter=0.0), respect_rate_limits=False)
+    with pytest.raises(ServerUnreachableError, match="after 2 retries"):
+        api.get_status("j1")
+    assert clock.sleeps == [0.4] and len(session.calls) == 3
+
+
+def test_an_answer_that_breaks_off_is_retried_like_no_answer():
+    """A body cut short is a transient fault, retried at once (as the asyncio client does)."""
+    api, session, clock = retrying_client(
+        [requests.exceptions.ChunkedEncodingError("cut short"), response(200, final())],
+        respect_rate_limits=False)
+    assert api.get_status("j1").done
+    assert clock.sleeps == [] and len(session.calls) == 2
+
+
+def test_a_session_passed_in_keeps_its_own_retries():
+    """The client adds no retries to a session it did not make: one request, then the error."""
+    api, session, _ = make_client(lambda call: response(503, {"error": {"message": "busy"}}))
+    with pytest.raises(ServerError, match="busy"):
+        api.get_status("j1")
+    assert len(session.calls) == 1

@@ -385,7 +385,7 @@ def test_a_corrupt_history_file_is_ignored_with_a_warning(tmp_path: Path, caplog
     """Not a database: one warning, learning goes on in memory, the file is left as it was."""
     path = tmp_path / "history.sqlite"
     path.write_bytes(b"this is not a database, just junk" * 100)
-    with caplog.at_level(logging.WARNING, logger="vtwait.client"):
+    with caplog.at_level(logging.WARNING, logger="vtwait"):
         history = DurationHistory(path)
         history.add("r", 1.0, 2.0)
     assert history.observations("r") == [(1.0, 2.0)]
@@ -399,7 +399,7 @@ def test_history_rows_that_make_no_sense_are_skipped(tmp_path: Path, caplog):
     DurationHistory(path).add("r", 1.0, 2.0)
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO durations (route, lower, upper) VALUES ('r', 5.0, 4.0)")
-    with caplog.at_level(logging.WARNING, logger="vtwait.client"):
+    with caplog.at_level(logging.WARNING, logger="vtwait"):
         assert DurationHistory(path).observations("r") == [(1.0, 2.0)]
     assert "unreadable rows" in caplog.text
 
@@ -422,7 +422,7 @@ def test_a_batch_feeds_the_model_and_skips_first_polls():
     ids = [api.start_job() for _ in range(25)]
     began = clock.now
 
-    ended = list(batch_sync.as_completed(api, ids, timeout=60, workers=0))
+    ended = list(batch_sync.as_completed(api._transport, ids, timeout=60, workers=0))
 
     assert sorted(s.job_id for s in ended) == sorted(ids)
     assert backend.status_calls == dict.fromkeys(ids, 2)  # at 1.0 s (not 0) and at 2.3 s

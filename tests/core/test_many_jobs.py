@@ -15,15 +15,10 @@ from vtwait.client.sync import (
     JobNotFoundError,
     JobResult,
     JobStatus,
-    PollingPolicy,
-    ProtocolError,
-    ServerError,
-    WaitPlanner,
     WaitTimeout,
 )
 from vtwait.core.batch import (
     MAX_STREAM_FAILURES,
-    JobWait,
     ManyJobs,
     Mode,
     StreamAction,
@@ -185,25 +180,6 @@ def test_unreadable_and_unknown_events_are_ignored():
                   SSEEvent("message", '{"job_id": "a", "result": "completed"}', "9", True)):
         assert batch.on_event(chunk, event) is None
     assert not batch.done and chunk.last_event_id == "9"
-
-
-def test_job_wait_mirrors_the_single_wait():
-    """JobWait: final -> None; protocol errors tolerated up to the policy; 404 after a status."""
-    policy = PollingPolicy(jitter=None, max_attempts=3, max_protocol_errors=1)
-    wait = JobWait("a", WaitPlanner(policy), max_attempts=3, max_protocol_errors=1)
-    assert wait.long_poll_for(100) == 30
-    pending = JobStatus(job_id="a", result=JobResult.PENDING)
-    assert wait.on_answer(pending, asked_wait=30, sent_at=0, received_at=30).delay == 0
-    assert wait.on_failure(ServerError("x")).delay == 1.0
-    wait.on_failure(ProtocolError("bad"))
-    with pytest.raises(ProtocolError):
-        wait.on_failure(ProtocolError("bad again"))
-    gone = wait.not_found(JobNotFoundError("404", job_id="a"))
-    assert "was known to the server" in str(gone)
-    wait.long_poll_for(100)
-    wait.long_poll_for(100)
-    assert wait.out_of_attempts
-    assert wait.on_answer(status("a"), asked_wait=None, sent_at=0, received_at=0) is None
 
 
 def test_a_status_without_the_id_is_filed_under_the_id_asked_for():

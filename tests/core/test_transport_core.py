@@ -34,13 +34,13 @@ def test_jitter_adds_at_most_backoff_jitter():
 def test_retry_after_wins_clamped_and_zero_means_now(header, expected):
     """Retry-After is honoured (clamped to max_retry_after; 0 is now; unreadable: backoff)."""
     retries = RetryState(RetryPolicy())
-    assert retries.after_fault(status=503, retry_after=header) == expected
+    assert retries.after_fault(status=503, headers={"Retry-After": header}) == expected
 
 
 def test_never_a_sleep_past_the_deadline():
     """A retry whose sleep would pass the deadline is not made."""
     retries = RetryState(RetryPolicy())
-    assert retries.after_fault(status=429, retry_after="5", time_left=4.9) is None
+    assert retries.after_fault(status=429, headers={"Retry-After": "5"}, time_left=4.9) is None
 
 
 @pytest.mark.parametrize(("code", "kind"), [(401, AuthenticationError), (403, AuthenticationError),
@@ -48,7 +48,7 @@ def test_never_a_sleep_past_the_deadline():
                                             (503, ServerError), (500, ServerError)])
 def test_error_for_answer_maps_like_the_sync_client(code, kind):
     """Each error status maps onto the same exception class as the sync client's."""
-    error = error_for_answer("GET", "http://h/status/x", code, "why", job_id="x", max_retries=5)
+    error = error_for_answer("GET", "http://h/status/x", code, "why", job_id="x", retries=5)
     assert type(error) is kind and error.status_code == code and error.job_id == "x"
 
 

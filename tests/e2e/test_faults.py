@@ -107,7 +107,7 @@ def test_thirty_percent_faults_fifty_concurrent_jobs_all_get_their_final_status(
     seen = status_requests_by_job(live.output)
     failed_polls = collections.Counter(
         r.args[0] for r in caplog.records
-        if r.name.startswith("vtwait.client") and r.msg.startswith("job %s: attempt %d failed"))
+        if r.name.startswith("vtwait") and r.msg.startswith("job %s: attempt %d failed"))
     for job_id, (_, slept) in zip(job_ids, results):
         statuses = seen[job_id]
         assert statuses["200"] == 1, statuses  # one answer per job: the long-poll that saw it end
@@ -227,7 +227,7 @@ def test_server_killed_and_restarted_mid_wait_raises_job_not_found_naming_the_re
     assert error.job_id == job_id and error.status_code == 404
     assert outcome["elapsed"] < 15  # not the 30 s deadline: the 404 ends the wait at once
     failures = [r for r in caplog.records
-                if r.name.startswith("vtwait.client") and r.msg.startswith("job %s: attempt %d failed")]
+                if r.name.startswith("vtwait") and r.msg.startswith("job %s: attempt %d failed")]
     assert len(failures) >= 2  # it kept polling while the server was down
 
 

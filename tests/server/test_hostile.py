@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import vtwait.client.sync as client
-import vtwait.core.planner as client_core
+import vtwait.core.status as client_core
 import vtwait.testing as testing
 from tests.fakes import FakeSession
 from tests.fakes import response as fake_response

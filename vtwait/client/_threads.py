@@ -1,7 +1,9 @@
-"""The sync client's waits for many jobs: the transport side of :mod:`many_jobs`.
+"""The sync client's waits for many jobs: the transport side of :mod:`vtwait.core.batch`.
 
-``VideoTranslationClient.as_completed``, ``wait_many`` and ``start_jobs`` call the functions here.
-Decisions come from :class:`many_jobs.ManyJobs`; this module only moves bytes, in few threads:
+``VideoTranslationClient.as_completed`` and ``wait_many`` call :func:`as_completed` with the
+client's :class:`Transport`, the typed interface these drivers use (never the client's private
+attributes). Decisions come from :class:`~vtwait.core.batch.ManyJobs` and, per job,
+:class:`~vtwait.core.planner.JobWait`; this module only moves bytes, in few threads:
 
 - **Event stream**: one reader thread per open stream (one per chunk of at most 1,000 ids) feeds
   an SSE parser and hands events to the caller's thread over a queue; the caller's thread owns all
@@ -20,70 +22,80 @@ import http.client
 import logging
 import queue
 import threading
-from collections.abc import Iterator
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol, Self
 
+import requests
 import urllib3
 
-from vtwait.core.planner import (
-    AuthenticationError,
+from vtwait.core.batch import ManyJobs, Mode, StreamAction, StreamChunk, _is_event_stream
+from vtwait.core.errors import (
     JobNotFoundError,
-    JobStatus,
     ProtocolError,
-    ServerError,
-    ServerUnreachableError,
     VideoTranslationError,
-    _require,
+    WaitTimeout,
 )
-from vtwait.core.batch import (
-    JobWait,
-    ManyJobs,
-    Mode,
-    StreamAction,
-    StreamChunk,
-    _is_event_stream,
-)
+from vtwait.core.planner import Ask, Done, JobWait, Sleep
 from vtwait.core.sse import SSEParser
+from vtwait.core.status import JobStatus
 
-if TYPE_CHECKING:
-    from vtwait.client.sync import VideoTranslationClient
-
-__all__ = ["POLL_WORKERS", "STREAM_READ_TIMEOUT", "as_completed", "start_jobs"]
+__all__ = ["POLL_WORKERS", "Transport", "as_completed"]
 
 logger = logging.getLogger(__name__)
 
 #: Threads that send per-job status requests when the server has no event stream (with the
 #: caller's thread: 4 threads in all, whatever the number of jobs).
 POLL_WORKERS = 3
-#: Seconds a stream may stay silent (no event, no heartbeat) before it counts as dropped: three
-#: of the server's default 15 s heartbeats.
-STREAM_READ_TIMEOUT = 45.0
 _READ_SIZE = 65536
 # What a read of a stream raises when the stream drops (reset, timeout, shut down by close()).
 _DROPS = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError, ValueError)
 
 
-def start_jobs(client: VideoTranslationClient, count: int, *, delay: float | None = None,
-               outcome: str | None = None) -> list[str]:
-    """Start ``count`` jobs one after another (each with its own Idempotency-Key); their ids."""
-    _require(isinstance(count, int) and count >= 0, "count", count, "must be an int >= 0")
-    return [client.start_job(delay=delay, outcome=outcome) for _ in range(count)]
+class Transport(Protocol):
+    """The sync client as its batch drivers see it: ``VideoTranslationClient`` hands one out.
+
+    Every request goes through the client (its pacing, retries and error mapping); every sleep
+    is the client's injected one, every time its clock's.
+    """
+
+    def new_batch(self, job_ids: Iterable[str]) -> ManyJobs:
+        """The sans-IO state of a wait for these jobs (stream first, if the client says so)."""
+
+    def clock(self) -> float:
+        """The client's monotonic clock."""
+
+    def sleep(self, seconds: float) -> None:
+        """The client's sleep."""
+
+    def open_stream(self, params: list[tuple[str, str]], headers: dict[str, str], *,
+                    deadline: float) -> requests.Response:
+        """``GET /events`` with these parameters, streamed (raises the client's errors)."""
+
+    def poll(self, job_id: str, *, deadline: float) -> tuple[JobStatus, float, float]:
+        """One status request with no long-poll: ``(status, sent_at, received_at)``."""
+
+    def get_status(self, job_id: str) -> JobStatus:
+        """One status request, as ``VideoTranslationClient.get_status``."""
+
+    def new_wait(self, job_id: str, *, started: float, timeout: float) -> JobWait:
+        """The state machine of one job's wait within a batch (no long-poll)."""
+
+    def observe_final(self, status: JobStatus, *, waited: float) -> None:
+        """Tell the client a job's final status (its learned schedule feeds on it)."""
 
 
-def as_completed(client: VideoTranslationClient, job_ids: Any, *, timeout: float | None,
+def as_completed(client: Transport, job_ids: Iterable[str], *, timeout: float,
                  workers: int = POLL_WORKERS) -> Iterator[JobStatus]:
     """Yield each job's final status as it ends (see ``VideoTranslationClient.as_completed``)."""
-    timeout = client._checked_timeout(timeout)
-    batch = ManyJobs(job_ids, use_stream=client.use_event_stream, rng=client._rng)
-    started = client._clock()
+    batch = client.new_batch(job_ids)
+    started = client.clock()
     deadline = started + timeout
     counter = [0]  # requests made, for the WaitTimeout
     if batch.mode is Mode.STREAM:
-        with _Streams(client, batch, counter) as streams:
-            yield from streams.run(started, deadline, timeout)
+        with _Streams(client, batch, counter, deadline) as streams:
+            yield from streams.run(started, timeout)
     if not batch.done:  # no event stream on this server (or it kept failing): per-job waits
-        yield from _poll_loop(client, batch, started, deadline, timeout, counter, workers)
+        yield from _poll_loop(client, batch, started, timeout, counter, workers)
     error = batch.batch_error()
     if error is not None:
         raise error
@@ -92,8 +104,8 @@ def as_completed(client: VideoTranslationClient, job_ids: Any, *, timeout: float
 class _Streams:
     """The open streams of one batch: reader threads in, events out to the caller's thread."""
 
-    def __init__(self, client: VideoTranslationClient, batch: ManyJobs, counter: list[int]):
-        self.client, self.batch, self.counter = client, batch, counter
+    def __init__(self, client: Transport, batch: ManyJobs, counter: list[int], deadline: float):
+        self.client, self.batch, self.counter, self.deadline = client, batch, counter, deadline
         self.inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self.stop = threading.Event()
         self.readers: dict[int, _Reader] = {}
@@ -107,12 +119,12 @@ class _Streams:
         for reader in list(self.readers.values()):
             reader.close()
 
-    def run(self, started: float, deadline: float, timeout: float) -> Iterator[JobStatus]:
-        client, batch = self.client, self.batch
+    def run(self, started: float, timeout: float) -> Iterator[JobStatus]:
+        client, batch, deadline = self.client, self.batch, self.deadline
         for chunk in batch.chunks:
             self._open(chunk)
         while not batch.done and batch.mode is Mode.STREAM:
-            now = client._clock()
+            now = client.clock()
             while self.waiting and self.waiting[0][0] <= now:
                 self._open(batch.chunks[heapq.heappop(self.waiting)[1]])
             if now >= deadline:
@@ -125,7 +137,7 @@ class _Streams:
                 continue
             self._handle(message)
             for status in batch.take_ready():
-                client._observe_final(status.job_id, status, waited=client._clock() - started)
+                client.observe_final(status, waited=client.clock() - started)
                 yield status
 
     def _handle(self, message: tuple[Any, ...]) -> None:
@@ -155,19 +167,29 @@ class _Streams:
             return
         self._close(chunk)
         if step.action is StreamAction.RETRY:
-            heapq.heappush(self.waiting, (self.client._clock() + step.delay, chunk.index))
+            heapq.heappush(self.waiting, (self.client.clock() + step.delay, chunk.index))
         elif step.action is StreamAction.RESYNC:
-            _resync(self.client, batch, chunk, self.counter)
+            self._resync(chunk)
             self._open(chunk)
         elif step.action is StreamAction.FALLBACK:
             self.__exit__()
+
+    def _resync(self, chunk: StreamChunk) -> None:
+        """After a 410: one status read per job of the chunk still pending."""
+        for job_id in self.batch.pending_in(chunk):
+            self.counter[0] += 1
+            try:
+                self.batch.on_status(job_id, self.client.get_status(job_id))
+            except VideoTranslationError as exc:
+                self.batch.on_resync_failure(job_id, exc)
 
     def _open(self, chunk: StreamChunk) -> None:
         if self.batch.chunk_done(chunk) or self.stop.is_set():
             return
         params, headers = self.batch.stream_request(chunk)
         self.counter[0] += 1
-        reader = _Reader(self.client, chunk, params, headers, self.inbox, self.stop)
+        reader = _Reader(self.client, chunk, params, headers, self.inbox, self.stop,
+                         self.deadline)
         self.readers[chunk.index] = reader
         reader.start()
 
@@ -180,22 +202,18 @@ class _Streams:
 class _Reader(threading.Thread):
     """Opens one chunk's stream and feeds what it reads to the inbox, until it ends or is closed."""
 
-    def __init__(self, client: VideoTranslationClient, chunk: StreamChunk,
-                 params: list[tuple[str, str]], headers: dict[str, str],
-                 inbox: queue.Queue[tuple[Any, ...]], stop: threading.Event):
+    def __init__(self, client: Transport, chunk: StreamChunk, params: list[tuple[str, str]],
+                 headers: dict[str, str], inbox: queue.Queue[tuple[Any, ...]],
+                 stop: threading.Event, deadline: float):
         super().__init__(name=f"event-stream-{chunk.index}", daemon=True)
         self.client, self.chunk, self.params, self.headers = client, chunk, params, headers
-        self.inbox, self.stop = inbox, stop
+        self.inbox, self.stop, self.deadline = inbox, stop, deadline
         self.response: Any = None
         self.closed = threading.Event()
 
     def run(self) -> None:
-        client = self.client
         try:
-            response = client._send(
-                "GET", client.base_url + client.events_url, params=self.params,
-                headers=self.headers, stream=True,
-                timeout=(client.request_timeout[0], STREAM_READ_TIMEOUT))
+            response = self.client.open_stream(self.params, self.headers, deadline=self.deadline)
         except VideoTranslationError as exc:
             self.inbox.put(("answer", self, exc.status_code, None, exc))
             return
@@ -231,31 +249,23 @@ class _Reader(threading.Thread):
                 response.raw.shutdown()
 
 
-def _resync(client: VideoTranslationClient, batch: ManyJobs, chunk: StreamChunk,
-            counter: list[int]) -> None:
-    """After a 410: one status read per job of the chunk still pending."""
-    for job_id in batch.pending_in(chunk):
-        counter[0] += 1
-        try:
-            batch.on_status(job_id, client.get_status(job_id))
-        except (JobNotFoundError, AuthenticationError) as exc:
-            batch.on_job_error(job_id, exc)
-        except VideoTranslationError as exc:  # the fresh stream's snapshot covers this job
-            logger.warning("job %s: status read after HTTP 410 failed: %s", job_id, exc)
+def _poll_loop(client: Transport, batch: ManyJobs, started: float, timeout: float,
+               counter: list[int], workers: int) -> Iterator[JobStatus]:
+    """Per-job waits: one heap of next-poll times, requests sent by at most ``workers`` threads.
 
-
-def _poll_loop(client: VideoTranslationClient, batch: ManyJobs, started: float, deadline: float,
-               timeout: float, counter: list[int], workers: int) -> Iterator[JobStatus]:
-    """Per-job waits: one heap of next-poll times, requests sent by at most ``workers`` threads."""
-    policy = replace(client.policy, long_poll=False)
-    waits = {job_id: JobWait(job_id, client._new_planner(job_id, policy),
-                             max_attempts=policy.max_attempts,
-                             max_protocol_errors=policy.max_protocol_errors)
+    Each job's :class:`JobWait` says when it asks next; a job that cannot be waited for (unknown,
+    unreadable, out of attempts) fails alone. The batch's deadline is this loop's.
+    """
+    deadline = started + timeout
+    waits = {job_id: client.new_wait(job_id, started=started, timeout=timeout)
              for job_id in batch.pending}
     # A job whose start answer already said pending is not asked again at once (the learned
     # planner says when); others are asked now.
-    heap = [(started + (first.delay if (first := wait.planner.first_delay(started)) else 0.0),
-             n, job_id) for n, (job_id, wait) in enumerate(waits.items())]
+    heap: list[tuple[float, int, str]] = []
+    for job_id, wait in waits.items():
+        step = wait.next(started)
+        heap.append((started + (step.delay if isinstance(step, Sleep) else 0.0), len(heap),
+                     job_id))
     heapq.heapify(heap)
     sequence = len(heap)
     pool = concurrent.futures.ThreadPoolExecutor(workers, "status-poll") if workers else None
@@ -263,50 +273,45 @@ def _poll_loop(client: VideoTranslationClient, batch: ManyJobs, started: float, 
 
     def settle(job_id: str, outcome: tuple[JobStatus, float, float] | Exception) -> None:
         nonlocal sequence
-        wait = waits[job_id]
-        if isinstance(outcome, JobNotFoundError):
-            batch.on_job_error(job_id, wait.not_found(outcome))
-            return
-        if isinstance(outcome, ServerError | ServerUnreachableError | ProtocolError):
-            try:
-                decision = wait.on_failure(outcome)
-            except ProtocolError as exc:
-                batch.on_job_error(job_id, exc)
-                return
-        elif isinstance(outcome, Exception):
-            raise outcome
-        else:
-            status, sent_at, received_at = outcome
-            answer = wait.on_answer(status, asked_wait=None, sent_at=sent_at,
-                                    received_at=received_at)
-            if answer is None:
+        wait, now = waits[job_id], client.clock()
+        step: Sleep | Done
+        try:
+            if isinstance(outcome, VideoTranslationError):
+                step = wait.on_failure(outcome, now=now)
+            elif isinstance(outcome, Exception):
+                raise outcome
+            else:
+                status, sent_at, received_at = outcome
                 batch.on_status(job_id, status)
-                return
-            batch.on_status(job_id, status)
-            decision = answer
-        if wait.out_of_attempts:
-            batch.on_job_error(job_id, wait.timeout("no final status after "
-                                                    f"{wait.attempts} status requests",
-                                                    elapsed=client._clock() - started))
+                step = wait.on_answer(status, asked_wait=None, sent_at=sent_at,
+                                      received_at=received_at, now=now)
+        except (JobNotFoundError, ProtocolError) as exc:
+            batch.on_job_error(job_id, exc)
             return
-        sequence += 1
-        heapq.heappush(heap, (client._clock() + decision.delay, sequence, job_id))
+        except WaitTimeout as exc:
+            if wait.out_of_attempts:  # this job's budget; the batch's deadline is raised below
+                batch.on_job_error(job_id, exc)
+            return
+        if isinstance(step, Sleep):
+            sequence += 1
+            heapq.heappush(heap, (now + step.delay, sequence, job_id))
 
     def poll(job_id: str) -> tuple[JobStatus, float, float] | Exception:
         try:
-            return client._poll(job_id, None)
+            return client.poll(job_id, deadline=deadline)
         except VideoTranslationError as exc:
             return exc
 
     try:
         while not batch.done:
-            now = client._clock()
+            now = client.clock()
             if now >= deadline:
                 raise batch.timeout_error(timeout=timeout, attempts=counter[0],
                                           elapsed=now - started)
             while heap and heap[0][0] <= now and len(inflight) < max(workers, 1):
                 job_id = heapq.heappop(heap)[2]
-                waits[job_id].long_poll_for(deadline - now)  # counts the attempt
+                ask = waits[job_id].next(now)  # counts the attempt
+                assert isinstance(ask, Ask)
                 counter[0] += 1
                 if pool is None:
                     settle(job_id, poll(job_id))
@@ -317,16 +322,16 @@ def _poll_loop(client: VideoTranslationClient, batch: ManyJobs, started: float, 
                 if heap and len(inflight) < max(workers, 1):
                     wake = min(wake, heap[0][0])
                 done, _ = concurrent.futures.wait(
-                    inflight, timeout=max(wake - client._clock(), 0.0),
+                    inflight, timeout=max(wake - client.clock(), 0.0),
                     return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in done:
                     settle(inflight.pop(future), future.result())
             elif heap:
-                pause = min(heap[0][0], deadline) - client._clock()
+                pause = min(heap[0][0], deadline) - client.clock()
                 if pause > 0:
-                    client._sleep(pause)
+                    client.sleep(pause)
             for status in batch.take_ready():
-                client._observe_final(status.job_id, status, waited=client._clock() - started)
+                client.observe_final(status, waited=client.clock() - started)
                 yield status
     finally:
         if pool is not None:

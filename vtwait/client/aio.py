@@ -4,12 +4,13 @@
     async with AsyncVideoTranslationClient("http://127.0.0.1:8000") as api:
         results = await api.wait_many(await api.start_jobs(500))   # {job_id: JobStatus}
 
-Every decision comes from the sans-IO core the sync client uses: :class:`~client_core.WaitPlanner`
-(when to ask again), :class:`~many_jobs.ManyJobs` (event streams, fallback, unknown jobs,
-deadline), :class:`~transport_core.RetryState` (transient faults: urllib3's schedule, ``Retry-After``
-honoured, never past the deadline), :class:`~rate_pacing.RatePacer` (one rate-limit budget for
-every task of the client; no lock needed on one event loop) and :class:`~sse.SSEParser`. This
-module only moves bytes and sleeps. aiohttp, not httpx: thousands of held long-polls cost
+Every decision comes from the sans-IO core the sync client uses: :class:`~vtwait.core.planner.JobWait`
+(one job's wait: when to ask, sleep or stop), :class:`~vtwait.core.batch.ManyJobs` (event streams,
+fallback, unknown jobs, deadline), :class:`~vtwait.core.retry.RetryState` (transient faults:
+urllib3's schedule, ``Retry-After`` honoured, never past the deadline),
+:class:`~vtwait.core.ratelimit.RatePacer` (one rate-limit budget for every task of the client; no
+lock needed on one event loop) and :class:`~vtwait.core.sse.SSEParser`. This module only moves
+bytes and sleeps. aiohttp, not httpx: thousands of held long-polls cost
 httpx's ``AsyncClient`` ~25x the CPU (encode/httpx issue 3215). All durations are in seconds.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import math
 import os
@@ -38,43 +38,34 @@ from typing import Any, Self
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from vtwait.client.base import ClientBase, ClientConfig, start_answer_job_id
-from vtwait.core.planner import (
+import vtwait.client._tasks as _tasks
+from vtwait.client.base import STREAM_READ_TIMEOUT, ClientBase, ClientConfig, start_body
+from vtwait.core.batch import ManyJobs, unique_job_ids
+from vtwait.core.errors import (
+    ServerUnreachableError,
+    VideoTranslationError,
+)
+from vtwait.client.history import DurationHistory
+from vtwait.core.planner import Done, JobWait, Sleep, Step
+from vtwait.core.policy import (
     DEFAULT_BASE_URL,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
-    JobNotFoundError,
-    JobStatus,
     PollingPolicy,
-    ProtocolError,
     RetryPolicy,
-    ServerError,
-    ServerUnreachableError,
-    VideoTranslationError,
-    WaitTimeout,
-    _describe,
-    _require,
-    read_status_answer,
+    require,
 )
-from vtwait.client.history import DurationHistory
-from vtwait.core.batch import JobWait, ManyJobs, Mode, StreamAction, StreamChunk, unique_job_ids
-from vtwait.core.sse import SSEParser
 from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
+from vtwait.core.status import JobStatus, decode_json, start_answer_job_id
 
 __all__ = ["AsyncVideoTranslationClient"]
 
 logger = logging.getLogger(__name__)
 
-#: Seconds a stream may stay silent (no event, no heartbeat) before it counts as dropped.
-STREAM_READ_TIMEOUT = 45.0
 #: Starts in flight at once in :meth:`AsyncVideoTranslationClient.start_jobs`.
 DEFAULT_START_CONCURRENCY = 64
-#: Per-job waits of a batch whose first request is still connecting, at most (see _BatchRun).
-MAX_CONNECTING = 256
-#: Longest a first request holds its connecting slot when the session cannot say it was sent.
-CONNECTING_SLOT_MAX = 0.1
 # Errors that mean "no answer" (retried like the sync client's connection errors and timeouts).
-_NO_ANSWER = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
+_NO_ANSWER = _tasks.NO_ANSWER
 
 
 @dataclass(frozen=True)
@@ -94,11 +85,6 @@ class AsyncVideoTranslationClient(ClientBase):
     requests). Use it as ``async with``, or call :meth:`close`. Every optional argument's None
     means its default.
     """
-
-    #: Where the job event stream is (``GET /events``, Server-Sent Events).
-    events_url = "/events"
-    #: Whether waits for many jobs try the event stream first (False: per-job waits only).
-    use_event_stream = True
 
     def __init__(self, base_url: str | None = DEFAULT_BASE_URL, username: str | None = None,
                  password: str | None = None, *, auth: tuple[str, str] | None = None,
@@ -123,7 +109,7 @@ class AsyncVideoTranslationClient(ClientBase):
             respect_rate_limits=respect_rate_limits, clock=clock, rng=rng)
         connection_limit = 0 if connection_limit is None else connection_limit
         trace_configs = () if trace_configs is None else trace_configs
-        _require(connection_limit >= 0, "connection_limit", connection_limit, "must be >= 0")
+        require(connection_limit >= 0, "connection_limit", connection_limit, "must be >= 0")
         super().__init__(config, history=history, history_path=history_path)  # one pacer: no lock
         self._sleep = asyncio.sleep if sleep is None else sleep
         self._connection_limit = connection_limit
@@ -133,6 +119,7 @@ class AsyncVideoTranslationClient(ClientBase):
         self._auth_header = aiohttp.encode_basic_auth(*auth) if auth is not None else None
         self._owns_session = session is None
         self._session = session
+        self._transport = _Transport(self)  # what the batch tasks (_tasks.py) use
 
     async def __aenter__(self) -> Self:
         return self
@@ -159,12 +146,10 @@ class AsyncVideoTranslationClient(ClientBase):
     async def start_job(self, delay: float | None = None, outcome: str | None = None, *,
                         callback_url: str | None = None, callback_id: str | None = None) -> str:
         """Start a job and return its id (see ``VideoTranslationClient.start_job``)."""
-        body = {k: v for k, v in (("delay", delay), ("outcome", outcome),
-                                  ("callback_url", callback_url), ("callback_id", callback_id))
-                if v is not None}
         ticket = await self._pace(math.inf)  # before sent_at: a pacing sleep is not the start's
         sent_at = self._clock()
-        answer = await self._send("POST", self.base_url + self.start_url, json=body or None,
+        answer = await self._send("POST", self.base_url + self.start_url,
+                                  json=start_body(delay, outcome, callback_url, callback_id),
                                   headers={"Idempotency-Key": uuid.uuid4().hex}, ticket=ticket)
         received_at = self._clock()
         document = _json(answer, job_id=None)
@@ -178,8 +163,8 @@ class AsyncVideoTranslationClient(ClientBase):
                          outcome: str | None = None,
                          concurrency: int = DEFAULT_START_CONCURRENCY) -> list[str]:
         """Start ``count`` jobs, at most ``concurrency`` at a time; their ids in order."""
-        _require(isinstance(count, int) and count >= 0, "count", count, "must be an int >= 0")
-        _require(concurrency >= 1, "concurrency", concurrency, "must be >= 1")
+        require(isinstance(count, int) and count >= 0, "count", count, "must be an int >= 0")
+        require(concurrency >= 1, "concurrency", concurrency, "must be >= 1")
         gate = asyncio.Semaphore(concurrency)
 
         async def start() -> str:
@@ -196,10 +181,8 @@ class AsyncVideoTranslationClient(ClientBase):
         """Cancel a queued or running job; its final status (see ``VideoTranslationClient.cancel``:
         a job that had already ended returns its final status, 404 is JobNotFoundError)."""
         answer = await self._send("POST", self._cancel_url(job_id), job_id=job_id, accept=(409,))
-        status = read_status_answer(_json(answer, job_id=job_id), answer.headers, job_id=job_id,
-                                    max_hint_delay=self.policy.max_hint_delay)
-        logger.info("job %s: cancel answered %d: %s", job_id, answer.status,
-                    status.phase or status.result)
+        status = self._cancel_answer(job_id, _json(answer, job_id=job_id), answer.headers,
+                                     answer.status, observe=False)
         if not status.done:
             return await self.wait_for_completion(job_id)
         await self._observe_final_off_loop(job_id, status)
@@ -213,13 +196,15 @@ class AsyncVideoTranslationClient(ClientBase):
 
         Same arguments, decisions and errors as ``VideoTranslationClient.wait_for_completion``.
         """
-        timeout = self._checked_timeout(timeout)
-        max_attempts = self._checked_max_attempts(max_attempts)
-        wait = JobWait(job_id, self._new_planner(job_id), max_attempts=max_attempts,
-                       max_protocol_errors=self.policy.max_protocol_errors)
-        started = self._clock()
-        status = await self._wait_one(wait, started, started + timeout, timeout, on_update)
-        return status
+        wait = self._new_wait(job_id, started=self._clock(),
+                              timeout=self._checked_timeout(timeout),
+                              max_attempts=self._checked_max_attempts(max_attempts),
+                              on_update=on_update)
+        done = await self._wait_one(wait)
+        await self._observe_final_off_loop(job_id, done.status,
+                                           waited=done.received_at - wait.started,
+                                           received_at=done.received_at)
+        return done.status
 
     async def as_completed(self, job_ids: Iterable[str], *,
                            timeout: float | None = None) -> AsyncIterator[JobStatus]:
@@ -229,42 +214,11 @@ class AsyncVideoTranslationClient(ClientBase):
         server without ``/events``) are one task per job, each long-polling. Stop early with
         ``contextlib.aclosing`` so the streams close at once.
         """
-        timeout = self._checked_timeout(timeout)
-        batch = ManyJobs(job_ids, use_stream=self.use_event_stream, rng=self._rng)
-        started = self._clock()
-        run = _BatchRun(self, batch, started, started + timeout)
-        try:
-            if batch.mode is Mode.STREAM:
-                run.spawn(run.stream(chunk) for chunk in batch.chunks)
-            while not batch.done:
-                if batch.mode is Mode.POLL and not run.polling:
-                    run.stop()
-                    run.polling = True
-                    run.spawn(run.poll(job_id) for job_id in list(batch.pending))
-                for status in batch.take_ready():
-                    await self._observe_final_off_loop(status.job_id, status,
-                                                       waited=self._clock() - started)
-                    yield status
-                if batch.done:
-                    break
-                left = run.deadline - self._clock()
-                if left <= 0:
-                    raise batch.timeout_error(timeout=timeout, attempts=run.requests,
-                                              elapsed=self._clock() - started)
-                run.wake.clear()
-                if run.error is not None:
-                    raise run.error
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(run.wake.wait(), left)
-            for status in batch.take_ready():
-                await self._observe_final_off_loop(status.job_id, status,
-                                                   waited=self._clock() - started)
+        statuses = _tasks.as_completed(self._transport, job_ids,
+                                       timeout=self._checked_timeout(timeout))
+        async with contextlib.aclosing(statuses):  # an early stop closes the streams at once
+            async for status in statuses:
                 yield status
-        finally:
-            run.stop()
-        error = batch.batch_error()
-        if error is not None:
-            raise error
 
     async def wait_many(self, job_ids: Iterable[str], *,
                         timeout: float | None = None) -> dict[str, JobStatus]:
@@ -287,77 +241,43 @@ class AsyncVideoTranslationClient(ClientBase):
         else:
             observe()
 
-    async def _wait_one(self, wait: JobWait, started: float, deadline: float, timeout: float,
-                        on_update: Callable[[JobStatus], None] | None = None, *,
-                        observe: bool = True,
-                        on_sent: Callable[[], None] | None = None) -> JobStatus:
-        """The per-job wait loop (sans-IO JobWait, this transport); returns the final status.
+    async def _wait_one(self, wait: JobWait, *,
+                        on_sent: Callable[[], None] | None = None) -> Done:
+        """Drive one job's :class:`JobWait` on this transport until it is done.
 
         ``on_sent`` is called once the first request is on the wire (or has failed).
         """
-        job_id, label = wait.job_id, wait.job_id or "(default job)"
-        if (first := wait.planner.first_delay(self._clock())) is not None:
-            logger.debug("job %s: first ask in %.3f s: %s", label, first.delay, first.reason)
-            await self._sleep(min(first.delay, max(deadline - self._clock(), 0.0)))
-        while True:
-            asked = wait.long_poll_for(deadline - self._clock())
+        step: Step = wait.next(self._clock())
+        while not isinstance(step, Done):
+            if isinstance(step, Sleep):
+                await self._sleep(step.delay)
+                step = wait.next(self._clock())
+                continue
             try:
-                try:
-                    status, sent_at, received_at = await self._poll(job_id, asked, deadline,
-                                                                    on_sent=on_sent)
-                finally:
-                    if on_sent is not None:
-                        on_sent()
-                        on_sent = None
-            except (ServerError, ServerUnreachableError, ProtocolError) as exc:
-                decision = wait.on_failure(exc)
-                logger.warning("job %s: attempt %d failed: %s", label, wait.attempts, exc)
-            except JobNotFoundError as exc:
-                raise wait.not_found(exc) from exc
+                status, sent_at, received_at = await self._poll(wait.job_id, step.wait,
+                                                                wait.deadline, on_sent=on_sent)
+            except VideoTranslationError as exc:
+                step = wait.on_failure(exc, now=self._clock())
             else:
-                if on_update and (wait.last is None or (status.result, status.progress)
-                                  != (wait.last.result, wait.last.progress)):
-                    on_update(status)
-                answer = wait.on_answer(status, asked_wait=asked, sent_at=sent_at,
-                                        received_at=received_at)
-                if answer is None:
-                    logger.info("job %s %s after %d status requests in %.3f s", label,
-                                status.result, wait.attempts, received_at - started)
-                    if observe:
-                        await self._observe_final_off_loop(job_id, status,
-                                                           waited=received_at - started,
-                                                           received_at=received_at)
-                    return status
-                decision = answer
-                logger.debug("job %s: attempt %d: %s; next in %.3f s: %s", label, wait.attempts,
-                              status.result, decision.delay, decision.reason)
-            if wait.out_of_attempts:
-                raise wait.timeout(f"no final status after {wait.attempts} status requests "
-                                   "(max_attempts)", elapsed=self._clock() - started)
-            now = self._clock()
-            if now >= deadline:
-                raise wait.timeout(f"no final status within {timeout:g} s",
-                                   elapsed=now - started)
-            await self._sleep(min(decision.delay, deadline - now))
+                step = wait.on_answer(status, asked_wait=step.wait, sent_at=sent_at,
+                                      received_at=received_at, now=self._clock())
+            finally:
+                if on_sent is not None:
+                    on_sent()
+                    on_sent = None
+        return step
 
     async def _poll(self, job_id: str | None, wait: int | None, deadline: float, *,
                     on_sent: Callable[[], None] | None = None) -> tuple[JobStatus, float, float]:
-        headers: dict[str, str] = {}
-        params: dict[str, str] = {}
-        read = self.request_timeout[1]
-        if wait:
-            headers["Prefer"] = f"wait={wait}"
-            params["wait"] = str(wait)
-            read += wait
+        headers, params, read = self._status_request(wait)
         ticket = await self._pace(deadline)  # before sent_at: a pacing sleep is no server hold
         sent_at = self._clock()
         answer = await self._send("GET", self._status_url(job_id), headers=headers,
                                   params=params, job_id=job_id, read_timeout=read,
                                   deadline=deadline, on_sent=on_sent, ticket=ticket)
         received_at = self._clock()
-        status = read_status_answer(_json(answer, job_id=job_id), answer.headers, job_id=job_id,
-                                    max_hint_delay=self.policy.max_hint_delay)
-        return status, sent_at, received_at
+        return self._read_status(_json(answer, job_id=job_id), answer.headers,
+                                 job_id), sent_at, received_at
 
     async def _pace(self, deadline: float, not_before: float = -math.inf) -> int | None:
         """Sleep until the next request may go (the rate limit) and book it; its ticket.
@@ -369,12 +289,8 @@ class AsyncVideoTranslationClient(ClientBase):
             return None
         while True:
             now = max(self._clock(), not_before)
-            ticket, delay = self._pacer.reserve(now)
+            ticket, delay = self._pacing_delay(now, deadline)
             if delay > 0:
-                if delay >= deadline - now:
-                    raise ServerError(f"the rate limit holds the next request back {delay:.3f} "
-                                      "s, past the deadline")
-                logger.debug("rate limit: next request in %.3f s", delay)
                 await self._sleep(delay)
                 not_before = now + delay
             if ticket is not None:
@@ -429,7 +345,7 @@ class AsyncVideoTranslationClient(ClientBase):
                 delay = retries.after_fault(time_left=deadline - self._clock())
                 if delay is None:
                     raise ServerUnreachableError(
-                        f"{method} {url}: no answer from the server after {retries.faults - 1} "
+                        f"{method} {url}: no answer from the server after {retries.retries} "
                         f"retries ({type(exc).__name__}); is it running?", job_id=job_id) from exc
                 fault = type(exc).__name__
             else:
@@ -451,12 +367,11 @@ class AsyncVideoTranslationClient(ClientBase):
                     if answer.status < 400 or answer.status in accept:
                         return answer
                     if not is_transient(answer.status):
-                        raise self._error(method, url, answer, job_id)
-                    delay = retries.after_fault(status=answer.status,
-                                                retry_after=answer.headers.get("Retry-After"),
+                        raise self._error(method, url, answer, job_id, retries)
+                    delay = retries.after_fault(status=answer.status, headers=answer.headers,
                                                 time_left=deadline - self._clock())
                     if delay is None:
-                        raise self._error(method, url, answer, job_id)
+                        raise self._error(method, url, answer, job_id, retries)
                     fault = f"HTTP {answer.status}"
             logger.warning("transient fault (%s); retrying in %.3f s", fault, delay)
             ticket = None  # the retry is booked like any request
@@ -464,142 +379,49 @@ class AsyncVideoTranslationClient(ClientBase):
                 slept_until = self._clock() + delay
                 await self._sleep(delay)
 
-    def _error(self, method: str, url: str, answer: _Answer,
-               job_id: str | None) -> VideoTranslationError:
+    @staticmethod
+    def _error(method: str, url: str, answer: _Answer, job_id: str | None,
+               retries: RetryState) -> VideoTranslationError:
         return error_for_answer(method, url, answer.status, error_message(answer.body),
-                                job_id=job_id, max_retries=self.retry.max_retries)
+                                job_id=job_id, retries=retries.retries)
 
 
-class _BatchRun:
-    """The tasks of one as_completed: one per stream chunk, or one per job when polling."""
+class _Transport:
+    """The client as its batch tasks use it (:class:`vtwait.client._tasks.AsyncTransport`)."""
 
-    def __init__(self, client: AsyncVideoTranslationClient, batch: ManyJobs, started: float,
-                 deadline: float):
-        self.client, self.batch, self.started, self.deadline = client, batch, started, deadline
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.wake = asyncio.Event()
-        self.polling = False
-        self.requests = 0
-        self.error: BaseException | None = None
-        # First polls still connecting: opening 10,000 connections at once overflows the server's
-        # accept backlog (SYNs dropped, connect timeouts, retry storms); a few hundred at a time
-        # open in about a second.
-        self.connecting = asyncio.Semaphore(MAX_CONNECTING)
+    def __init__(self, client: AsyncVideoTranslationClient) -> None:
+        self._client = client
 
-    def spawn(self, coroutines: Iterable[Awaitable[None]]) -> None:
-        for coroutine in coroutines:
-            task = asyncio.ensure_future(coroutine)
-            self.tasks.add(task)
-            task.add_done_callback(self._finished)
+    def new_batch(self, job_ids: Iterable[str]) -> ManyJobs:
+        client = self._client
+        return ManyJobs(job_ids, use_stream=client.use_event_stream, rng=client._rng)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None and self.error is None:
-            self.error = task.exception()
-        self.wake.set()
+    def clock(self) -> float:
+        return self._client._clock()
 
-    def stop(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
+    async def sleep(self, seconds: float) -> None:
+        await self._client._sleep(seconds)
 
-    async def stream(self, chunk: StreamChunk) -> None:
-        """Keep one chunk's event stream open until its jobs ended (or the batch falls back)."""
-        client, batch = self.client, self.batch
-        while not batch.chunk_done(chunk) and batch.mode is Mode.STREAM:
-            params, headers = batch.stream_request(chunk)
-            self.requests += 1
-            try:
-                response = await client._send(
-                    "GET", client.base_url + client.events_url, params=params, headers=headers,
-                    stream=True, read_timeout=STREAM_READ_TIMEOUT, deadline=self.deadline)
-            except ServerUnreachableError as exc:
-                step = batch.on_stream_failure(chunk, exc)
-            except VideoTranslationError as exc:
-                step = batch.on_stream_answer(chunk, exc.status_code or 0, None)
-                if step.action is StreamAction.FAIL:
-                    raise
-            else:
-                step = batch.on_stream_answer(chunk, response.status,
-                                              response.headers.get("Content-Type"))
-                if step.action is StreamAction.READ:
-                    step = await self._read(chunk, response)
-                else:
-                    response.release()
-            logger.debug("stream %d: %s: %s (%.3f s)", chunk.index, step.action.value,
-                         step.reason, step.delay)
-            if step.action is StreamAction.RETRY:
-                await client._sleep(step.delay)
-            elif step.action is StreamAction.RESYNC:
-                await self._resync(chunk)
-            elif step.action in (StreamAction.FALLBACK, StreamAction.DONE):
-                break
-        self.wake.set()
+    async def open_stream(self, params: list[tuple[str, str]], headers: dict[str, str], *,
+                          deadline: float) -> aiohttp.ClientResponse:
+        client = self._client
+        response: aiohttp.ClientResponse = await client._send(
+            "GET", client.base_url + client.events_url, params=params, headers=headers,
+            stream=True, read_timeout=STREAM_READ_TIMEOUT, deadline=deadline)
+        return response
 
-    async def _read(self, chunk: StreamChunk, response: aiohttp.ClientResponse) -> Any:
-        batch = self.batch
-        parser = SSEParser(chunk.last_event_id)
-        received = False
-        try:
-            async for data in response.content.iter_any():
-                received = True
-                for event in parser.feed(data):
-                    batch.on_event(chunk, event)
-                self.wake.set()
-                if batch.chunk_done(chunk):
-                    break
-        except _NO_ANSWER as exc:
-            logger.debug("stream %d dropped: %s", chunk.index, exc)
-        finally:
-            response.close()
-        return batch.on_stream_end(chunk, received=received, retry_ms=parser.retry)
+    async def get_status(self, job_id: str) -> JobStatus:
+        return await self._client.get_status(job_id)
 
-    async def _resync(self, chunk: StreamChunk) -> None:
-        """After a 410: one status read per job of the chunk still pending, then a fresh stream."""
-        for job_id in self.batch.pending_in(chunk):
-            self.requests += 1
-            try:
-                self.batch.on_status(job_id, await self.client.get_status(job_id))
-            except JobNotFoundError as exc:
-                self.batch.on_job_error(job_id, exc)
-            except (ServerError, ServerUnreachableError, ProtocolError) as exc:
-                logger.warning("job %s: status read after HTTP 410 failed: %s", job_id, exc)
-        self.wake.set()
+    def new_wait(self, job_id: str, *, started: float, timeout: float) -> JobWait:
+        return self._client._new_wait(job_id, started=started, timeout=timeout)
 
-    async def poll(self, job_id: str) -> None:
-        """One job's wait (long-poll, hints, backoff), as wait_for_completion does it."""
-        client, policy = self.client, self.client.policy
-        wait = JobWait(job_id, client._new_planner(job_id), max_attempts=policy.max_attempts,
-                       max_protocol_errors=policy.max_protocol_errors)
-        await self.connecting.acquire()
-        release = _Once(self.connecting.release)
-        # A session made elsewhere has no headers-sent trace: then the slot frees after a while.
-        asyncio.get_running_loop().call_later(CONNECTING_SLOT_MAX, release)
-        try:
-            status = await client._wait_one(wait, self.started, self.deadline,
-                                            self.deadline - self.started, observe=False,
-                                            on_sent=release)
-        except (JobNotFoundError, ProtocolError) as exc:
-            self.batch.on_job_error(job_id, exc)
-        except WaitTimeout as exc:
-            if wait.out_of_attempts:  # this job's budget, not the batch's deadline
-                self.batch.on_job_error(job_id, exc)
-        else:
-            self.batch.on_status(job_id, status)
-        finally:
-            self.requests += wait.attempts
-            self.wake.set()
+    async def wait_one(self, wait: JobWait, *,
+                       on_sent: Callable[[], None] | None = None) -> Done:
+        return await self._client._wait_one(wait, on_sent=on_sent)
 
-
-class _Once:
-    """A callable that runs ``action`` on its first call only."""
-
-    def __init__(self, action: Callable[[], Any]) -> None:
-        self._action: Callable[[], Any] | None = action
-
-    def __call__(self) -> None:
-        action, self._action = self._action, None
-        if action is not None:
-            action()
+    async def observe_final(self, status: JobStatus, *, waited: float) -> None:
+        await self._client._observe_final_off_loop(status.job_id, status, waited=waited)
 
 
 @dataclass(frozen=True)
@@ -623,10 +445,5 @@ def _headers_sent_trace() -> aiohttp.TraceConfig:
 
 
 def _json(answer: _Answer, *, job_id: str | None) -> Any:
-    try:
-        return json.loads(answer.body)
-    except (ValueError, RecursionError):
-        kind = answer.headers.get("Content-Type", "no content type")
-        raise ProtocolError(f"HTTP {answer.status} answer is not JSON ({kind}): "
-                            f"{_describe(answer.body.decode('utf-8', 'replace'))}",
-                            job_id=job_id, status_code=answer.status) from None
+    return decode_json(answer.body, status_code=answer.status,
+                       content_type=answer.headers.get("Content-Type"), job_id=job_id)

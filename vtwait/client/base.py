@@ -5,14 +5,16 @@
 
 :class:`ClientConfig` normalizes and checks the constructor arguments both clients take (None means
 the default; credentials in the URL become auth and leave the URL); :class:`ClientBase` holds the
-parts of a client built from it (status URLs, the learned schedule's bookkeeping); and
-:func:`start_answer_job_id` reads the job id of a start answer. No network I/O here (the transports,
-``sync.py`` on requests and ``aio.py`` on aiohttp, do that); the one file a client opens is its
-duration history (``history.py``, when given a ``history_path``).
+parts of a client built from it that do not depend on the transport (status URLs, the request
+bodies and answers both send and read, the per-job wait machine, the rate-pacing rule, the
+learned schedule's bookkeeping). The transports (``sync.py`` on requests, ``aio.py`` on aiohttp)
+only send and sleep; the one file a client opens is its duration history
+(``history.py``, when given a ``history_path``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import time
@@ -21,24 +23,29 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from vtwait.core.planner import (
+from vtwait.core.errors import ServerError
+from vtwait.core.planner import JobWait, WaitPlanner
+from vtwait.core.policy import (
     DEFAULT_BASE_URL,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
-    JobStatus,
     PollingPolicy,
-    ProtocolError,
     RetryPolicy,
-    WaitPlanner,
-    _describe,
-    _require,
-    parse_retry_after,
+    require,
 )
 from vtwait.client.history import DurationHistory
 from vtwait.core.learned import DurationLearner, start_answer_status
 from vtwait.core.ratelimit import RateLimit, RatePacer, parse_rate_limit
+from vtwait.core.retry import asked_delay
+from vtwait.core.status import JobStatus, parse_retry_after, read_status_answer
 
-__all__ = ["ClientBase", "ClientConfig", "start_answer_job_id"]
+__all__ = ["STREAM_READ_TIMEOUT", "ClientBase", "ClientConfig", "start_body"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds an event stream may stay silent (no event, no heartbeat) before it counts as dropped:
+#: three of the server's default 15 s heartbeats.
+STREAM_READ_TIMEOUT = 45.0
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,7 @@ class ClientConfig:
         for name, template in (("status_url", status_url), ("cancel_url", cancel_url)):
             if "{job_id}" not in template:
                 raise ValueError(f"{name} must contain '{{job_id}}', got {template!r}")
-        _require(wait_timeout > 0, "wait_timeout", wait_timeout, "must be > 0")
+        require(wait_timeout > 0, "wait_timeout", wait_timeout, "must be > 0")
         username = username if username is not None else os.environ.get("API_USERNAME")
         password = password if password is not None else os.environ.get("API_PASSWORD")
         if auth is None and username and password is not None:
@@ -118,24 +125,24 @@ class ClientConfig:
                    rng=rng or random.Random(), respect_rate_limits=respect_rate_limits is not False)
 
 
-def start_answer_job_id(document: Any, location: str | None) -> str:
-    """The job id of a start answer: ``job_id`` (or ``id``) in its body, else its ``Location``.
-
-    Raises:
-        ProtocolError: the answer names no job.
-    """
-    job_id = document.get("job_id", document.get("id")) if isinstance(document, Mapping) \
-        else None
-    if not isinstance(job_id, str | int) or isinstance(job_id, bool):
-        job_id = location.rstrip("/").rsplit("/", 1)[-1] if location else None
-    if not job_id:
-        raise ProtocolError(f"the start answer has no job id: {_describe(document)}")
-    return str(job_id)
+def start_body(delay: float | None, outcome: str | None, callback_url: str | None,
+               callback_id: str | None) -> dict[str, Any] | None:
+    """The JSON body of ``POST /start`` (None when every field is None)."""
+    body = {k: v for k, v in (("delay", delay), ("outcome", outcome),
+                              ("callback_url", callback_url), ("callback_id", callback_id))
+            if v is not None}
+    return body or None
 
 
 class ClientBase:
-    """What both transports share: settings as attributes, status URLs, and the learned
-    schedule's bookkeeping (planners, starts, final statuses). The transports subclass it."""
+    """What a client is beyond its transport: its settings as attributes, status URLs, the
+    per-job wait (:meth:`_new_wait`), the rate-pacing rule, and the learned schedule's
+    bookkeeping (planners, starts, final statuses). The transports subclass it."""
+
+    #: Where the job event stream is (``GET /events``, Server-Sent Events).
+    events_url = "/events"
+    #: Whether waits for many jobs try the event stream first (False: per-job waits only).
+    use_event_stream = True
 
     def __init__(self, config: ClientConfig, *, history: DurationHistory | None,
                  history_path: str | os.PathLike[str] | None) -> None:
@@ -176,6 +183,76 @@ class ClientBase:
             return WaitPlanner(policy, rng=self._rng)
         return self._learner.planner(job_id, policy, now=self._clock(), rng=self._rng)
 
+    def _status_request(self, wait: int | None) -> tuple[dict[str, str], dict[str, int], float]:
+        """The headers, query and read timeout of a status request that asks for a hold of
+        ``wait`` seconds (RFC 7240 ``Prefer: wait`` and ``?wait=``; None: no long-poll)."""
+        headers: dict[str, str] = {}
+        params: dict[str, int] = {}
+        read = self.request_timeout[1]
+        if wait:
+            headers["Prefer"] = f"wait={wait}"
+            params["wait"] = wait
+            read += wait
+        return headers, params, read
+
+    def _read_status(self, document: Any, headers: Mapping[str, str],
+                     job_id: str | None) -> JobStatus:
+        """A status answer as a :class:`JobStatus`, its ``Retry-After`` cut to the policy's cap."""
+        return read_status_answer(document, headers, job_id=job_id,
+                                  max_hint_delay=self.policy.max_hint_delay)
+
+    def _new_wait(self, job_id: str | None, *, started: float, timeout: float,
+                  max_attempts: int | None = None,
+                  on_update: Callable[[JobStatus], None] | None = None,
+                  policy: PollingPolicy | None = None) -> JobWait:
+        """The state machine of one job's wait (:class:`JobWait`), with this client's planner.
+
+        Args:
+            job_id: The job (None: the server's single job).
+            started: The client's clock when the wait began.
+            timeout: Seconds from ``started`` to the deadline.
+            max_attempts: Status requests it may make (None: the policy's).
+            on_update: Called with each answer that changes the result or progress.
+            policy: The policy to wait with (default: the client's).
+        """
+        policy = policy or self.policy
+        return JobWait(job_id, self._new_planner(job_id, policy), started=started,
+                       timeout=timeout,
+                       max_attempts=max_attempts if max_attempts is not None
+                       else policy.max_attempts,
+                       max_protocol_errors=policy.max_protocol_errors, on_update=on_update)
+
+    def _cancel_answer(self, job_id: str, document: Any, headers: Mapping[str, str],
+                       code: int, *, observe: bool = True) -> JobStatus:
+        """The status a cancel answered (a 409: the job had already ended; its final status).
+
+        ``observe=False`` leaves telling the learned schedule of a final status to the caller.
+        """
+        status = self._read_status(document, headers, job_id)
+        logger.info("job %s: cancel answered %d: %s%s", job_id, code, status.phase or status.result,
+                    "" if code != 409 else " (it had already ended)")
+        if status.done and observe:
+            self._observe_final(job_id, status)
+        return status
+
+    def _pacing_delay(self, now: float, deadline: float) -> tuple[int | None, float]:
+        """Book the next request with the pacer: its ticket (None: ask again after the delay)
+        and the seconds to sleep first. Call it only when the client paces (``_pacer``).
+
+        Raises:
+            ServerError: the rate limit holds the request back past the deadline (a wait counts
+                it as a failed poll; it never sleeps past its deadline).
+        """
+        assert self._pacer is not None
+        ticket, delay = self._pacer.reserve(now)
+        if delay > 0:
+            if delay >= deadline - now:
+                raise ServerError(f"the rate limit holds the next request back {delay:.3f} s, "
+                                  "past the deadline", status_code=429)
+            logger.debug("rate limit: next request in %.3f s%s", delay,
+                         "" if ticket is not None else " (then asks again)")
+        return ticket, delay
+
     def _observe_final(self, job_id: str | None, status: JobStatus, *,
                        waited: float | None = None, received_at: float | None = None,
                        pending_since: float | None = None) -> None:
@@ -198,13 +275,13 @@ class ClientBase:
     def _checked_timeout(self, timeout: float | None) -> float:
         """A wait's timeout: None means the client's ``wait_timeout``; it must be > 0."""
         timeout = self.wait_timeout if timeout is None else timeout
-        _require(timeout > 0, "timeout", timeout, "must be > 0")
+        require(timeout > 0, "timeout", timeout, "must be > 0")
         return timeout
 
     def _checked_max_attempts(self, max_attempts: int | None) -> int | None:
         """A wait's attempt budget: None means the policy's; it must be None or >= 1."""
         max_attempts = max_attempts if max_attempts is not None else self.policy.max_attempts
-        _require(max_attempts is None or max_attempts >= 1, "max_attempts", max_attempts,
+        require(max_attempts is None or max_attempts >= 1, "max_attempts", max_attempts,
                  "must be None or >= 1")
         return max_attempts
 
@@ -219,10 +296,9 @@ class ClientBase:
         limit = parse_rate_limit(headers) if headers is not None else None
         hold = None
         if status == 429 and headers is not None:
-            hold = parse_retry_after(headers.get("Retry-After"), maximum=self.retry.max_retry_after)
-            if hold is None and limit is not None and limit.reset is not None:
-                hold = min(limit.reset, self.retry.max_retry_after)
-            elif hold is not None and limit is not None:
+            hold = asked_delay(status, headers, maximum=self.retry.max_retry_after)
+            retry_after = parse_retry_after(headers.get("Retry-After"))
+            if retry_after is not None and limit is not None:
                 limit = replace(limit, reset=hold)
         return limit, hold
 

@@ -12,7 +12,7 @@ How the wait decides when to ask again, per answer, in this order of preference:
 2. **Server hints.** ``eta_seconds`` in the body (precise) or ``Retry-After`` (whole seconds). The
    first long ETA gets one check-in halfway, which measures how fast the server's ETA really runs
    against our clock; the next ask lands just after the job ends instead of up to the ETA's error late.
-3. **The learned schedule** when the server says nothing (``learned_planner.py``): once the
+3. **The learned schedule** when the server says nothing (``vtwait.core.learned``): once the
    route has shown ``PollingPolicy.learn_after`` (20) jobs, ask where their durations say a job has
    likely ended, ``learned_budget`` (3.5) requests per job on average. ``history_path=`` keeps
    what was learned in a SQLite file.
@@ -20,28 +20,20 @@ How the wait decides when to ask again, per answer, in this order of preference:
    (:class:`PollingPolicy`): 1 s growing x1.3 up to 20 s, each delay shortened by up to 20 % at
    random.
 
-Transient faults (connection refused or reset, read timeouts, 429, 502, 503, 504) are retried by
-urllib3's ``Retry`` on the session's adapter, honouring ``Retry-After``; its sleeps use the injected
-sleep function and never pass the wait's deadline. A poll that still fails is an unanswered poll:
-the wait goes on until its deadline. The decisions live in :class:`WaitPlanner`, which does no I/O.
+The wait itself is :class:`vtwait.core.planner.JobWait`, a state machine shared with the asyncio
+client: this module sends what it asks and sleeps what it says. Transient faults (connection
+refused or reset, read timeouts, 429, 502, 503, 504) are retried in :meth:`_send` on the schedule of
+:class:`vtwait.core.retry.RetryState` (the asyncio client's too), honouring ``Retry-After``; its
+sleeps use the injected sleep function and never pass the wait's deadline. A poll that still fails
+is an unanswered poll: the wait goes on until its deadline.
 
 Rate limits: every request of one client instance, from every thread, is paced by one
-:class:`rate_pacing.RatePacer` fed with the servers' ``RateLimit``/``X-RateLimit-*`` fields, so
-that the quota is not run out; a 429 holds every request back until the server's ``Retry-After``
-(or reset). A ``Retry-After`` beside quota left is the limiter's window, not a poll hint.
+:class:`~vtwait.core.ratelimit.RatePacer` fed with the servers' ``RateLimit``/``X-RateLimit-*``
+fields, so that the quota is not run out; a 429 holds every request back until the server's
+``Retry-After`` (or reset). A ``Retry-After`` beside quota left is the limiter's window, not a poll
+hint.
 
-All durations are in seconds. Exceptions::
-
-    VideoTranslationError
-    ├── AuthenticationError      401/403; never retried
-    ├── JobNotFoundError         404 (also LookupError)
-    ├── InvalidRequestError      another 4xx: the server rejected what was sent (also ValueError)
-    ├── ServerError              5xx or 429 still answered after the retries
-    ├── ServerUnreachableError   no answer at all after the retries (also ConnectionError)
-    ├── ProtocolError            an answer with no usable status in it (also ValueError)
-    ├── WaitTimeout              deadline or attempt budget spent (also TimeoutError)
-    ├── BatchError               some jobs of a batch could not be waited for (the rest ended)
-    └── WebhookVerificationError a forged, stale or malformed webhook delivery (also ValueError)
+All durations are in seconds. The exceptions are drawn in :mod:`vtwait.core.errors`.
 """
 
 from __future__ import annotations
@@ -53,53 +45,57 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 import vtwait.client._threads as batch_sync
-from vtwait.client.base import ClientBase, ClientConfig, start_answer_job_id
-from vtwait.core.planner import (
-    _TRANSIENT_STATUSES,
-    DEFAULT_BASE_URL,
-    DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_WAIT_TIMEOUT,
-    FINAL_RESULTS,
+from vtwait.client.base import STREAM_READ_TIMEOUT, ClientBase, ClientConfig, start_body
+from vtwait.core.batch import ManyJobs, unique_job_ids
+from vtwait.core.durations import DurationModel, Schedule
+from vtwait.core.errors import (
     AuthenticationError,
     BatchError,
-    Decision,
     InvalidRequestError,
     JobNotFoundError,
-    JobResult,
-    JobStatus,
-    PollingPolicy,
     ProtocolError,
-    RetryPolicy,
     ServerError,
     ServerUnreachableError,
     VideoTranslationError,
-    WaitPlanner,
     WaitTimeout,
     WebhookVerificationError,
-    _describe,
+)
+from vtwait.client.history import DurationHistory
+from vtwait.core.learned import LearnedPlanner
+from vtwait.core.planner import Decision, Done, JobWait, Sleep, Step, WaitPlanner
+from vtwait.core.policy import (
+    DEFAULT_BASE_URL,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    PollingPolicy,
+    RetryPolicy,
     equal_jitter,
     exponential_delays,
     full_jitter,
+    require,
+    scaled_jitter,
+)
+from vtwait.core.ratelimit import RateLimit, RatePacer, parse_rate_limit
+from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
+from vtwait.core.status import (
+    FINAL_RESULTS,
+    JobResult,
+    JobStatus,
+    decode_json,
     parse_preference_applied,
     parse_retry_after,
     parse_status_document,
     read_status_answer,
-    scaled_jitter,
+    start_answer_job_id,
 )
-from vtwait.core.durations import DurationModel, Schedule
-from vtwait.client.history import DurationHistory
-from vtwait.core.learned import LearnedPlanner
-from vtwait.core.batch import unique_job_ids
-from vtwait.core.ratelimit import RateLimit, RatePacer, parse_rate_limit
-from vtwait.core.retry import error_for_answer
 from vtwait.core.webhook import DEFAULT_WEBHOOK_TOLERANCE, verify_webhook
 
 if TYPE_CHECKING:  # imported on first use at run time (see __getattr__ below)
@@ -150,6 +146,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# What a request raises when no answer (or only part of one) came: retried as transient.
+_NO_ANSWER = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
 
 def __getattr__(name: str) -> Any:
     # The asyncio client is imported on first use: aiohttp would add ~0.1 s to every `import client`.
@@ -158,61 +157,6 @@ def __getattr__(name: str) -> Any:
 
         return AsyncVideoTranslationClient
     raise AttributeError(f"module 'client' has no attribute {name!r}")
-
-
-# ------------------------------------------------------------------------------ the transport
-class _OutOfTime(Exception):
-    """Raised from a retry sleep that would pass the deadline: give up instead of sleeping."""
-
-
-class _DeadlineRetry(Retry):
-    """urllib3's Retry with the client's sleep function, a clamp on Retry-After, and a deadline.
-
-    ``before_retry(delay, response)``, when given, takes over the sleep before each retry (the
-    client's rate pacing: a 429 holds back every thread, and the retry is booked like any request).
-    """
-
-    def __init__(self, *args: Any, sleep: Callable[[float], None] = time.sleep,
-                 time_left: Callable[[], float] = lambda: math.inf,
-                 max_retry_after: float = 60.0,
-                 before_retry: Callable[[float, Any], None] | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._sleep, self._time_left, self._max_retry_after = sleep, time_left, max_retry_after
-        self._before_retry = before_retry
-
-    def new(self, **kw: Any) -> _DeadlineRetry:
-        retry = super().new(**kw)
-        retry._sleep, retry._time_left = self._sleep, self._time_left
-        retry._max_retry_after, retry._before_retry = self._max_retry_after, self._before_retry
-        return retry
-
-    def sleep(self, response: Any = None) -> None:
-        delay = None
-        if response is not None and self.respect_retry_after_header:
-            # Unlike urllib3's own, 'Retry-After: 0' means now, not "no header".
-            delay = parse_retry_after(response.headers.get("Retry-After"),
-                                      maximum=self._max_retry_after)
-            # A 429 without Retry-After: the quota's reset.
-            if delay is None and getattr(response, "status", None) == 429:
-                limit = parse_rate_limit(response.headers.items())
-                if limit is not None and limit.reset is not None:
-                    delay = min(limit.reset, self._max_retry_after)
-        if delay is None:
-            delay = self.get_backoff_time()
-        if delay >= self._time_left():
-            raise _OutOfTime(f"{self._last_fault()}, and the next retry, in {delay:.3f} s, "
-                             "would pass the deadline")
-        logger.warning("transient fault (%s); retrying in %.3f s", self._last_fault(), delay)
-        if self._before_retry is not None:
-            self._before_retry(delay, response)
-        elif delay > 0:
-            self._sleep(delay)
-
-    def _last_fault(self) -> str:
-        last = self.history[-1] if self.history else None
-        if last is None:
-            return "unknown"
-        return f"HTTP {last.status}" if last.status else type(last.error).__name__
 
 
 class VideoTranslationClient(ClientBase):
@@ -230,7 +174,9 @@ class VideoTranslationClient(ClientBase):
         single_status_url: The single-job status URL, used when no job id is given.
         start_url: Where ``start_job`` posts.
         cancel_url: Template of the URL ``cancel`` posts to; ``{job_id}`` is filled in.
-        session: A ``requests.Session`` to use instead of a new one (its adapters are kept).
+        session: A ``requests.Session`` to use instead of a new one. Its adapters are kept, with
+            whatever retries they make: the client retries transient faults itself only on the
+            session it makes.
         respect_rate_limits: Pace requests by the server's rate-limit fields (one budget for
             every thread using this client) and hold them all back after a 429.
         history_path: SQLite file where the learned job durations are kept across runs and shared
@@ -263,25 +209,20 @@ class VideoTranslationClient(ClientBase):
             respect_rate_limits=respect_rate_limits, clock=clock, rng=rng)
         super().__init__(config, history=history, history_path=history_path)
         self._sleep = time.sleep if sleep is None else sleep
-        self._deadline = threading.local()  # per thread: a client may serve several threads
         self._pacer_lock = threading.Lock()  # the one pacer's calls come from every thread
         # Per thread: the booking of the request being sent, and when its last sleep ended.
         self._local = threading.local()
+        self._transport = _Transport(self)  # what the batch drivers (_threads.py) use
         auth = config.auth
         self._owns_session = session is None
         self.session = session or requests.Session()
         if auth is not None:
             self.session.auth = auth
-        if self._owns_session:
-            adapter = HTTPAdapter(max_retries=self._urllib3_retry(), pool_maxsize=32)
+        if self._owns_session:  # no retries in urllib3: _send retries, on RetryState's schedule
+            adapter = HTTPAdapter(max_retries=0, pool_maxsize=32)
             self.session.mount("http://", adapter)
             self.session.mount("https://", adapter)
         self.session.headers.setdefault("Accept", "application/json")
-
-    #: Where the job event stream is (``GET /events``, Server-Sent Events).
-    events_url = "/events"
-    #: Whether waits for many jobs try the event stream first (False: per-job waits only).
-    use_event_stream = True
 
     def __enter__(self) -> VideoTranslationClient:
         return self
@@ -309,16 +250,14 @@ class VideoTranslationClient(ClientBase):
         A fresh ``Idempotency-Key`` goes with each call, so a start that is retried after a dropped
         connection never makes two jobs.
         """
-        body = {k: v for k, v in (("delay", delay), ("outcome", outcome),
-                                  ("callback_url", callback_url), ("callback_id", callback_id))
-                if v is not None}
-        headers = {"Idempotency-Key": uuid.uuid4().hex}
         self._pace()  # before sent_at: a pacing sleep is not part of the start
         sent_at = self._clock()
-        response = self._send("POST", self.base_url + self.start_url, json=body or None,
-                              headers=headers, timeout=self.request_timeout, paced=True)
+        response = self._send("POST", self.base_url + self.start_url,
+                              json=start_body(delay, outcome, callback_url, callback_id),
+                              headers={"Idempotency-Key": uuid.uuid4().hex},
+                              timeout=self.request_timeout, paced=True)
         received_at = self._clock()
-        document = self._json(response, job_id=None)
+        document = _json(response, job_id=None)
         job_id = start_answer_job_id(document, response.headers.get("Location", ""))
         logger.info("started job %s", job_id)
         self._note_start(job_id, document, response.headers.get("Retry-After"), sent_at,
@@ -327,7 +266,7 @@ class VideoTranslationClient(ClientBase):
 
     def get_status(self, job_id: str | None = None) -> JobStatus:
         """One status request. ``job_id=None`` asks the server's single-job ``GET /status``."""
-        return self._poll(job_id, wait=None)[0]
+        return self._poll(job_id, None)[0]
 
     def cancel(self, job_id: str) -> JobStatus:
         """Cancel a queued or running job and return its final status.
@@ -343,15 +282,9 @@ class VideoTranslationClient(ClientBase):
         """
         response = self._send("POST", self._cancel_url(job_id), job_id=job_id, accept=(409,),
                               timeout=self.request_timeout)
-        status = read_status_answer(self._json(response, job_id=job_id), response.headers,
-                                    job_id=job_id, max_hint_delay=self.policy.max_hint_delay)
-        logger.info("job %s: cancel answered %d: %s%s", job_id, response.status_code,
-                    status.phase or status.result,
-                    "" if response.status_code != 409 else " (it had already ended)")
-        if not status.done:
-            return self.wait_for_completion(job_id)
-        self._observe_final(job_id, status)
-        return status
+        status = self._cancel_answer(job_id, _json(response, job_id=job_id), response.headers,
+                                     response.status_code)
+        return status if status.done else self.wait_for_completion(job_id)
 
     def wait_for_completion(self, job_id: str | None = None, *, timeout: float | None = None,
                             max_attempts: int | None = None,
@@ -366,70 +299,26 @@ class VideoTranslationClient(ClientBase):
             WaitTimeout: the deadline or attempt budget ran out (carries the last status seen).
             JobNotFoundError, AuthenticationError, InvalidRequestError, ProtocolError: as named.
         """
-        timeout = self._checked_timeout(timeout)
-        max_attempts = self._checked_max_attempts(max_attempts)
-        planner = self._new_planner(job_id)
-        label = job_id or "(default job)"
-        started = self._clock()
-        deadline = started + timeout
-        self._deadline.value = deadline
-        last: JobStatus | None = None
-        last_error: Exception | None = None
-        attempts = protocol_errors = 0
-        try:
-            if (first := planner.first_delay(started)) is not None:
-                logger.debug("job %s: first ask in %.3f s: %s", label, first.delay, first.reason)
-                self._sleep(min(first.delay, timeout))
-            while True:
-                now = self._clock()
-                wait = planner.long_poll_for(deadline - now)
-                attempts += 1
-                try:
-                    status, sent_at, received_at = self._poll(job_id, wait)
-                except (ServerError, ServerUnreachableError, ProtocolError, _OutOfTime) as exc:
-                    if isinstance(exc, ProtocolError):
-                        protocol_errors += 1
-                        if protocol_errors > self.policy.max_protocol_errors:
-                            raise
-                    last_error = exc if not isinstance(exc, _OutOfTime) else last_error or exc
-                    decision = planner.after_failure(exc)
-                    logger.warning("job %s: attempt %d failed: %s", label, attempts, exc)
-                except JobNotFoundError as exc:
-                    if last is not None:
-                        raise JobNotFoundError(
-                            f"job {job_id} was known to the server and is unknown now: the "
-                            "server may have restarted, or the job expired", job_id=job_id,
-                            status_code=404) from exc
-                    raise
-                else:
-                    protocol_errors, last_error = 0, None
-                    if on_update and (last is None or (status.result, status.progress)
-                                      != (last.result, last.progress)):
-                        on_update(status)
-                    last = status
-                    if status.done:
-                        logger.info("job %s %s after %d status requests in %.3f s", label,
-                                    status.result, attempts, received_at - started)
-                        self._observe_final(job_id, status, waited=received_at - started,
-                                            received_at=received_at)
-                        return status
-                    decision = planner.after_answer(status, asked_wait=wait, sent_at=sent_at,
-                                                    received_at=received_at)
-                    logger.debug("job %s: attempt %d: %s (progress %s, took %.3f s); next in "
-                                 "%.3f s: %s", label, attempts, status.result, status.progress,
-                                 received_at - sent_at, decision.delay, decision.reason)
-                if max_attempts is not None and attempts >= max_attempts:
-                    raise self._timeout(job_id, last, attempts, started,
-                                        f"no final status after {attempts} status requests "
-                                        "(max_attempts)", last_error)
-                now = self._clock()
-                if now >= deadline:
-                    raise self._timeout(job_id, last, attempts, started,
-                                        f"no final status within {timeout:g} s", last_error)
-                # The last sleep is cut to end at the deadline; one last ask happens there.
-                self._nap(min(decision.delay, deadline - now))
-        finally:
-            self._deadline.value = None
+        wait = self._new_wait(job_id, started=self._clock(),
+                              timeout=self._checked_timeout(timeout),
+                              max_attempts=self._checked_max_attempts(max_attempts),
+                              on_update=on_update)
+        step: Step = wait.next(wait.started)
+        while not isinstance(step, Done):
+            if isinstance(step, Sleep):
+                self._nap(step.delay)
+                step = wait.next(self._clock())
+                continue
+            try:
+                status, sent_at, received_at = self._poll(job_id, step.wait, wait.deadline)
+            except VideoTranslationError as exc:
+                step = wait.on_failure(exc, now=self._clock())
+            else:
+                step = wait.on_answer(status, asked_wait=step.wait, sent_at=sent_at,
+                                      received_at=received_at, now=self._clock())
+        self._observe_final(job_id, step.status, waited=step.received_at - wait.started,
+                            received_at=step.received_at)
+        return step.status
 
     # --------------------------------------------------------------------------- many jobs
     def as_completed(self, job_ids: Iterable[str], *,
@@ -451,7 +340,8 @@ class VideoTranslationClient(ClientBase):
                 (``failed``: e.g. JobNotFoundError for a job the server does not know).
             AuthenticationError: the server refused the credentials.
         """
-        return batch_sync.as_completed(self, job_ids, timeout=timeout)
+        return batch_sync.as_completed(self._transport, job_ids,
+                                       timeout=self._checked_timeout(timeout))
 
     def wait_many(self, job_ids: Iterable[str], *,
                   timeout: float | None = None) -> dict[str, JobStatus]:
@@ -465,38 +355,11 @@ class VideoTranslationClient(ClientBase):
 
     def start_jobs(self, count: int, *, delay: float | None = None,
                    outcome: str | None = None) -> list[str]:
-        """Start ``count`` jobs, each with its own Idempotency-Key; returns their ids in order."""
-        return batch_sync.start_jobs(self, count, delay=delay, outcome=outcome)
+        """Start ``count`` jobs one after another, each with its own Idempotency-Key; their ids."""
+        require(isinstance(count, int) and count >= 0, "count", count, "must be an int >= 0")
+        return [self.start_job(delay=delay, outcome=outcome) for _ in range(count)]
 
     # -------------------------------------------------------------------------------- internals
-    def _timeout(self, job_id: str | None, last: JobStatus | None, attempts: int,
-                 started: float, why: str, cause: Exception | None) -> WaitTimeout:
-        elapsed = self._clock() - started
-        seen = f"last seen {last.result}" if last else "never answered"
-        because = f"; last failure: {cause}" if cause else ""
-        error = WaitTimeout(f"job {job_id or '(default job)'}: {why} ({seen}{because}); pass a "
-                            "larger timeout or check the server", job_id=job_id, last_status=last,
-                            attempts=attempts, elapsed=elapsed)
-        error.__cause__ = cause
-        logger.info("%s", error)
-        return error
-
-    def _time_left(self) -> float:
-        deadline = getattr(self._deadline, "value", None)
-        return math.inf if deadline is None else deadline - self._clock()
-
-    def _urllib3_retry(self) -> Retry:
-        policy = self.retry
-        return _DeadlineRetry(
-            total=policy.max_retries, status_forcelist=_TRANSIENT_STATUSES,
-            # POST is safe to retry: every start carries an Idempotency-Key.
-            allowed_methods=frozenset({"GET", "HEAD", "POST"}),
-            backoff_factor=policy.backoff_factor, backoff_max=policy.backoff_max,
-            backoff_jitter=policy.backoff_jitter, raise_on_status=False,
-            respect_retry_after_header=True, sleep=self._nap, time_left=self._time_left,
-            max_retry_after=policy.max_retry_after,
-            before_retry=self._before_retry if self._pacer is not None else None)
-
     def _nap(self, seconds: float) -> None:
         """Every sleep of the client: the injected sleep, remembered as time that has passed."""
         self._local.awake_at = self._now() + seconds
@@ -507,20 +370,14 @@ class VideoTranslationClient(ClientBase):
         function that returns early, as in tests, never makes it sleep the same wait twice)."""
         return max(self._clock(), getattr(self._local, "awake_at", -math.inf))
 
-    # Rate pacing: every request books its slot with the one pacer of this client first.
-    def _pace(self) -> None:
-        """Sleep until this thread's next request may go, and book it; never past the deadline."""
+    def _pace(self, deadline: float = math.inf) -> None:
+        """Sleep until this thread's next request may go, and book it; never past ``deadline``."""
         if self._pacer is None:
             return
         while True:
             with self._pacer_lock:
-                ticket, delay = self._pacer.reserve(self._now())
+                ticket, delay = self._pacing_delay(self._now(), deadline)
             if delay > 0:
-                if delay >= self._time_left():
-                    raise _OutOfTime(f"the rate limit holds the next request back {delay:.3f} "
-                                     "s, past the deadline")
-                logger.debug("rate limit: next request in %.3f s%s", delay,
-                             "" if ticket is not None else " (then asks again)")
                 self._nap(delay)
             if ticket is not None:
                 self._local.ticket = ticket
@@ -537,82 +394,110 @@ class VideoTranslationClient(ClientBase):
             if hold is not None:
                 self._pacer.throttle(now + hold)
 
-    def _before_retry(self, delay: float, response: Any) -> None:
-        """urllib3 is about to retry: learn from the refused answer, then pace the retry."""
-        status = getattr(response, "status", None)
-        self._observe(response.headers if response is not None else None, status)
-        if delay > 0:  # exactly what the server said (a 429 also holds back the other threads)
-            self._nap(delay)
-        self._pace()
-
-    def _poll(self, job_id: str | None, wait: int | None) -> tuple[JobStatus, float, float]:
-        headers, params, (connect, read) = {}, {}, self.request_timeout
-        if wait:
-            headers["Prefer"] = f"wait={wait}"
-            params["wait"] = wait
-            read += wait
-        self._pace()  # before sent_at: a pacing sleep is no hold by the server
+    def _poll(self, job_id: str | None, wait: int | None,
+              deadline: float = math.inf) -> tuple[JobStatus, float, float]:
+        headers, params, read = self._status_request(wait)
+        self._pace(deadline)  # before sent_at: a pacing sleep is no hold by the server
         sent_at = self._clock()
         response = self._send("GET", self._status_url(job_id), headers=headers, params=params,
-                              timeout=(connect, read), job_id=job_id, paced=True)
+                              timeout=(self.request_timeout[0], read), job_id=job_id, paced=True,
+                              deadline=deadline)
         received_at = self._clock()
-        status = read_status_answer(self._json(response, job_id=job_id), response.headers,
-                                    job_id=job_id, max_hint_delay=self.policy.max_hint_delay)
-        return status, sent_at, received_at
+        return self._read_status(_json(response, job_id=job_id), response.headers,
+                                 job_id), sent_at, received_at
 
     def _send(self, method: str, url: str, *, job_id: str | None = None,
-              accept: tuple[int, ...] = (), paced: bool = False,
+              accept: tuple[int, ...] = (), paced: bool = False, deadline: float = math.inf,
               **kwargs: Any) -> requests.Response:
-        """Every request of the client goes through here.
+        """Every request of the client goes through here; one answer, after the retries.
 
-        Paced by the rate limit first (unless the caller just did: ``paced=True``), sent through
-        the session (urllib3 retries transient faults), the answer's rate-limit fields fed back
-        to the pacer. An error status is raised as its typed exception, except codes in
-        ``accept``.
+        Each attempt is paced by the rate limit first (the first one's unless the caller just did:
+        ``paced=True``), and its answer (or none) fed back to the pacer. Transient faults are
+        retried on :class:`RetryState`'s schedule, never past ``deadline``, on the session this
+        client made. An error status is raised as its typed exception, except codes in ``accept``.
         """
-        if not paced:
-            self._pace()
-        response = None
-        try:
-            response = self.session.request(method, url, **kwargs)
-        except requests.exceptions.RetryError as exc:  # status retries spent with raise_on_status
-            raise ServerError(f"{method} {url}: the server kept failing: {exc}",
-                              job_id=job_id) from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise ServerUnreachableError(
-                f"{method} {url}: no answer from the server after {self.retry.max_retries} "
-                f"retries ({type(exc).__name__}); is it running?", job_id=job_id) from exc
-        except requests.RequestException as exc:
-            raise ServerUnreachableError(f"{method} {url}: {exc}", job_id=job_id) from exc
-        finally:  # no answer (None) still tells the pacer it need not wait for one
-            self._observe(*((response.headers, response.status_code) if response is not None
-                            else (None, None)))
-        code = response.status_code
-        if code < 400 or code in accept:
-            return response
-        raise error_for_answer(method, url, code, _error_message(response), job_id=job_id,
-                               max_retries=self.retry.max_retries)
+        retries = RetryState(self.retry, rng=self._rng) if self._owns_session else None
+        while True:
+            if not paced:
+                self._pace(deadline)
+            paced = False
+            try:
+                response = self.session.request(method, url, **kwargs)
+            except _NO_ANSWER as exc:
+                self._observe(None, None)
+                delay = None
+                if retries is not None:
+                    delay = retries.after_fault(time_left=deadline - self._clock())
+                if delay is None:
+                    made = retries.retries if retries else 0
+                    raise ServerUnreachableError(
+                        f"{method} {url}: no answer from the server after {made} retries "
+                        f"({type(exc).__name__}); is it running?", job_id=job_id) from exc
+                fault = type(exc).__name__
+            except requests.RequestException as exc:
+                self._observe(None, None)
+                raise ServerUnreachableError(f"{method} {url}: {exc}", job_id=job_id) from exc
+            else:
+                self._observe(response.headers, response.status_code)
+                code = response.status_code
+                if code < 400 or code in accept:
+                    return response
+                delay = None
+                if retries is not None and is_transient(code):
+                    delay = retries.after_fault(status=code, headers=response.headers,
+                                                time_left=deadline - self._clock())
+                if delay is None:
+                    raise error_for_answer(method, url, code,
+                                           error_message(response.content, response.reason or ""),
+                                           job_id=job_id, retries=retries.retries if retries else 0)
+                response.close()
+                fault = f"HTTP {code}"
+            logger.warning("transient fault (%s); retrying in %.3f s", fault, delay)
+            if delay > 0:
+                self._nap(delay)
 
-    @staticmethod
-    def _json(response: requests.Response, *, job_id: str | None) -> Any:
-        try:
-            return response.json()
-        except (ValueError, RecursionError):  # RecursionError: nested deeper than json parses
-            kind = response.headers.get("Content-Type", "no content type")
-            raise ProtocolError(f"HTTP {response.status_code} answer is not JSON ({kind}): "
-                                f"{_describe(response.text)}", job_id=job_id,
-                                status_code=response.status_code) from None
+
+class _Transport:
+    """The client as its batch drivers use it (:class:`vtwait.client._threads.Transport`)."""
+
+    def __init__(self, client: VideoTranslationClient) -> None:
+        self._client = client
+
+    def new_batch(self, job_ids: Iterable[str]) -> ManyJobs:
+        client = self._client
+        return ManyJobs(job_ids, use_stream=client.use_event_stream, rng=client._rng)
+
+    def clock(self) -> float:
+        return self._client._clock()
+
+    def sleep(self, seconds: float) -> None:
+        self._client._nap(seconds)
+
+    def open_stream(self, params: list[tuple[str, str]], headers: dict[str, str], *,
+                    deadline: float) -> requests.Response:
+        client = self._client
+        return client._send("GET", client.base_url + client.events_url, params=params,
+                            headers=headers, stream=True, deadline=deadline,
+                            timeout=(client.request_timeout[0], STREAM_READ_TIMEOUT))
+
+    def poll(self, job_id: str, *, deadline: float) -> tuple[JobStatus, float, float]:
+        return self._client._poll(job_id, None, deadline)
+
+    def get_status(self, job_id: str) -> JobStatus:
+        return self._client.get_status(job_id)
+
+    def new_wait(self, job_id: str, *, started: float, timeout: float) -> JobWait:
+        # A pooled thread held by one job's long-poll would stall the others: no long-poll.
+        policy = replace(self._client.policy, long_poll=False)
+        return self._client._new_wait(job_id, started=started, timeout=timeout, policy=policy)
+
+    def observe_final(self, status: JobStatus, *, waited: float) -> None:
+        self._client._observe_final(status.job_id, status, waited=waited)
 
 
-def _error_message(response: requests.Response) -> str:
-    """The server's own words from a JSON error body, else the start of the body."""
-    try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError, RecursionError):
-        return _describe(response.text, 80) if response.text else response.reason or "no body"
-    if isinstance(error, Mapping):
-        return str(error.get("message") or error.get("code") or error)
-    return str(error) if error else response.reason or "no detail"
+def _json(response: requests.Response, *, job_id: str | None) -> Any:
+    return decode_json(response.content, status_code=response.status_code,
+                       content_type=response.headers.get("Content-Type"), job_id=job_id)
 
 
 #: The name earlier tools used.

@@ -10,41 +10,44 @@ internals (planners, parsers, the batch and retry state machines) are public onl
 rule is in its ``README.md``. The imports below are the one table of where each name lives.
 """
 
-from vtwait.core.batch import JobWait, ManyJobs, StreamAction, StreamChunk, unique_job_ids
+from vtwait.core.batch import ManyJobs, StreamAction, StreamChunk, unique_job_ids
 from vtwait.core.durations import DurationModel, Schedule
-from vtwait.core.learned import DurationLearner, DurationStore, LearnedPlanner
-from vtwait.core.planner import (
-    DEFAULT_BASE_URL,
-    DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_WAIT_TIMEOUT,
-    FINAL_RESULTS,
+from vtwait.core.errors import (
     AuthenticationError,
     BatchError,
-    Decision,
     InvalidRequestError,
     JobNotFoundError,
-    JobResult,
-    JobStatus,
-    PollingPolicy,
     ProtocolError,
-    RetryPolicy,
     ServerError,
     ServerUnreachableError,
     VideoTranslationError,
-    WaitPlanner,
     WaitTimeout,
+)
+from vtwait.core.learned import DurationLearner, DurationStore, LearnedPlanner
+from vtwait.core.planner import Ask, Decision, Done, JobWait, Sleep, WaitPlanner
+from vtwait.core.policy import (
+    DEFAULT_BASE_URL,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    PollingPolicy,
+    RetryPolicy,
     equal_jitter,
     exponential_delays,
     full_jitter,
-    parse_preference_applied,
-    parse_retry_after,
-    parse_status_document,
-    read_status_answer,
     scaled_jitter,
 )
 from vtwait.core.ratelimit import RateLimit, RatePacer, parse_rate_limit
 from vtwait.core.retry import RetryState, error_for_answer
 from vtwait.core.sse import SSEEvent, SSEParser
+from vtwait.core.status import (
+    FINAL_RESULTS,
+    JobResult,
+    JobStatus,
+    parse_preference_applied,
+    parse_retry_after,
+    parse_status_document,
+    read_status_answer,
+)
 from vtwait.core.structured_fields import parse_structured_list
 from vtwait.core.webhook import DEFAULT_WEBHOOK_TOLERANCE, WebhookVerificationError, verify_webhook
 
@@ -74,7 +77,9 @@ __all__ = [
     "scaled_jitter",
     "verify_webhook",
     # Internals for transports: public here, not in vtwait.
+    "Ask",
     "Decision",
+    "Done",
     "DurationLearner",
     "DurationModel",
     "DurationStore",
@@ -84,6 +89,7 @@ __all__ = [
     "RateLimit",
     "RatePacer",
     "RetryState",
+    "Sleep",
     "SSEEvent",
     "SSEParser",
     "Schedule",

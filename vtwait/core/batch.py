@@ -10,9 +10,9 @@
 The strategy, per server, falling back in order: one event stream per chunk of at most
 :data:`MAX_STREAM_JOBS` ids (a dropped stream is reopened with ``Last-Event-ID``; a ``410`` costs one
 status read per job still pending, then a fresh stream); per-job waits (long-poll, hints, backoff;
-:class:`JobWait` holds one job's attempts and planner). A server without ``/events`` (404, 405, 406,
+one :class:`~vtwait.core.planner.JobWait` per job). A server without ``/events`` (404, 405, 406,
 or an answer that is not ``text/event-stream``) costs the one request that found out. A job the
-server does not know is failed alone (:class:`~client_core.JobNotFoundError`), the others go on.
+server does not know is failed alone (:class:`~vtwait.core.errors.JobNotFoundError`), the others go on.
 No sockets, no clock: the transports pass the time in. All durations are in seconds.
 """
 
@@ -27,22 +27,19 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vtwait.core.planner import (
+from vtwait.core.errors import (
     BatchError,
-    Decision,
     JobNotFoundError,
-    JobStatus,
     ProtocolError,
     VideoTranslationError,
-    WaitPlanner,
     WaitTimeout,
-    exponential_delays,
-    parse_retry_after,
-    parse_status_document,
 )
+from vtwait.core.planner import TRANSIENT_FAILURES
+from vtwait.core.policy import exponential_delays
+from vtwait.core.status import JobStatus, parse_retry_after, parse_status_document
 from vtwait.core.sse import SSEEvent
 
-__all__ = ["MAX_STREAM_JOBS", "JobWait", "ManyJobs", "Mode", "StreamAction", "StreamChunk",
+__all__ = ["MAX_STREAM_JOBS", "ManyJobs", "Mode", "StreamAction", "StreamChunk",
            "StreamStep", "unique_job_ids"]
 
 logger = logging.getLogger(__name__)
@@ -175,6 +172,21 @@ class ManyJobs:
             self._left[self._chunk_of[job_id]] -= 1
             self.failed[job_id] = error
             logger.warning("job %s cannot be waited for: %s", job_id, error)
+
+    def on_resync_failure(self, job_id: str, error: VideoTranslationError) -> None:
+        """A job's status read after a 410 failed: a 404 fails that job alone; a transient
+        failure is left to the fresh stream's snapshot of the job; anything else (refused
+        credentials, a rejected request) is raised, since it would fail every job alike.
+
+        Raises:
+            VideoTranslationError: ``error``, when it is neither a 404 nor transient.
+        """
+        if isinstance(error, JobNotFoundError):
+            self.on_job_error(job_id, error)
+        elif isinstance(error, TRANSIENT_FAILURES):
+            logger.warning("job %s: status read after HTTP 410 failed: %s", job_id, error)
+        else:
+            raise error
 
     def results(self) -> dict[str, JobStatus]:
         """``{job_id: final status}`` in the order the ids were given."""
@@ -312,77 +324,6 @@ class ManyJobs:
             logger.info("%s; waiting per job instead", reason)
         self.mode = Mode.POLL
         return StreamStep(StreamAction.FALLBACK, reason=reason)
-
-
-class JobWait:
-    """One job's wait by polling, sans-IO: its planner, attempts, protocol errors, last status.
-
-    Before each status request call :meth:`long_poll_for`; after it, :meth:`on_answer` (None means
-    the job is final) or :meth:`on_failure`; when :attr:`out_of_attempts`, stop.
-    """
-
-    def __init__(self, job_id: str | None, planner: WaitPlanner, *, max_attempts: int | None,
-                 max_protocol_errors: int) -> None:
-        self.job_id = job_id
-        self.planner = planner
-        self.max_attempts = max_attempts
-        self.max_protocol_errors = max_protocol_errors
-        self.attempts = 0
-        self.protocol_errors = 0
-        self.last: JobStatus | None = None
-        self.last_error: Exception | None = None
-
-    @property
-    def out_of_attempts(self) -> bool:
-        """True once ``max_attempts`` status requests were made."""
-        return self.max_attempts is not None and self.attempts >= self.max_attempts
-
-    def long_poll_for(self, time_left: float) -> int | None:
-        """Counts the attempt about to be made; the long-poll seconds to ask for, or None."""
-        self.attempts += 1
-        return self.planner.long_poll_for(time_left)
-
-    def on_answer(self, status: JobStatus, *, asked_wait: float | None, sent_at: float,
-                  received_at: float) -> Decision | None:
-        """Record an answer; None if the job is final, else the delay before the next request."""
-        self.protocol_errors, self.last_error, self.last = 0, None, status
-        if status.done:
-            return None
-        return self.planner.after_answer(status, asked_wait=asked_wait, sent_at=sent_at,
-                                         received_at=received_at)
-
-    def on_failure(self, error: VideoTranslationError) -> Decision:
-        """The delay after a request that got no usable answer (transient: the wait goes on).
-
-        Raises:
-            ProtocolError: more unreadable answers in a row than the policy tolerates.
-        """
-        if isinstance(error, ProtocolError):
-            self.protocol_errors += 1
-            if self.protocol_errors > self.max_protocol_errors:
-                raise error
-        self.last_error = error
-        return self.planner.after_failure(error)
-
-    def not_found(self, error: JobNotFoundError) -> JobNotFoundError:
-        """The error for a 404: worded for a job that was known and is gone, if it was."""
-        if self.last is None:
-            return error
-        gone = JobNotFoundError(f"job {self.job_id} was known to the server and is unknown now: "
-                                "the server may have restarted, or the job expired",
-                                job_id=self.job_id, status_code=404)
-        gone.__cause__ = error
-        return gone
-
-    def timeout(self, why: str, *, elapsed: float) -> WaitTimeout:
-        """The WaitTimeout of this job's wait."""
-        seen = f"last seen {self.last.result}" if self.last else "never answered"
-        because = f"; last failure: {self.last_error}" if self.last_error else ""
-        error = WaitTimeout(f"job {self.job_id or '(default job)'}: {why} ({seen}{because}); pass "
-                            "a larger timeout or check the server", job_id=self.job_id,
-                            last_status=self.last, attempts=self.attempts, elapsed=elapsed)
-        error.__cause__ = self.last_error
-        return error
 
 
 _ABSENT = object()

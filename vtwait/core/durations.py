@@ -59,6 +59,8 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from vtwait.core.policy import require
+
 __all__ = [
     "DEFAULT_BUDGET",
     "DEFAULT_CAPACITY",
@@ -89,11 +91,6 @@ _SMOOTHING_STEPS = 3
 _EM_TOLERANCE = 1e-7
 _EM_MAX_ITERATIONS = 2000
 _BISECTION_STEPS = 40
-
-
-def _require(ok: bool, name: str, value: object, rule: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} {rule}, got {value!r}")
 
 
 # --------------------------------------------------------------------------------- estimate
@@ -196,9 +193,9 @@ def fit_turnbull(intervals: Sequence[tuple[float, float]], *,
     Raises:
         ValueError: no observations, or one that is not ``0 <= lower < upper < inf``.
     """
-    _require(bool(intervals), "intervals", intervals, "must not be empty")
+    require(bool(intervals), "intervals", intervals, "must not be empty")
     for lower, upper in intervals:
-        _require(0 <= lower < upper < math.inf, "interval", (lower, upper),
+        require(0 <= lower < upper < math.inf, "interval", (lower, upper),
                  "must satisfy 0 <= lower < upper < inf")
     inner = _innermost(intervals)
     masses = _self_consistency(intervals, inner, [1.0 / len(inner)] * len(inner),
@@ -221,9 +218,9 @@ def fit_uniform(intervals: Sequence[tuple[float, float]], *,
     Raises:
         ValueError: no observations, or one that is not ``0 <= lower < upper < inf``.
     """
-    _require(bool(intervals), "intervals", intervals, "must not be empty")
+    require(bool(intervals), "intervals", intervals, "must not be empty")
     for lower, upper in intervals:
-        _require(0 <= lower < upper < math.inf, "interval", (lower, upper),
+        require(0 <= lower < upper < math.inf, "interval", (lower, upper),
                  "must satisfy 0 <= lower < upper < inf")
     widths = sorted(upper - lower for lower, upper in intervals if lower > 0)
     typical = widths[len(widths) // 2] if widths else math.inf
@@ -297,8 +294,8 @@ def plan_schedule(dist: DurationDistribution, budget: float = DEFAULT_BUDGET, *,
     Raises:
         ValueError: a budget below 1 or an early share outside [0, 0.5).
     """
-    _require(budget >= 1, "budget", budget, "must be >= 1 (a job needs one request)")
-    _require(0 <= early_share < 0.5, "early_share", early_share, "must be in [0, 0.5)")
+    require(budget >= 1, "budget", budget, "must be >= 1 (a job needs one request)")
+    require(0 <= early_share < 0.5, "early_share", early_share, "must be in [0, 0.5)")
     span = max(dist.end - dist.start, 1e-3)
     low, high = span / MAX_SCHEDULE_POLLS, span  # one gap of the whole span costs <= 3 requests
     if _expected_requests(dist, _grid(dist, low, early_share)) <= budget:
@@ -330,9 +327,9 @@ class DurationModel:
     def __init__(self, observations: Iterable[tuple[float, float]] = (), *,
                  capacity: int = DEFAULT_CAPACITY, min_jobs: int = DEFAULT_MIN_JOBS,
                  drift_run: int = DEFAULT_DRIFT_RUN):
-        _require(capacity >= 1, "capacity", capacity, "must be >= 1")
-        _require(min_jobs >= 1, "min_jobs", min_jobs, "must be >= 1")
-        _require(drift_run >= 1, "drift_run", drift_run, "must be >= 1")
+        require(capacity >= 1, "capacity", capacity, "must be >= 1")
+        require(min_jobs >= 1, "min_jobs", min_jobs, "must be >= 1")
+        require(drift_run >= 1, "drift_run", drift_run, "must be >= 1")
         self.capacity, self.min_jobs, self.drift_run = capacity, min_jobs, drift_run
         self._observations: deque[tuple[float, float]] = deque(maxlen=capacity)
         self._outside: list[tuple[float, float]] = []  # the current run of surprises
@@ -362,7 +359,7 @@ class DurationModel:
         Raises:
             ValueError: not ``0 <= lower < upper < inf``.
         """
-        _require(0 <= lower < upper < math.inf, "interval", (lower, upper),
+        require(0 <= lower < upper < math.inf, "interval", (lower, upper),
                  "must satisfy 0 <= lower < upper < inf")
         if self._is_outside(lower, upper):
             # Held aside until the run ends one way or the other, so that the estimate it is

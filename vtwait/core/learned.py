@@ -16,8 +16,8 @@ already said "pending" without a hint: that answer was the first poll.
   file I/O lives there, outside the core.
 * :class:`DurationLearner`: one client's bookkeeping: when its jobs started, whether its route ever
   gave hints, and the final answers it learns of (the client's ``_observe_final``).
-* :class:`LearnedPlanner`: a :class:`planner.WaitPlanner` whose silent-server step comes from
-  the schedule. No I/O, no clock: times (and the wall clock, as a function) are passed in.
+* :class:`LearnedPlanner`: a :class:`~vtwait.core.planner.WaitPlanner` whose silent-server step
+  comes from the schedule. No I/O, no clock: times (and the wall clock, as a function) are passed in.
 
 All durations are in seconds; times are the client's monotonic clock unless named ``wall``.
 """
@@ -33,15 +33,10 @@ from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from vtwait.core.durations import Schedule
-from vtwait.core.planner import (
-    Decision,
-    JobStatus,
-    PollingPolicy,
-    ProtocolError,
-    WaitPlanner,
-    exponential_delays,
-    parse_status_document,
-)
+from vtwait.core.errors import ProtocolError
+from vtwait.core.planner import Decision, WaitPlanner
+from vtwait.core.policy import PollingPolicy, exponential_delays
+from vtwait.core.status import JobStatus, parse_status_document
 
 __all__ = ["DurationLearner", "DurationStore", "LearnedPlanner", "start_answer_status"]
 

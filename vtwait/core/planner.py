@@ -1,74 +1,44 @@
-"""The sans-IO core shared by the sync and asyncio clients: no sockets, no clock, no sleeping.
+"""How one job's wait decides, with no I/O: :class:`WaitPlanner` and the :class:`JobWait` machine.
 
-Everything here turns answers into decisions: the exception tree, the value types
-(:class:`JobStatus`, :class:`PollingPolicy`, :class:`RetryPolicy`), the strict parsers of what a
-server sends (status documents, ``Retry-After``, ``Preference-Applied``), the backoff delays and
-their jitter, and :class:`WaitPlanner`, which says how long to wait before the next status request
-and why. ``client.py`` (requests) and its asyncio twin only move bytes and sleep; a bug fixed here is
-fixed for both. Import the public names from ``client``, which re-exports them.
+    wait = JobWait("j1", WaitPlanner(PollingPolicy()), started=now, timeout=60.0)
+    step = wait.next(now)                       # Ask(wait=30): send a status request
+    step = wait.on_answer(status, asked_wait=30, sent_at=t0, received_at=t1, now=t1)
+    # -> Done(status), or Sleep(delay=...) and then wait.next(now) again
 
-All durations are in seconds. The exception tree is drawn in ``client``'s docstring.
+:class:`WaitPlanner` says how long to wait before the next status request and why (long-poll,
+the server's hints, backoff). :class:`JobWait` is the whole per-job wait as a state machine in the
+manner of tenacity's ``DoAttempt``/``DoSleep``: each step is :class:`Ask` (send one status
+request, with this long-poll), :class:`Sleep` (this long) or :class:`Done` (the final status). It
+holds every rule of a wait, written once for both clients and the batch drivers: the attempt budget,
+the protocol-error budget, the wording of a 404 for a job that was known, the deadline (each sleep
+cut to end at it, one last ask there) and the :class:`~vtwait.core.errors.WaitTimeout`. The
+transports only send and sleep; times are passed in (no clock is read here). All durations are in
+seconds.
 """
 
 from __future__ import annotations
 
-import email.utils
-import enum
-import json
 import logging
 import math
 import random
-import reprlib
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
-from dataclasses import replace as _replace
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from vtwait.core.ratelimit import RateLimit, parse_rate_limit
+from vtwait.core.errors import (
+    JobNotFoundError,
+    ProtocolError,
+    ServerError,
+    ServerUnreachableError,
+    VideoTranslationError,
+    WaitTimeout,
+)
+from vtwait.core.policy import PollingPolicy, exponential_delays
+from vtwait.core.status import JobStatus
 
-__all__ = [
-    "DEFAULT_BASE_URL",
-    "DEFAULT_REQUEST_TIMEOUT",
-    "DEFAULT_WAIT_TIMEOUT",
-    "FINAL_RESULTS",
-    "AuthenticationError",
-    "BatchError",
-    "Decision",
-    "InvalidRequestError",
-    "JobNotFoundError",
-    "JobResult",
-    "JobStatus",
-    "PollingPolicy",
-    "ProtocolError",
-    "RetryPolicy",
-    "ServerError",
-    "ServerUnreachableError",
-    "VideoTranslationError",
-    "WaitPlanner",
-    "WaitTimeout",
-    "WebhookVerificationError",
-    "equal_jitter",
-    "exponential_delays",
-    "full_jitter",
-    "scaled_jitter",
-    "parse_preference_applied",
-    "parse_retry_after",
-    "parse_status_document",
-    "read_status_answer",
-]
+__all__ = ["Ask", "Decision", "Done", "JobWait", "Sleep", "Step", "WaitPlanner"]
 
 logger = logging.getLogger(__name__)
 
-#: Where ``python server.py`` listens by default.
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
-#: How long ``wait_for_completion`` waits unless told otherwise: real translation jobs take
-#: minutes, so an hour is generous but finite. Pass ``timeout=math.inf`` to wait forever.
-DEFAULT_WAIT_TIMEOUT = 3600.0
-#: Connect and read timeouts of one request; a long-poll adds its wait to the read timeout.
-DEFAULT_REQUEST_TIMEOUT = (3.05, 10.0)
-
-_TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 # Time a long-poll ETA check-in waits for, as a share of the ETA; and how late after the predicted
 # end the final ask is placed, so that it lands after the server's own timer rather than just before.
 _ETA_CHECK_IN_SHARE = 0.5
@@ -79,448 +49,9 @@ _OVERDUE_FIRST_DELAY = 0.01
 _ETA_RATE_BOUNDS = (0.5, 2.0)
 
 
-def _require(ok: bool, name: str, value: object, rule: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} {rule}, got {value!r}")
-
-
-def _fill_defaults(config: Any, *, none_allowed: tuple[str, ...] = ()) -> None:
-    """In a frozen dataclass, a field given as None takes its default (None means default).
-
-    ``none_allowed`` names the fields where None is a value of its own (no jitter, no limit).
-    """
-    for item in fields(config):
-        if getattr(config, item.name) is None and item.name not in none_allowed:
-            object.__setattr__(config, item.name, item.default)
-
-
-# --------------------------------------------------------------------------------------- errors
-class VideoTranslationError(Exception):
-    """Base of every error this client raises."""
-
-    def __init__(self, message: str, *, job_id: str | None = None, status_code: int | None = None):
-        super().__init__(message)
-        self.job_id = job_id
-        self.status_code = status_code
-
-
-class AuthenticationError(VideoTranslationError):
-    """The server refused the credentials (401) or the action (403); retrying will not help."""
-
-
-class JobNotFoundError(VideoTranslationError, LookupError):
-    """The server does not know the job (404)."""
-
-
-class InvalidRequestError(VideoTranslationError, ValueError):
-    """The server rejected the request as malformed (a 4xx other than 401, 403, 404 and 429)."""
-
-
-class ServerError(VideoTranslationError):
-    """The server kept failing (5xx) or refusing (429) after the transient retries."""
-
-
-class ServerUnreachableError(VideoTranslationError, ConnectionError):
-    """No answer from the server after the transient retries (refused, reset, timed out)."""
-
-
-class ProtocolError(VideoTranslationError, ValueError):
-    """The server answered, but not with a status this client can read."""
-
-
-class WaitTimeout(VideoTranslationError, TimeoutError):
-    """The deadline or the attempt budget ran out before the job reached a final status.
-
-    A wait for many jobs names the jobs still ``pending`` and carries the ``finished`` ones
-    (``{job_id: JobStatus}``) and the ``failed`` ones (``{job_id: VideoTranslationError}``).
-    """
-
-    def __init__(self, message: str, *, job_id: str | None, last_status: JobStatus | None,
-                 attempts: int, elapsed: float, pending: tuple[str, ...] = (),
-                 finished: Mapping[str, JobStatus] | None = None,
-                 failed: Mapping[str, VideoTranslationError] | None = None):
-        super().__init__(message, job_id=job_id)
-        self.last_status = last_status
-        self.attempts = attempts
-        self.elapsed = elapsed
-        self.pending = pending
-        self.finished = dict(finished or {})
-        self.failed = dict(failed or {})
-
-
-class BatchError(VideoTranslationError):
-    """Some jobs of a batch could not be waited for (unknown, refused); every other one ended.
-
-    ``failed`` maps each such job to its error (e.g. :class:`JobNotFoundError`), ``finished``
-    maps every other job to its final :class:`JobStatus`.
-    """
-
-    def __init__(self, message: str, *, failed: Mapping[str, VideoTranslationError],
-                 finished: Mapping[str, JobStatus]):
-        super().__init__(message)
-        self.failed = dict(failed)
-        self.finished = dict(finished)
-
-
-class WebhookVerificationError(VideoTranslationError, ValueError):
-    """A webhook delivery that is not genuine: ``reason`` is ``forged``, ``stale`` or ``malformed``."""
-
-    def __init__(self, message: str, *, reason: str, job_id: str | None = None):
-        super().__init__(message, job_id=job_id)
-        self.reason = reason
-
-
-# ---------------------------------------------------------------------------------- value types
-class JobResult(str, enum.Enum):
-    """A job's state as the server reports it."""
-
-    PENDING = "pending"
-    COMPLETED = "completed"
-    ERROR = "error"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-FINAL_RESULTS = frozenset({JobResult.COMPLETED, JobResult.ERROR})
-
-# Status words seen in the wild, mapped onto ours (compared lower-cased, '-' and ' ' as '_').
-_RESULT_WORDS = {
-    **dict.fromkeys(("pending", "queued", "running", "processing", "in_progress", "started",
-                     "waiting", "accepted", "scheduled"), JobResult.PENDING),
-    **dict.fromkeys(("completed", "complete", "succeeded", "success", "successful", "done",
-                     "finished", "ok"), JobResult.COMPLETED),
-    **dict.fromkeys(("error", "failed", "failure", "errored", "cancelled", "canceled", "aborted"),
-                    JobResult.ERROR),
-}
-_STATUS_KEYS = ("result", "status", "state")
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """One answer about a job: its state, and the server's hints for when to ask again."""
-
-    job_id: str | None
-    result: JobResult
-    progress: float | None = None  #: 0.0 to 1.0, when the server says
-    eta_seconds: float | None = None  #: the server's estimate of the time left
-    finished_at: float | None = None  #: Unix time the job became final, when the server says
-    retry_after: float | None = None  #: the ``Retry-After`` header, in seconds from the answer
-    wait_applied: float | None = None  #: the long-poll wait the server says it applied
-    error: str | None = None  #: the server's message for a job that ended in error
-    phase: str | None = None  #: ``queued``, ``running``, ``completed``, ``error``, ``canceled``
-    queue_position: int | None = None  #: 1-based place in the server's queue, while queued
-    started_at: float | None = None  #: Unix time the job left the queue and began to run
-    #: The answer's rate-limit fields, when it had any (see :mod:`rate_pacing`).
-    rate_limit: RateLimit | None = field(default=None, repr=False, compare=False)
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def done(self) -> bool:
-        """True once the job is ``completed`` or ``error``."""
-        return self.result in FINAL_RESULTS
-
-    def __str__(self) -> str:
-        return self.result.value
-
-
-Jitter = Callable[[float, random.Random], float]
-
-
-def full_jitter(delay: float, rng: random.Random) -> float:
-    """A delay drawn uniformly from [0, delay] (AWS 'full jitter'): spreads clients the most."""
-    return rng.uniform(0.0, delay)
-
-
-def equal_jitter(delay: float, rng: random.Random) -> float:
-    """A delay drawn uniformly from [delay/2, delay]."""
-    return delay / 2 + rng.uniform(0.0, delay / 2)
-
-
-def scaled_jitter(share: float) -> Jitter:
-    """A jitter that draws each delay uniformly from [(1 - share) * delay, delay].
-
-    ``scaled_jitter(1.0)`` is full jitter, ``scaled_jitter(0.5)`` equal jitter.
-    """
-    _require(0 <= share <= 1, "share", share, "must be in [0, 1]")
-
-    def jitter(delay: float, rng: random.Random) -> float:
-        return delay * (1 - share * rng.random())
-
-    return jitter
-
-
-#: The default: 20 % is enough to spread clients started together over time; full jitter
-#: spreads them more but, measured on 3-7 s jobs, asks more often *and* learns later than
-#: polling once a second (its long random tail), so it is opt-in.
-DEFAULT_JITTER = scaled_jitter(0.2)
-
-
-@dataclass(frozen=True, kw_only=True)
-class PollingPolicy:
-    """How a wait asks: long-poll, hints, and the backoff used when the server gives neither.
-
-    The defaults suit jobs of seconds to minutes. ``PollingPolicy.doubling(retries=5)`` is what simple
-    clients do; ``PollingPolicy.fixed(1.0)`` is the trivial loop.
-    """
-
-    #: First backoff delay, used when the server gives no hint.
-    initial_delay: float = 1.0
-    #: Each further backoff delay is the previous one times this.
-    multiplier: float = 1.3
-    #: Cap on one backoff delay.
-    max_delay: float = 20.0
-    #: Applied to each backoff delay (``full_jitter``, ``equal_jitter``, ``scaled_jitter(s)``);
-    #: None for none.
-    jitter: Jitter | None = DEFAULT_JITTER
-    #: Status requests a wait may make; None for no limit but the deadline.
-    max_attempts: int | None = None
-    #: Ask the server to hold the request (long-poll).
-    long_poll: bool = True
-    #: The longest hold to ask for; servers cap it further.
-    max_long_poll: float = 30.0
-    #: Follow ``eta_seconds`` and ``Retry-After`` when the server gives them.
-    use_hints: bool = True
-    #: Clamp on a delay taken from a hint (absurd hints are cut to it).
-    max_hint_delay: float = 300.0
-    #: Consecutive unreadable answers a wait tolerates before raising ProtocolError.
-    max_protocol_errors: int = 2
-    #: On a silent server, ask when the jobs seen so far say a job has likely ended
-    #: (``learned_planner.py``); False for plain backoff.
-    learn: bool = True
-    #: Jobs the route must have shown before the learned schedule replaces backoff.
-    learn_after: int = 20
-    #: The learned schedule's knob: mean status requests per job it may spend (>= 1); more
-    #: requests, shorter detection delay.
-    learned_budget: float = 3.5
-
-    def __post_init__(self) -> None:
-        _fill_defaults(self, none_allowed=("jitter", "max_attempts"))
-        _require(self.initial_delay >= 0, "initial_delay", self.initial_delay, "must be >= 0")
-        _require(self.multiplier >= 1, "multiplier", self.multiplier, "must be >= 1")
-        _require(self.max_delay >= self.initial_delay, "max_delay", self.max_delay,
-                 "must be >= initial_delay")
-        _require(self.max_attempts is None or self.max_attempts >= 1, "max_attempts",
-                 self.max_attempts, "must be None or >= 1")
-        _require(self.max_long_poll >= 0, "max_long_poll", self.max_long_poll, "must be >= 0")
-        _require(self.max_hint_delay > 0, "max_hint_delay", self.max_hint_delay, "must be > 0")
-        _require(self.max_protocol_errors >= 0, "max_protocol_errors", self.max_protocol_errors,
-                 "must be >= 0")
-        _require(self.learn_after >= 1, "learn_after", self.learn_after, "must be >= 1")
-        _require(self.learned_budget >= 1, "learned_budget", self.learned_budget, "must be >= 1")
-
-    @classmethod
-    def doubling(cls, *, initial: float | None = 1.0, retries: int | None = 10) -> PollingPolicy:
-        """Plain doubling from ``initial``, no jitter, no hints, no long-poll, ``retries`` re-asks.
-
-        ``retries=None`` means no limit but the deadline.
-        """
-        initial = 1.0 if initial is None else initial
-        return cls(initial_delay=initial, multiplier=2.0, max_delay=math.inf, jitter=None,
-                   max_attempts=None if retries is None else retries + 1,
-                   long_poll=False, use_hints=False, learn=False)
-
-    @classmethod
-    def fixed(cls, interval: float | None = 1.0) -> PollingPolicy:
-        """The trivial loop: one request every ``interval`` seconds, nothing else."""
-        interval = 1.0 if interval is None else interval
-        return cls(initial_delay=interval, multiplier=1.0, max_delay=interval, jitter=None,
-                   long_poll=False, use_hints=False, learn=False)
-
-
-@dataclass(frozen=True, kw_only=True)
-class RetryPolicy:
-    """Retries of one request on transient faults, done by urllib3's ``Retry``.
-
-    Attempts of one request: at most ``1 + max_retries``. Sleeps between them: ``Retry-After`` when
-    the server sends one (clamped to ``max_retry_after``), else 0, then ``backoff_factor * 2**n``
-    capped at ``backoff_max``; never past the deadline of the wait in progress.
-    """
-
-    max_retries: int = 5
-    backoff_factor: float = 0.2
-    backoff_max: float = 5.0
-    backoff_jitter: float = 0.1
-    max_retry_after: float = 60.0
-
-    def __post_init__(self) -> None:
-        _fill_defaults(self)
-        _require(self.max_retries >= 0, "max_retries", self.max_retries, "must be >= 0")
-        _require(self.backoff_factor >= 0, "backoff_factor", self.backoff_factor, "must be >= 0")
-        _require(self.backoff_max >= 0, "backoff_max", self.backoff_max, "must be >= 0")
-        _require(self.max_retry_after >= 0, "max_retry_after", self.max_retry_after,
-                 "must be >= 0")
-
-
-# -------------------------------------------------------------------------------- pure helpers
-def exponential_delays(initial: float, multiplier: float, maximum: float) -> Iterator[float]:
-    """Yield ``initial``, ``initial * multiplier``, ... each capped at ``maximum``, forever."""
-    delay = initial
-    while True:
-        yield min(delay, maximum)
-        delay = min(delay * multiplier, maximum)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None,
-                      maximum: float | None = math.inf) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date), or None.
-
-    Unreadable values give None. Negative and past values give 0 ("now"), huge ones ``maximum``
-    (None: no cap).
-    """
-    maximum = math.inf if maximum is None else maximum
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        if when.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less one is read as such
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if not math.isfinite(seconds):
-        return maximum if seconds > 0 else None
-    return min(max(seconds, 0.0), maximum)
-
-
-def parse_preference_applied(value: str | None) -> float | None:
-    """The ``wait`` a server reports in ``Preference-Applied`` (RFC 7240), or None."""
-    if not value:
-        return None
-    for token in value.split(","):
-        name, _, arg = token.partition("=")
-        if name.strip().lower() == "wait":
-            seconds = _number(arg.strip().strip('"'))
-            return seconds if seconds is not None and seconds >= 0 else None
-    return None
-
-
-def _number(value: Any) -> float | None:
-    """A finite float from a JSON number or numeric string, else None (bools are not numbers)."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _describe(payload: Any, limit: int = 120) -> str:
-    try:
-        text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
-    except (RecursionError, TypeError, ValueError):  # nested too deeply, or not JSON-like at all
-        text = reprlib.repr(payload)  # depth-limited
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-def parse_status_document(document: Any, *, job_id: str | None = None) -> JobStatus:
-    """Read a status document from our server or a plainer one; raise ProtocolError if unusable.
-
-    The state may sit under ``result``, ``status`` or ``state``, at the top or one level down
-    (``{"status": {"status": "running", "progress": 40}}``), in any case; common synonyms are read
-    (``failed`` as error, ``succeeded`` as completed, ``queued``/``running`` as pending). Progress
-    may be a fraction or a percentage. ``phase`` (or a ``queued``, ``running`` or ``canceled``
-    status word), ``queue_position`` and ``started_at`` are read when present; a ``canceled``
-    phase is a final error whatever the result says.
-    """
-    if not isinstance(document, Mapping):
-        raise ProtocolError(f"expected a JSON object with a job status, got {_describe(document)}",
-                            job_id=job_id)
-    body: Mapping[str, Any] = document
-    word = None
-    for key in _STATUS_KEYS:
-        value = document.get(key)
-        if isinstance(value, Mapping):  # nested one level down
-            body = {**document, **value}
-            value = next((value.get(k) for k in _STATUS_KEYS if isinstance(value.get(k), str)),
-                         None)
-        if isinstance(value, str):
-            word = value
-            break
-    if word is None:
-        raise ProtocolError(f"no 'result' or 'status' in the answer: {_describe(document)}",
-                            job_id=job_id)
-    result = _RESULT_WORDS.get(word.strip().lower().replace("-", "_").replace(" ", "_"))
-    if result is None:
-        raise ProtocolError(f"unknown job status {word!r} in the answer: {_describe(document)}",
-                            job_id=job_id)
-
-    phase = _phase(body.get("phase")) or _phase(word, _WORD_PHASES)
-    if phase == "canceled":
-        result = JobResult.ERROR
-    position = _number(body.get("queue_position"))
-    progress = _number(body.get("progress"))
-    if progress is not None:
-        progress = min(max(progress / 100 if progress > 1 else progress, 0.0), 1.0)
-    eta = _number(body.get("eta_seconds", body.get("eta")))
-    error = body.get("error") if result is JobResult.ERROR else None
-    if isinstance(error, Mapping):
-        error = error.get("message")
-    found_id = body.get("job_id", body.get("id"))
-    return JobStatus(
-        job_id=str(found_id) if isinstance(found_id, str | int) else job_id,
-        result=result,
-        progress=progress,
-        eta_seconds=max(eta, 0.0) if eta is not None else None,
-        finished_at=_number(body.get("finished_at")),
-        error=str(error) if error is not None else None,
-        phase=phase,
-        queue_position=int(position) if position is not None and 1 <= position < 2**63 else None,
-        started_at=_number(body.get("started_at")),
-        raw=dict(document),
-    )
-
-
-_PHASES = frozenset({"queued", "running", "completed", "error", "canceled"})
-# Status words that also name a phase (a plainer server's "status": "queued").
-_WORD_PHASES = frozenset({"queued", "running", "canceled"})
-
-
-def _phase(value: Any, known: frozenset[str] = _PHASES) -> str | None:
-    """A phase word, lower-cased (``cancelled`` spelled ``canceled``), or None."""
-    if not isinstance(value, str):
-        return None
-    word = value.strip().lower().replace("cancelled", "canceled")
-    return word if word in known else None
-
-
-def read_status_answer(document: Any, headers: Mapping[str, str], *, job_id: str | None,
-                       max_hint_delay: float | None = None,
-                       now: float | None = None) -> JobStatus:
-    """A status answer, body and headers, as one :class:`JobStatus` (any transport uses this).
-
-    Adds to :func:`parse_status_document` the hint headers: ``Retry-After`` (clamped to
-    ``max_hint_delay``), ``Preference-Applied`` and the rate-limit fields (``rate_limit``), from
-    which :class:`WaitPlanner` tells a rate limiter's ``Retry-After`` from a poll hint.
-
-    Args:
-        document: The decoded JSON body.
-        headers: The answer's header fields (names in any case).
-        job_id: The job asked about, used when the body names none.
-        max_hint_delay: Cap on ``Retry-After`` (None: no cap).
-        now: Unix time for date-valued fields (default: the time now).
-
-    Raises:
-        ProtocolError: the body holds no readable status.
-    """
-    status = parse_status_document(document, job_id=job_id)
-    lower = {str(k).lower(): v for k, v in headers.items()}
-    return _replace(status,
-                    retry_after=parse_retry_after(lower.get("retry-after"), now=now,
-                                                  maximum=max_hint_delay),
-                    wait_applied=parse_preference_applied(lower.get("preference-applied")),
-                    rate_limit=parse_rate_limit(headers, now=now))
-
-
-# --------------------------------------------------------------------------- the sans-IO core
 @dataclass(frozen=True)
 class Decision:
-    """What to do after an answer: sleep ``delay``, then ask with a long-poll of ``wait``."""
+    """What the planner says after an answer: sleep ``delay`` before the next request, and why."""
 
     delay: float
     reason: str
@@ -612,3 +143,184 @@ class WaitPlanner:
         if self.policy.jitter is not None:
             delay = self.policy.jitter(delay, self._rng)
         return Decision(delay, why)
+
+
+# ----------------------------------------------------------------------- one job's wait, as steps
+@dataclass(frozen=True)
+class Ask:
+    """Send one status request, asking the server to hold it up to ``wait`` s (None: no hold)."""
+
+    wait: int | None
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Sleep ``delay`` seconds (never past the deadline), then call :meth:`JobWait.next`."""
+
+    delay: float
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Done:
+    """The job reached its final status (answered at ``received_at``): the wait returns it."""
+
+    status: JobStatus
+    received_at: float
+
+
+Step = Ask | Sleep | Done
+
+#: The failures of a status request a wait goes on after (an unanswered poll, backoff); any other
+#: error (refused credentials, a rejected request) ends the wait.
+TRANSIENT_FAILURES: tuple[type[VideoTranslationError], ...] = (
+    ServerError, ServerUnreachableError, ProtocolError)
+
+
+class JobWait:
+    """One job's wait, sans-IO: which step comes next, from the answers and times passed in.
+
+    A driver calls :meth:`next` to begin and after each :class:`Sleep`; on an :class:`Ask` it sends
+    one status request and reports what came back with :meth:`on_answer` or :meth:`on_failure`,
+    which return :class:`Done` or :class:`Sleep`, or raise the error that ends the wait::
+
+        step = wait.next(clock())
+        while not isinstance(step, Done):
+            if isinstance(step, Sleep):
+                sleep(step.delay)
+                step = wait.next(clock())
+                continue
+            try:
+                status, sent_at, received_at = poll(job_id, step.wait, wait.deadline)
+            except VideoTranslationError as exc:
+                step = wait.on_failure(exc, now=clock())
+            else:
+                step = wait.on_answer(status, asked_wait=step.wait, sent_at=sent_at,
+                                      received_at=received_at, now=clock())
+
+    Args:
+        job_id: The job (None: the server's single job).
+        planner: Its planner (a :class:`WaitPlanner` or a learned one).
+        started: The clock when the wait began.
+        timeout: Seconds from ``started`` to the deadline (``math.inf``: none).
+        max_attempts: Status requests the wait may make (None: no limit but the deadline).
+        max_protocol_errors: Unreadable answers in a row it tolerates (default: the policy's).
+        on_update: Called with each answer whose result or progress differs from the last one.
+
+    Raises (from :meth:`on_answer` and :meth:`on_failure`):
+        WaitTimeout: the attempt budget or the deadline ran out (the last failure as cause).
+        JobNotFoundError: a 404, worded for a job that was known and is gone if it was.
+        ProtocolError: more unreadable answers in a row than tolerated.
+        VideoTranslationError: any other failure that is not transient, as it came.
+    """
+
+    def __init__(self, job_id: str | None, planner: WaitPlanner, *, started: float,
+                 timeout: float = math.inf, max_attempts: int | None = None,
+                 max_protocol_errors: int | None = None,
+                 on_update: Callable[[JobStatus], None] | None = None) -> None:
+        self.job_id = job_id
+        self.planner = planner
+        self.started = started
+        self.timeout = timeout
+        self.deadline = started + timeout
+        self.max_attempts = max_attempts
+        self.max_protocol_errors = (planner.policy.max_protocol_errors
+                                    if max_protocol_errors is None else max_protocol_errors)
+        self.on_update = on_update
+        self.attempts = 0  #: status requests asked for so far
+        self.protocol_errors = 0  #: unreadable answers in a row
+        self.last: JobStatus | None = None  #: the last status answered
+        self.last_error: VideoTranslationError | None = None  #: the last failure since an answer
+        self._begun = False
+        self._asking: Ask | None = None
+
+    @property
+    def label(self) -> str:
+        """The job's name in messages."""
+        return self.job_id or "(default job)"
+
+    @property
+    def out_of_attempts(self) -> bool:
+        """True once ``max_attempts`` status requests were made."""
+        return self.max_attempts is not None and self.attempts >= self.max_attempts
+
+    def next(self, now: float) -> Ask | Sleep:
+        """The step at the start or after a :class:`Sleep`: an :class:`Ask` (the attempt is
+        counted; asked again before an answer, the same Ask), or at the start a :class:`Sleep`
+        when the planner would rather not ask at once."""
+        if not self._begun:
+            self._begun = True
+            first = self.planner.first_delay(now)
+            if first is not None:
+                logger.debug("job %s: first ask in %.3f s: %s", self.label, first.delay,
+                             first.reason)
+                return Sleep(min(first.delay, max(self.deadline - now, 0.0)), first.reason)
+        if self._asking is None:
+            self.attempts += 1
+            self._asking = Ask(self.planner.long_poll_for(self.deadline - now))
+        return self._asking
+
+    def on_answer(self, status: JobStatus, *, asked_wait: float | None, sent_at: float,
+                  received_at: float, now: float) -> Done | Sleep:
+        """A status answered: :class:`Done` if it is final, else how long to sleep."""
+        self._asking = None
+        if self.on_update is not None and (
+                self.last is None
+                or (status.result, status.progress) != (self.last.result, self.last.progress)):
+            self.on_update(status)
+        self.protocol_errors, self.last_error, self.last = 0, None, status
+        if status.done:
+            logger.info("job %s %s after %d status requests in %.3f s", self.label,
+                        status.result, self.attempts, received_at - self.started)
+            return Done(status, received_at)
+        decision = self.planner.after_answer(status, asked_wait=asked_wait, sent_at=sent_at,
+                                             received_at=received_at)
+        logger.debug("job %s: attempt %d: %s (progress %s, took %.3f s); next in %.3f s: %s",
+                     self.label, self.attempts, status.result, status.progress,
+                     received_at - sent_at, decision.delay, decision.reason)
+        return self._sleep(decision, now)
+
+    def on_failure(self, error: VideoTranslationError, *, now: float) -> Sleep:
+        """A status request failed: how long to sleep before the next, or raise what ends it."""
+        self._asking = None
+        if isinstance(error, JobNotFoundError):
+            raise self.not_found(error)
+        if not isinstance(error, TRANSIENT_FAILURES):
+            raise error
+        if isinstance(error, ProtocolError):
+            self.protocol_errors += 1
+            if self.protocol_errors > self.max_protocol_errors:
+                raise error
+        self.last_error = error
+        logger.warning("job %s: attempt %d failed: %s", self.label, self.attempts, error)
+        return self._sleep(self.planner.after_failure(error), now)
+
+    def not_found(self, error: JobNotFoundError) -> JobNotFoundError:
+        """The error for a 404: worded for a job that was known and is gone, if it was."""
+        if self.last is None:
+            return error
+        gone = JobNotFoundError(f"job {self.job_id} was known to the server and is unknown now: "
+                                "the server may have restarted, or the job expired",
+                                job_id=self.job_id, status_code=404)
+        gone.__cause__ = error
+        return gone
+
+    def timed_out(self, why: str, *, now: float) -> WaitTimeout:
+        """The WaitTimeout of this wait, with the last status and the last failure as cause."""
+        seen = f"last seen {self.last.result}" if self.last else "never answered"
+        because = f"; last failure: {self.last_error}" if self.last_error else ""
+        error = WaitTimeout(f"job {self.label}: {why} ({seen}{because}); pass a larger timeout "
+                            "or check the server", job_id=self.job_id, last_status=self.last,
+                            attempts=self.attempts, elapsed=now - self.started)
+        error.__cause__ = self.last_error
+        logger.info("%s", error)
+        return error
+
+    def _sleep(self, decision: Decision, now: float) -> Sleep:
+        if self.out_of_attempts:
+            raise self.timed_out(f"no final status after {self.attempts} status requests "
+                                 "(max_attempts)", now=now)
+        if now >= self.deadline:
+            raise self.timed_out(f"no final status within {self.timeout:g} s", now=now)
+        # The last sleep is cut to end at the deadline; one last ask happens there.
+        return Sleep(min(decision.delay, self.deadline - now), decision.reason)

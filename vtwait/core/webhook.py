@@ -27,12 +27,8 @@ from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
-from vtwait.core.planner import (
-    JobStatus,
-    ProtocolError,
-    WebhookVerificationError,
-    parse_status_document,
-)
+from vtwait.core.errors import ProtocolError, WebhookVerificationError
+from vtwait.core.status import JobStatus, parse_status_document
 
 __all__ = ["DEFAULT_WEBHOOK_TOLERANCE", "WebhookVerificationError", "verify_webhook"]
 
