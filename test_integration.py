@@ -25,7 +25,7 @@ from typing import Any
 
 import requests
 
-from vtwait.client.sync import VideoTranslationClient
+from vtwait import VideoTranslationClient
 from vtwait.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parent

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 import aiohttp
 import pytest
-from tests.helpers import fast_settings, serve_wsgi
-from tests.client.test_client_live import busy_once_app, down_app, plain_app, unused_loopback_port
 
-from vtwait.client.sync import (
+from tests.client.test_client_live import busy_once_app, down_app, plain_app, unused_loopback_port
+from tests.helpers import fast_settings, serve_wsgi
+from vtwait import (
     AsyncVideoTranslationClient,
     AuthenticationError,
     JobNotFoundError,

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from tests.fake_events import Refuse, ScriptedEvents, Stream, event, not_found, status_doc
 from tests.helpers import serve_wsgi
-
-from vtwait.client.sync import (
+from vtwait import (
     AsyncVideoTranslationClient,
     AuthenticationError,
     BatchError,

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 from flask import Flask, jsonify
-from tests.helpers import FakeClock, serve_wsgi
 
-from vtwait.client.sync import (
+from tests.helpers import FakeClock, serve_wsgi
+from vtwait import (
     AsyncVideoTranslationClient,
     PollingPolicy,
     RetryPolicy,

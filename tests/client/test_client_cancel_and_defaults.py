@@ -11,8 +11,10 @@ import random
 
 import pytest
 
-import vtwait.client.sync as client
-from vtwait.client.sync import (
+import vtwait.core as client
+from tests.fakes import Call, FakeSession, final, pending, response
+from tests.helpers import FakeClock
+from vtwait import (
     InvalidRequestError,
     JobNotFoundError,
     JobResult,
@@ -20,8 +22,6 @@ from vtwait.client.sync import (
     RetryPolicy,
     VideoTranslationClient,
 )
-from tests.fakes import Call, FakeSession, final, pending, response
-from tests.helpers import FakeClock
 
 BASE = "http://127.0.0.1:9"
 

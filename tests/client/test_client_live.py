@@ -20,8 +20,9 @@ import pytest
 import requests
 from flask import Flask, jsonify, request
 
-import vtwait.client.sync as client
-from vtwait.client.sync import (
+import vtwait.core as client
+from tests.helpers import fast_settings, serve_wsgi
+from vtwait import (
     AuthenticationError,
     JobNotFoundError,
     JobResult,
@@ -31,7 +32,6 @@ from vtwait.client.sync import (
     VideoTranslationClient,
     WaitTimeout,
 )
-from tests.helpers import fast_settings, serve_wsgi
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK_RETRY = RetryPolicy(max_retries=2, backoff_factor=0.01, backoff_max=0.05)

@@ -19,18 +19,17 @@ from flask import Flask, jsonify
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vtwait.client.sync import (
+from tests.fakes import Call, FakeSession, final, pending, response
+from tests.helpers import FakeClock, serve_wsgi
+from vtwait import (
     JobResult,
     JobStatus,
     PollingPolicy,
-    RateLimit,
     ServerError,
     VideoTranslationClient,
     VideoTranslationError,
-    WaitPlanner,
 )
-from tests.fakes import Call, FakeSession, final, pending, response
-from tests.helpers import FakeClock, serve_wsgi
+from vtwait.core import RateLimit, WaitPlanner
 
 BASE = "http://127.0.0.1:9"  # never contacted by the scripted tests
 NO_JITTER = PollingPolicy(jitter=None, long_poll=False)

@@ -8,14 +8,17 @@ from __future__ import annotations
 import logging
 import math
 import random
-from email.utils import format_datetime
 from datetime import datetime, timezone
+from email.utils import format_datetime
 
 import pytest
 import requests
 
-import vtwait.client.sync as client
-from vtwait.client.sync import (
+import vtwait
+import vtwait.core as client
+from tests.fakes import Call, FakeSession, final, pending, response
+from tests.helpers import FakeClock
+from vtwait import (
     AuthenticationError,
     InvalidRequestError,
     JobNotFoundError,
@@ -27,11 +30,9 @@ from vtwait.client.sync import (
     ServerError,
     ServerUnreachableError,
     VideoTranslationClient,
-    WaitPlanner,
     WaitTimeout,
 )
-from tests.fakes import Call, FakeSession, final, pending, response
-from tests.helpers import FakeClock
+from vtwait.core import WaitPlanner
 
 BASE = "http://127.0.0.1:9"  # never contacted: every test here uses a FakeSession
 
@@ -556,7 +557,7 @@ def test_client_is_a_context_manager_that_closes_its_session():
 
 def test_older_name_is_an_alias():
     """TranslationStatusClient, the name older tools used, is the same class."""
-    assert client.TranslationStatusClient is VideoTranslationClient
+    assert vtwait.TranslationStatusClient is VideoTranslationClient
 
 
 def test_every_attempt_is_logged_with_its_reason(caplog):

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 import requests
-from tests.fakes import Call, FakeSession, response
-from tests.helpers import FakeClock
 
 import vtwait.client._threads as batch_sync
 import vtwait.core.learned as learned_planner
+from tests.fakes import Call, FakeSession, response
+from tests.helpers import FakeClock
 from vtwait import (
     AsyncVideoTranslationClient,
     DurationHistory,

@@ -10,13 +10,7 @@ import random
 
 import pytest
 
-from vtwait.client.sync import (
-    BatchError,
-    JobNotFoundError,
-    JobResult,
-    JobStatus,
-    WaitTimeout,
-)
+from vtwait import BatchError, JobNotFoundError, JobResult, JobStatus, WaitTimeout
 from vtwait.core.batch import (
     MAX_STREAM_FAILURES,
     ManyJobs,

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from vtwait.client.sync import (
+from vtwait import (
     AuthenticationError,
     InvalidRequestError,
     JobNotFoundError,

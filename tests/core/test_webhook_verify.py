@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-import vtwait.client.sync as client
-from vtwait.client.sync import (
+import vtwait.core as client
+from vtwait import (
     DEFAULT_WEBHOOK_TOLERANCE,
     JobResult,
     VideoTranslationError,

@@ -10,16 +10,11 @@ import logging
 import time
 
 import pytest
-from tests.helpers import fast_settings, serve_wsgi
-from tests.e2e.test_client_backend_live import answered
-from tests.client.test_client_rate_limits import limited_app
 
-from vtwait.client.sync import (
-    AsyncVideoTranslationClient,
-    JobNotFoundError,
-    JobResult,
-    PollingPolicy,
-)
+from tests.client.test_client_rate_limits import limited_app
+from tests.e2e.test_client_backend_live import answered
+from tests.helpers import fast_settings, serve_wsgi
+from vtwait import AsyncVideoTranslationClient, JobNotFoundError, JobResult, PollingPolicy
 
 pytestmark = pytest.mark.asyncio
 

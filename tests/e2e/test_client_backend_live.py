@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from flask import Flask, request
 
-from vtwait.client.sync import (
+from tests.helpers import fast_settings, serve_wsgi
+from vtwait import (
     JobNotFoundError,
     JobResult,
     JobStatus,
@@ -22,7 +23,6 @@ from vtwait.client.sync import (
     WebhookVerificationError,
     verify_webhook,
 )
-from tests.helpers import fast_settings, serve_wsgi
 
 SECRET = "whsec_" + base64.b64encode(b"client live test secret, 32 b!!!").decode()
 _ANSWER_LINE = re.compile(r"^(GET|POST) \S+ (\d{3}) ")

@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from vtwait.client.sync import (
+from tests.helpers import fast_settings, start_server_process
+from vtwait import (
     JobNotFoundError,
     JobResult,
     JobStatus,
@@ -30,7 +31,6 @@ from vtwait.client.sync import (
     VideoTranslationClient,
     WaitTimeout,
 )
-from tests.helpers import fast_settings, start_server_process
 from vtwait.testing import ServerProcess
 
 #: Status requests the wait may make per job (``max_attempts``), and urllib3 retries per request.

@@ -16,9 +16,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-
-from vtwait.client.sync import JobResult, VideoTranslationClient
 from tests.helpers import serving_process
+from vtwait import JobResult, VideoTranslationClient
 from vtwait.testing import ServerProcess
 
 CLIENTS, JOBS_PER_CLIENT = 50, 10

@@ -13,8 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from vtwait.client import cli
-from vtwait.client.sync import (
+from vtwait import (
     AsyncVideoTranslationClient,
     BatchError,
     JobNotFoundError,
@@ -22,6 +21,7 @@ from vtwait.client.sync import (
     JobStatus,
     VideoTranslationClient,
 )
+from vtwait.client import cli
 from vtwait.testing import ServerProcess
 
 JOBS = 520  # half completed, half error, interleaved

@@ -23,13 +23,13 @@ import requests
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import vtwait.client.sync as client
+import vtwait.core as client
 import vtwait.core.status as client_core
 import vtwait.testing as testing
 from tests.fakes import FakeSession
 from tests.fakes import response as fake_response
 from tests.helpers import fast_settings, start_server_process
-from vtwait.client.sync import JobResult, JobStatus, VideoTranslationClient, VideoTranslationError
+from vtwait import JobResult, JobStatus, VideoTranslationClient, VideoTranslationError
 
 USERNAME, PASSWORD = "hostile", "hostile-pw"
 MAX_WAIT = 0.1

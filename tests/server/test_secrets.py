@@ -16,11 +16,11 @@ import psutil
 import pytest
 import requests
 
-import vtwait.client.sync as client
+import vtwait.core as client
 import vtwait.server.app as server
 import vtwait.server.cli as cli
 from tests.helpers import ROOT, fast_settings
-from vtwait.client.sync import (
+from vtwait import (
     AuthenticationError,
     JobNotFoundError,
     PollingPolicy,

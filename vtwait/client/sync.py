@@ -47,7 +47,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -55,108 +55,34 @@ from requests.adapters import HTTPAdapter
 import vtwait.client._threads as batch_sync
 from vtwait.client.base import STREAM_READ_TIMEOUT, ClientBase, ClientConfig, start_body
 from vtwait.core.batch import ManyJobs, unique_job_ids
-from vtwait.core.durations import DurationModel, Schedule
 from vtwait.core.errors import (
-    AuthenticationError,
-    BatchError,
-    InvalidRequestError,
-    JobNotFoundError,
-    ProtocolError,
-    ServerError,
     ServerUnreachableError,
     VideoTranslationError,
-    WaitTimeout,
-    WebhookVerificationError,
 )
 from vtwait.client.history import DurationHistory
-from vtwait.core.learned import LearnedPlanner
-from vtwait.core.planner import Decision, Done, JobWait, Sleep, Step, WaitPlanner
+from vtwait.core.planner import Done, JobWait, Sleep, Step
 from vtwait.core.policy import (
     DEFAULT_BASE_URL,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
     PollingPolicy,
     RetryPolicy,
-    equal_jitter,
-    exponential_delays,
-    full_jitter,
     require,
-    scaled_jitter,
 )
-from vtwait.core.ratelimit import RateLimit, RatePacer, parse_rate_limit
 from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
 from vtwait.core.status import (
-    FINAL_RESULTS,
-    JobResult,
     JobStatus,
     decode_json,
-    parse_preference_applied,
-    parse_retry_after,
-    parse_status_document,
-    read_status_answer,
     start_answer_job_id,
 )
-from vtwait.core.webhook import DEFAULT_WEBHOOK_TOLERANCE, verify_webhook
 
-if TYPE_CHECKING:  # imported on first use at run time (see __getattr__ below)
-    from vtwait.client.aio import AsyncVideoTranslationClient
-
-__all__ = [
-    "DEFAULT_BASE_URL",
-    "DEFAULT_REQUEST_TIMEOUT",
-    "DEFAULT_WAIT_TIMEOUT",
-    "DEFAULT_WEBHOOK_TOLERANCE",
-    "FINAL_RESULTS",
-    "AsyncVideoTranslationClient",
-    "AuthenticationError",
-    "BatchError",
-    "Decision",
-    "DurationHistory",
-    "DurationModel",
-    "InvalidRequestError",
-    "JobNotFoundError",
-    "JobResult",
-    "JobStatus",
-    "LearnedPlanner",
-    "PollingPolicy",
-    "ProtocolError",
-    "RateLimit",
-    "RatePacer",
-    "RetryPolicy",
-    "Schedule",
-    "ServerError",
-    "ServerUnreachableError",
-    "TranslationStatusClient",
-    "VideoTranslationClient",
-    "VideoTranslationError",
-    "WaitPlanner",
-    "WaitTimeout",
-    "WebhookVerificationError",
-    "equal_jitter",
-    "exponential_delays",
-    "full_jitter",
-    "scaled_jitter",
-    "parse_preference_applied",
-    "parse_rate_limit",
-    "parse_retry_after",
-    "parse_status_document",
-    "read_status_answer",
-    "verify_webhook",
-]
+__all__ = ["TranslationStatusClient", "VideoTranslationClient"]
 
 logger = logging.getLogger(__name__)
 
 # What a request raises when no answer (or only part of one) came: retried as transient.
 _NO_ANSWER = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
-
-def __getattr__(name: str) -> Any:
-    # The asyncio client is imported on first use: aiohttp would add ~0.1 s to every `import client`.
-    if name == "AsyncVideoTranslationClient":
-        from vtwait.client.aio import AsyncVideoTranslationClient
-
-        return AsyncVideoTranslationClient
-    raise AttributeError(f"module 'client' has no attribute {name!r}")
 
 
 class VideoTranslationClient(ClientBase):
