@@ -35,7 +35,8 @@ _MISSING = [module for module in SCRIPTS.values()
 needs_script_modules = pytest.mark.skipif(
     bool(_MISSING), reason=f"console-script modules not in this checkout yet: {_MISSING}")
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+# One worker builds the wheel and the venvs for every test here (pytest-xdist, --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("install")]
 
 
 def clean_env(venv_dir: Path | None = None) -> dict[str, str]:
