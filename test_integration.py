@@ -62,7 +62,7 @@ def wait_healthy(url: str, timeout: float = 15.0) -> None:
         try:
             if requests.get(url + "/healthz", timeout=1).ok:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or still busy
             pass
         time.sleep(0.05)
     raise RuntimeError(f"{url} never answered /healthz")

@@ -96,3 +96,20 @@ def make_server(with_store: Callable[..., server.Settings]) -> Iterator[Callable
     yield factory
     for live in servers:
         live.stop()
+
+
+# pytest-xdist (`-n auto --dist loadgroup`, pyproject.toml) runs tests on two workers. The tests
+# that load the machine with thousands of connections, and whose waits assume the server keeps up
+# (e.g. 2,000 jobs started before the first one ends), go to one worker, one after the other, as
+# they ran before the suite was parallel. Node-id prefixes, so no test file needs a marker.
+LOAD_TESTS = (
+    "tests/server/test_serving.py::test_two_thousand_long_polls",
+    "tests/e2e/test_load.py::",
+    "tests/e2e/test_many_live.py::",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(LOAD_TESTS):
+            item.add_marker(pytest.mark.xdist_group("load"))
