@@ -30,10 +30,6 @@ SCRIPTS = {"vtwait": "vtwait.client.cli", "vtwait-server": "vtwait.server.cli"}
 HEAVY = ("aiohttp", "tqdm", "flask", "werkzeug", "gevent", "gunicorn", "redis")
 #: Top-level names of the checkout that must never be importable from site-packages.
 STRAYS = ("client", "server", "bench", "benchmarks", "test_integration", "gunicorn.conf")
-_MISSING = [module for module in SCRIPTS.values()
-            if not (ROOT / (module.replace(".", "/") + ".py")).is_file()]
-needs_script_modules = pytest.mark.skipif(
-    bool(_MISSING), reason=f"console-script modules not in this checkout yet: {_MISSING}")
 
 # One worker builds the wheel and the venvs for every test here (pytest-xdist, --dist loadgroup).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("install")]
@@ -176,7 +172,6 @@ def served(full_venv: Path, work: Path) -> Iterator[str]:
         reader.join(timeout=5)
 
 
-@needs_script_modules
 def test_console_scripts_serve_and_wait(full_venv: Path, work: Path, served: str) -> None:
     """The installed ``vtwait`` command starts a job on the installed ``vtwait-server`` and
     waits until it is completed (exit code 0, the final status document on stdout)."""
@@ -187,7 +182,6 @@ def test_console_scripts_serve_and_wait(full_venv: Path, work: Path, served: str
     assert json.loads(done.stdout)["result"] == "completed", done.stdout
 
 
-@needs_script_modules
 def test_plain_install_is_a_working_client(wheel: Path, work: Path) -> None:
     """``pip install video-translation-wait`` without extras (requests, urllib3,
     standardwebhooks only) imports the sync client and runs ``vtwait --help``."""
