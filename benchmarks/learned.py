@@ -55,18 +55,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.strategies import STRATEGIES as BENCH_STRATEGIES
-from benchmarks.strategies import PlannedJob, Strategy, StrategyResult, plan_jobs, run_strategy
 from benchmarks.common import (
-    save_figure,
     BenchError,
     ServerProcess,
     Target,
     markdown_table,
     report_header,
+    save_figure,
     targets_markdown,
     write_json,
 )
+from benchmarks.strategies import STRATEGIES as BENCH_STRATEGIES
+from benchmarks.strategies import PlannedJob, Strategy, StrategyResult, plan_jobs, run_strategy
 from vtwait.client.sync import DurationHistory, PollingPolicy
 
 logger = logging.getLogger(__name__)

@@ -57,6 +57,7 @@ from typing import Any
 import psutil
 
 import vtwait.testing as testing
+from benchmarks.common import save_figure
 from benchmarks.strategies import (
     MB,
     BenchError,
@@ -66,7 +67,6 @@ from benchmarks.strategies import (
     report_header,
     targets_markdown,
 )
-from benchmarks.common import save_figure
 
 logger = logging.getLogger(__name__)
 

@@ -48,6 +48,7 @@ from pathlib import Path
 import requests
 from requests.adapters import HTTPAdapter
 
+from benchmarks.common import bench_workdir, start_together
 from benchmarks.strategies import (
     BenchError,
     PlannedJob,
@@ -59,7 +60,6 @@ from benchmarks.strategies import (
     report_header,
     targets_markdown,
 )
-from benchmarks.common import bench_workdir, start_together
 from vtwait.client.sync import ServerError, VideoTranslationClient
 
 logger = logging.getLogger(__name__)

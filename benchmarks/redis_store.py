@@ -52,7 +52,6 @@ import redis
 
 from vtwait.testing import RedisServer, ServerProcess
 
-
 __all__ = ["main"]
 
 logger = logging.getLogger(__name__)

@@ -48,12 +48,12 @@ from typing import Any
 import requests
 
 from benchmarks.common import (
-    bench_workdir,
     HOST,
     BenchError,
     ServerProcess,
     Spread,
     Target,
+    bench_workdir,
     markdown_table,
     report_header,
     sleep_until,

@@ -108,7 +108,7 @@ def test_thirty_percent_faults_fifty_concurrent_jobs_all_get_their_final_status(
     failed_polls = collections.Counter(
         r.args[0] for r in caplog.records
         if r.name.startswith("vtwait") and r.msg.startswith("job %s: attempt %d failed"))
-    for job_id, (_, slept) in zip(job_ids, results):
+    for job_id, (_, slept) in zip(job_ids, results, strict=True):
         statuses = seen[job_id]
         assert statuses["200"] == 1, statuses  # one answer per job: the long-poll that saw it end
         assert sum(statuses.values()) <= MAX_REQUESTS_PER_JOB, statuses

@@ -737,7 +737,7 @@ def test_timer_finishes_a_burst_in_slices_each_job_once(fake_clock: FakeClock) -
     assert sorted(heard) == sorted(ids)
     logged = completions(store, cursor)
     assert sorted(e.job_id for e in logged) == sorted(ids)
-    assert all(a.event_id < b.event_id for a, b in zip(logged, logged[1:]))
+    assert all(a.event_id < b.event_id for a, b in zip(logged, logged[1:], strict=False))
 
 
 def test_a_read_of_a_due_job_finishes_it_on_the_spot_and_advances_one_slice(

@@ -615,7 +615,7 @@ def test_seed_makes_a_run_reproducible(make_fake, fake_clock) -> None:
         ids = [client.post("/start").get_json()["job_id"] for _ in range(20)]
         etas = [client.get(f"/status/{i}").get_json()["eta_seconds"] for i in ids]
         fake_clock.advance(10)
-        return [(client.get(f"/status/{i}").get_json()["result"], e) for i, e in zip(ids, etas)]
+        return [(client.get(f"/status/{i}").get_json()["result"], e) for i, e in zip(ids, etas, strict=True)]
 
     assert run(7) == run(7) != run(8)
 

@@ -260,7 +260,7 @@ def test_stop_answers_every_held_long_poll_and_exits_0(how: str) -> None:
         else:
             srv.process.send_signal(signal.SIGINT)
             worker.send_signal(signal.SIGINT)
-        for job_id, sock in zip(job_ids, held):
+        for job_id, sock in zip(job_ids, held, strict=True):
             status, headers, body = read_answer(sock)
             assert status == 200 and headers["connection"] == "close"
             document = json.loads(body)
@@ -354,7 +354,7 @@ async def hold_long_polls(url: str, rng: random.Random) -> list[tuple[str, str, 
                 return await reply.json(), reply.headers.get("Preference-Applied", "")
 
         answers = await asyncio.gather(*(wait(job_id) for job_id in job_ids))
-    return [(j, f, doc, applied) for j, f, (doc, applied) in zip(job_ids, forced, answers)]
+    return [(j, f, doc, applied) for j, f, (doc, applied) in zip(job_ids, forced, answers, strict=True)]
 
 
 def test_two_thousand_long_polls_from_one_asyncio_client_each_get_their_final_result(

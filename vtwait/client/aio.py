@@ -40,12 +40,12 @@ from multidict import CIMultiDictProxy
 
 import vtwait.client._tasks as _tasks
 from vtwait.client.base import STREAM_READ_TIMEOUT, ClientBase, ClientConfig, start_body
+from vtwait.client.history import DurationHistory
 from vtwait.core.batch import ManyJobs, unique_job_ids
 from vtwait.core.errors import (
     ServerUnreachableError,
     VideoTranslationError,
 )
-from vtwait.client.history import DurationHistory
 from vtwait.core.planner import Done, JobWait, Sleep, Step
 from vtwait.core.policy import (
     DEFAULT_BASE_URL,

@@ -23,7 +23,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from vtwait.client.history import DurationHistory
 from vtwait.core.errors import ServerError
+from vtwait.core.learned import DurationLearner, start_answer_status
 from vtwait.core.planner import JobWait, WaitPlanner
 from vtwait.core.policy import (
     DEFAULT_BASE_URL,
@@ -33,8 +35,6 @@ from vtwait.core.policy import (
     RetryPolicy,
     require,
 )
-from vtwait.client.history import DurationHistory
-from vtwait.core.learned import DurationLearner, start_answer_status
 from vtwait.core.ratelimit import RateLimit, RatePacer, parse_rate_limit
 from vtwait.core.retry import asked_delay
 from vtwait.core.status import JobStatus, parse_retry_after, read_status_answer

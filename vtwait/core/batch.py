@@ -36,8 +36,8 @@ from vtwait.core.errors import (
 )
 from vtwait.core.planner import TRANSIENT_FAILURES
 from vtwait.core.policy import exponential_delays
-from vtwait.core.status import JobStatus, parse_retry_after, parse_status_document
 from vtwait.core.sse import SSEEvent
+from vtwait.core.status import JobStatus, parse_retry_after, parse_status_document
 
 __all__ = ["MAX_STREAM_JOBS", "ManyJobs", "Mode", "StreamAction", "StreamChunk",
            "StreamStep", "unique_job_ids"]

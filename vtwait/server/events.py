@@ -144,7 +144,7 @@ class EventStreams:
             slot.release()
             raise
         opening = f"retry: {RECONNECT_MS}\n\n" + "".join(
-            _snapshot(job_id, doc) for job_id, doc in zip(job_ids, docs))
+            _snapshot(job_id, doc) for job_id, doc in zip(job_ids, docs, strict=True))
         environ = request.environ
         sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
         body = self._stream(opening, set(job_ids), resume if resume is not None else last,

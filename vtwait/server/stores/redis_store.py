@@ -86,6 +86,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 import vtwait.server.stores.redis_scripts as scripts
+from vtwait.server.settings import Settings, mask_url
 from vtwait.server.stores.base import (
     FINAL_EVENT_KINDS,
     FINAL_RESULTS,
@@ -100,7 +101,6 @@ from vtwait.server.stores.base import (
     StoreFullError,
     StoreUnavailableError,
 )
-from vtwait.server.settings import Settings, mask_url
 
 __all__ = ["DEFAULT_PREFIX", "RedisJobStore", "check_reachable"]
 
