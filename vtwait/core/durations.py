@@ -134,7 +134,7 @@ class DurationDistribution:
     def quantile(self, share: float) -> float:
         """The smallest t with P(duration <= t) >= share."""
         total = 0.0
-        for left, right, mass in zip(self.lefts, self.rights, self.masses, strict=True):
+        for left, right, mass in zip(self.lefts, self.rights, self.masses, strict=False):
             if total + mass >= share:
                 if right == left or mass == 0:
                     return right
@@ -172,8 +172,8 @@ def _self_consistency(intervals: Sequence[tuple[float, float]],
                 continue
             weights[first] += 1.0 / held
             weights[last + 1] -= 1.0 / held
-        new = [m * w / count for m, w in zip(masses, itertools.accumulate(weights), strict=True)]
-        change = max(abs(a - b) for a, b in zip(new, masses, strict=True))
+        new = [m * w / count for m, w in zip(masses, itertools.accumulate(weights), strict=False)]
+        change = max(abs(a - b) for a, b in zip(new, masses, strict=False))
         masses = new
         if change < tolerance:
             break
@@ -200,7 +200,7 @@ def fit_turnbull(intervals: Sequence[tuple[float, float]], *,
     inner = _innermost(intervals)
     masses = _self_consistency(intervals, inner, [1.0 / len(inner)] * len(inner),
                                max_iterations, tolerance)
-    kept = [(a, b, m) for (a, b), m in zip(inner, masses, strict=True) if m > 1e-9]
+    kept = [(a, b, m) for (a, b), m in zip(inner, masses, strict=False) if m > 1e-9]
     total = sum(m for _, _, m in kept)
     return DurationDistribution(tuple(a for a, _, _ in kept), tuple(b for _, b, _ in kept),
                                 tuple(m / total for _, _, m in kept), len(intervals),
@@ -241,7 +241,7 @@ def fit_uniform(intervals: Sequence[tuple[float, float]], *,
             rights.append(b)
             masses.append(density * (b - a))
     if steps:
-        masses = _self_consistency(cut, list(zip(lefts, rights, strict=True)), masses, steps)
+        masses = _self_consistency(cut, list(zip(lefts, rights, strict=False)), masses, steps)
     total = sum(masses)
     return DurationDistribution(tuple(lefts), tuple(rights), tuple(m / total for m in masses),
                                 len(intervals), max(upper for _, upper in intervals))
