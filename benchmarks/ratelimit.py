@@ -206,7 +206,7 @@ def run_way(way: str, plan: Sequence[PlannedJob], *, rate: int, seed: int, workd
             wall = time.monotonic() - started
         time.sleep(0.2)  # the last access lines reach the log
         answers = count_answers(server.log_path.read_text(errors="replace"))
-    wrong = [(job.outcome, result) for job, (result, _) in zip(plan, outcomes)
+    wrong = [(job.outcome, result) for job, (result, _) in zip(plan, outcomes, strict=True)
              if result != job.outcome]
     if wrong:
         raise BenchError(f"{way}: {len(wrong)} jobs ended with the wrong result, e.g. {wrong[0]}")

@@ -273,7 +273,7 @@ def run_strategy(strategy: Strategy, plan: Sequence[PlannedJob], *, seed: int, w
         logger.info("%s: %d jobs, %s", strategy.name, len(plan), strategy.summary)
         with concurrent.futures.ThreadPoolExecutor(len(plan), f"bench-{strategy.name}") as pool:
             futures = [pool.submit(_wait_for_one, api, counter, job, barrier, timeout)
-                       for (api, counter), job in zip(clients, plan)]
+                       for (api, counter), job in zip(clients, plan, strict=True)]
             cpu, server_cpu = time.process_time(), server.cpu_seconds()
             started, records = start_together(strategy.name, barrier, futures, timeout, server)
             cpu, server_cpu = time.process_time() - cpu, server.cpu_seconds() - server_cpu
