@@ -19,6 +19,7 @@ import importlib
 import logging
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -93,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options = parser.parse_args(_with_mode(given))
     options.command = shlex.join(["python", "bench.py", *given])
+    options.started = time.monotonic()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     verbose = getattr(options, "verbose", False)

@@ -232,7 +232,8 @@ def finish(options: argparse.Namespace, *, title: str, notes: str, body: str,
     """A mode's end: its JSON document, printed as Markdown and written to ``--json``.
 
     Args:
-        options: the parsed command line (``mode``, ``command``, ``quick``, ``json``...).
+        options: the parsed command line (``mode``, ``command``, ``quick``, ``json``, and
+            ``started``, the ``time.monotonic()`` of the run's start).
         title: the section's heading.
         notes: what the figures mean, after the machine line.
         body: the Markdown tables, without the targets.
@@ -243,10 +244,12 @@ def finish(options: argparse.Namespace, *, title: str, notes: str, body: str,
     Returns:
         The document.
     """
-    skip = {"command", "handler", "json", "mode", "server_logs", "plot", "verbose"}
+    skip = {"command", "handler", "json", "mode", "server_logs", "plot", "started", "verbose"}
+    started = getattr(options, "started", None)
     document: dict[str, Any] = {
         "mode": options.mode, "title": title, "command": options.command,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "elapsed_s": None if started is None else round(time.monotonic() - started),
         "machine": machine_info(), "quick": bool(options.quick),
         "options": {k: _plain(v) for k, v in sorted(vars(options).items()) if k not in skip},
         "percentiles": "nearest-rank", "notes": notes, "calibration": calibration,
@@ -267,7 +270,8 @@ def section_markdown(document: Mapping[str, Any]) -> str:
         parts.append("**Quick run** (`--quick`: tiny sizes, so these figures show that the "
                      "benchmark runs, not what the code can do).")
     parts.append(f"Command: `{document['command']}`")
-    parts.append(f"Run {document['date']} on {machine['cpu_model']}, {machine['cores']} CPUs, "
+    took = f" (took {document['elapsed_s']} s)" if document.get("elapsed_s") is not None else ""
+    parts.append(f"Run {document['date']}{took} on {machine['cpu_model']}, {machine['cores']} CPUs, "
                  f"{machine['memory_gb']:g} GB, {machine['os']}, Python {machine['python']}. "
                  f"Percentiles: nearest rank. {document['notes']}".rstrip())
     if document.get("calibration"):

@@ -68,12 +68,14 @@ def render_page(documents: Sequence[Mapping[str, Any]]) -> str:
               "`--json docs/bench-results/<mode>.json`, then the command in the comment above. "
               "Detection delay is always the moment the caller knows a job's final status minus "
               "the job's `finished_at` (one machine, one clock).", "",
-              "| mode | run | machine | targets passed |", "| --- | --- | --- | ---: |"]
+              "| mode | run | took (s) | machine | targets passed |",
+              "| --- | --- | ---: | --- | ---: |"]
     for d in documents:
         m = d["machine"]
         passed = sum(bool(t["passed"]) for t in d["targets"])
+        took = "-" if d.get("elapsed_s") is None else d["elapsed_s"]
         lines.append(f"| {d['mode']}{' (quick)' if d.get('quick') else ''} | {d['date']} | "
-                     f"{m['cores']} x {m['cpu_model']}, Python {m['python']} | "
+                     f"{took} | {m['cores']} x {m['cpu_model']}, Python {m['python']} | "
                      f"{passed} / {len(d['targets'])} |")
     sections = [section_markdown(d) for d in documents]
     return "\n".join(lines) + "\n\n" + "\n\n".join(sections).rstrip() + "\n"

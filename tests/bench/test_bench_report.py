@@ -98,7 +98,7 @@ def test_benchmarks_import_neither_the_dispatcher_nor_the_tests() -> None:
 
 def _document(mode: str, quick: bool) -> dict[str, object]:
     return {"mode": mode, "title": f"The {mode} mode", "command": f"python bench.py {mode}",
-            "date": "2026-01-02 03:04 UTC", "quick": quick, "notes": "Seed 1.",
+            "date": "2026-01-02 03:04 UTC", "elapsed_s": 42, "quick": quick, "notes": "Seed 1.",
             "machine": {"cpu_model": "Some CPU", "cores": 2, "memory_gb": 8.0,
                         "os": "Linux 6 x86_64", "python": "3.11.7"},
             "calibration": "x served 1 req/s." if mode == "scale" else None,
@@ -110,7 +110,7 @@ def test_a_section_shows_command_date_machine_calibration_and_targets() -> None:
     """A run's section is rendered from its JSON alone, quick runs marked."""
     text = section_markdown(_document("scale", quick=True))
     for part in ("## The scale mode", "**Quick run**", "Command: `python bench.py scale`",
-                 "Run 2026-01-02 03:04 UTC on Some CPU, 2 CPUs, 8 GB, Linux 6 x86_64, Python "
+                 "Run 2026-01-02 03:04 UTC (took 42 s) on Some CPU, 2 CPUs, 8 GB, Linux 6 x86_64, Python "
                  "3.11.7.", "Calibration: x served 1 req/s.", "| 1 |", "### Targets",
                  "| t | <= 1 | 1 | PASS |"):
         assert part in text, part
@@ -127,7 +127,7 @@ def test_the_page_orders_the_modes_and_names_the_quick_ones(tmp_path: Path) -> N
     page = report.render_page(report.load(paths))
     assert page.index("## The strategies mode") < page.index("## The ratelimit mode")
     assert "**Quick figures** for strategies:" in page
-    assert "| strategies (quick) | 2026-01-02 03:04 UTC |" in page
+    assert "| strategies (quick) | 2026-01-02 03:04 UTC | 42 |" in page
 
 
 def test_a_file_that_is_not_a_result_is_refused(tmp_path: Path) -> None:
