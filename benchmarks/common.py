@@ -1,21 +1,29 @@
-"""What the benchmark modes share: percentiles, targets, Markdown tables, a measured server.
+"""What the benchmark modes share: percentiles, targets, Markdown, process figures, the report.
 
-    from benchmarks.common import ServerProcess, Spread, Target, targets_markdown
-    with ServerProcess("scale", ["--seed", 1], workdir=Path("logs")) as server:
+    from benchmarks.common import MeasuredServer, Spread, Target, targets_markdown
+    with MeasuredServer("scale", ["--seed", 1], workdir=Path("logs")) as server:
         print(server.rss_mb(), server.threads())
 
-Every server is ``python server.py`` on 127.0.0.1 and a free port. Durations are in seconds unless
-a name ends in ``_ms``; percentiles are nearest-rank.
+Every server is ``python server.py`` on 127.0.0.1 and a free port (``vtwait.testing.ServerProcess``,
+which :class:`MeasuredServer` wraps with psutil). Every mode ends with :func:`finish`: one JSON
+document (mode, command, date, machine, options, targets, results and the Markdown body) and, on
+stdout, the same section :func:`section_markdown` renders from it, which is also what
+``python bench.py report`` puts on ``docs/benchmarks.md``. Durations are in seconds unless a name
+ends in ``_ms``; percentiles are nearest-rank.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
+import datetime
 import json
 import logging
 import math
 import os
 import platform
+import re
 import shlex
 import tempfile
 import threading
@@ -34,14 +42,21 @@ __all__ = [
     "BenchError",
     "HOST",
     "MB",
-    "ServerProcess",
+    "MeasuredServer",
+    "OptionError",
     "Spread",
     "Target",
     "bench_workdir",
+    "cpu_seconds",
+    "finish",
+    "machine_info",
     "markdown_table",
+    "parse_wrk",
     "percentile",
-    "report_header",
+    "process_tree",
+    "rss_mb",
     "save_figure",
+    "section_markdown",
     "sleep_until",
     "start_together",
     "targets_markdown",
@@ -56,6 +71,10 @@ MB = 1024 * 1024
 
 class BenchError(RuntimeError):
     """The benchmark could not measure what it set out to (a crash, a wrong job result)."""
+
+
+class OptionError(ValueError):
+    """A mode's options do not go together (the command line reports it as a usage error)."""
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -78,7 +97,10 @@ class Spread:
 
     @classmethod
     def of(cls, values: Sequence[float], scale: float = 1.0) -> Spread:
-        """The spread of ``values``, each multiplied by ``scale`` (1000 for seconds to ms)."""
+        """The spread of ``values``, each multiplied by ``scale`` (1000 for seconds to ms);
+        NaN throughout for an empty sample."""
+        if not values:
+            return cls(math.nan, math.nan, math.nan, math.nan)
         return cls(*(percentile(values, q) * scale for q in (50, 95, 99, 100)))
 
 
@@ -108,12 +130,156 @@ def targets_markdown(targets: Sequence[Target]) -> str:
     return markdown_table(("target", "goal", "measured", "verdict"), rows, "llll")
 
 
-def report_header(title: str, argv: Sequence[str]) -> str:
-    """A title, the exact command and the machine, for pasting into the README."""
-    command = shlex.join(["python", "bench.py", *argv])
-    return (f"## {title}\n\nCommand: `{command}`\n\nMachine: {os.cpu_count()} CPUs, "
-            f"{platform.system()} {platform.machine()}, Python {platform.python_version()}. "
-            "Percentiles: nearest rank.")
+# ------------------------------------------------------------------------------ wrk output
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _wrk_ms(text: str) -> float:
+    found = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text)
+    if found is None:
+        raise BenchError(f"unreadable wrk duration {text!r}")
+    return float(found.group(1)) * _WRK_UNITS[found.group(2)]
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    """The figures of ``wrk --latency`` output: requests, errors (socket errors and non-2xx),
+    non_2xx, requests_per_s, and the latency p50, p99 and max in ms.
+
+    Raises:
+        BenchError: the output lacks a figure (wrk failed).
+    """
+    try:
+        requests_done = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+        rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", output).group(1))  # type: ignore[union-attr]
+        latency = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", output).group(1)  # type: ignore[union-attr]
+        p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1)  # type: ignore[union-attr]
+        p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1)  # type: ignore[union-attr]
+    except AttributeError:
+        raise BenchError(f"unreadable wrk output:\n{output}") from None
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    found = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    non_2xx = int(found.group(1)) if found else 0
+    return {"requests": requests_done, "errors": errors + non_2xx, "non_2xx": non_2xx,
+            "requests_per_s": rate, "p50": _wrk_ms(p50), "p99": _wrk_ms(p99),
+            "max": _wrk_ms(latency)}
+
+
+# ----------------------------------------------------------------------- process figures
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (a gunicorn master and its workers)."""
+    try:
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return [pid]
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User plus system CPU seconds used so far by the processes ``pids`` (gone ones count 0)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def rss_mb(pids: Iterable[int]) -> float:
+    """Resident memory of the processes ``pids`` together, in MiB."""
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total / MB
+
+
+# ----------------------------------------------------------------------- the report
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine a run measured: CPU model, cores, memory, OS, Python."""
+    return {"cpu_model": _cpu_model(), "cores": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+            "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+            "python": platform.python_version()}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON can hold it (paths as text)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def finish(options: argparse.Namespace, *, title: str, notes: str, body: str,
+           targets: Sequence[Target], results: Mapping[str, Any],
+           calibration: str | None = None) -> dict[str, Any]:
+    """A mode's end: its JSON document, printed as Markdown and written to ``--json``.
+
+    Args:
+        options: the parsed command line (``mode``, ``command``, ``quick``, ``json``, and
+            ``started``, the ``time.monotonic()`` of the run's start).
+        title: the section's heading.
+        notes: what the figures mean, after the machine line.
+        body: the Markdown tables, without the targets.
+        targets: the issue's targets, read off the results.
+        results: the mode's figures, top-level keys of the document.
+        calibration: a reference figure measured in the same run, if the mode has one.
+
+    Returns:
+        The document.
+    """
+    skip = {"command", "handler", "json", "mode", "server_logs", "plot", "started", "verbose"}
+    started = getattr(options, "started", None)
+    document: dict[str, Any] = {
+        "mode": options.mode, "title": title, "command": options.command,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "elapsed_s": None if started is None else round(time.monotonic() - started),
+        "machine": machine_info(), "quick": bool(options.quick),
+        "options": {k: _plain(v) for k, v in sorted(vars(options).items()) if k not in skip},
+        "percentiles": "nearest-rank", "notes": notes, "calibration": calibration,
+        **{k: _plain(v) for k, v in results.items()},
+        "targets": [dataclasses.asdict(t) for t in targets], "body": body}
+    print(section_markdown(document), flush=True)
+    if options.json:
+        write_json(options.json, document)
+    return document
+
+
+def section_markdown(document: Mapping[str, Any]) -> str:
+    """A run's section of the report, from its JSON document alone: the title, the command, the
+    date and the machine, the notes, the calibration, the tables and the targets."""
+    machine = document["machine"]
+    parts = [f"## {document['title']}"]
+    if document.get("quick"):
+        parts.append("**Quick run** (`--quick`: tiny sizes, so these figures show that the "
+                     "benchmark runs, not what the code can do).")
+    parts.append(f"Command: `{document['command']}`")
+    took = f" (took {document['elapsed_s']} s)" if document.get("elapsed_s") is not None else ""
+    parts.append(f"Run {document['date']}{took} on {machine['cpu_model']}, {machine['cores']} CPUs, "
+                 f"{machine['memory_gb']:g} GB, {machine['os']}, Python {machine['python']}. "
+                 f"Percentiles: nearest rank. {document['notes']}".rstrip())
+    if document.get("calibration"):
+        parts.append(f"Calibration: {document['calibration']}")
+    parts.append(document["body"].rstrip())
+    targets = [Target(**t) for t in document["targets"]]
+    parts.append(f"### Targets\n\n{targets_markdown(targets)}\n")
+    return "\n\n".join(parts)
 
 
 def sleep_until(moment: float) -> None:
@@ -151,7 +317,7 @@ def save_figure(fig: Any, path: Path) -> None:
 
 
 def start_together(name: str, barrier: threading.Barrier, futures: Sequence[Future[Any]],
-                   timeout: float, server: ServerProcess) -> tuple[float, list[Any]]:
+                   timeout: float, server: MeasuredServer) -> tuple[float, list[Any]]:
     """Lets every job thread go at once (each waits on ``barrier``) and collects their results.
 
     Returns:
@@ -173,9 +339,10 @@ def start_together(name: str, barrier: threading.Barrier, futures: Sequence[Futu
     return started, results
 
 
-class ServerProcess:
-    """``server.ServerProcess`` measured with psutil: a fresh ``python server.py`` on a free
-    loopback port, settings only from ``args`` and ``env``, its log in ``<workdir>/<name>.log``.
+class MeasuredServer:
+    """``vtwait.testing.ServerProcess`` measured with psutil: a fresh ``python server.py`` on a
+    free loopback port, settings only from ``args`` and ``env``, its log in
+    ``<workdir>/<name>.log``.
 
     Memory and threads are those of the process that serves: gunicorn's worker, or the server
     itself under ``--dev-server``; CPU seconds add up the master and its workers.
@@ -189,7 +356,7 @@ class ServerProcess:
         self.log_path = workdir / f"{name}.log"
         self.startup_timeout = startup_timeout
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> MeasuredServer:
         logger.info("starting server %s: server.py %s", self.name, shlex.join(self.args))
         try:
             self.process = testing.ServerProcess.start(
@@ -224,14 +391,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         """User plus system CPU seconds used by the server's processes."""
-        total = 0.0
-        for process in (self.master, *self.master.children()):
-            try:
-                times = process.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-        return total
+        return cpu_seconds(process_tree(self.master.pid))
 
     def rss_mb(self) -> float:
         """Resident memory of the serving process, in MiB."""

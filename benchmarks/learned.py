@@ -1,10 +1,10 @@
-"""Benchmark: the learned schedule round by round, beside the fixed schedules and the offline optimum.
+"""The learned mode: the learned schedule round by round, beside fixed schedules and the optimum.
 
     python bench.py learned --json bench-results/learned.json --plot bench-results/learned.png
     python bench.py learned --quick        # a few seconds: 20 short jobs per round
 
-One seeded list of jobs (bench.py's: 200 by default, 3-7 s, ~30 % fated to fail, all started at
-once, one client and one thread per job, like bench.py's strategies) against the plain server
+One seeded list of jobs (the strategies mode's: 200 by default, 3-7 s, ~30 % fated to fail, all started at
+once, one client and one thread per job, like the strategies mode) against the plain server
 (``--plain``: no long-poll, no ETA, no ``Retry-After``), one server for every row. Baselines: fixed
 1 s, doubling and the client's backoff without learning (``PollingPolicy(learn=False)``), on the
 jobs and on the *shifted* jobs (every duration x3). Then the default policy, which learns, in four
@@ -47,29 +47,32 @@ import dataclasses
 import functools
 import logging
 import math
-import shlex
-import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from benchmarks.common import (
-    BenchError,
-    ServerProcess,
+    MeasuredServer,
+    OptionError,
     Target,
+    bench_workdir,
+    finish,
     markdown_table,
-    report_header,
     save_figure,
-    targets_markdown,
-    write_json,
 )
-from benchmarks.strategies import STRATEGIES as BENCH_STRATEGIES
-from benchmarks.strategies import PlannedJob, Strategy, StrategyResult, plan_jobs, run_strategy
-from vtwait.client.sync import DurationHistory, PollingPolicy
+from benchmarks.strategies import (
+    STRATEGIES,
+    PlannedJob,
+    Strategy,
+    StrategyResult,
+    plan_jobs,
+    run_strategy,
+)
+from vtwait import DurationHistory, PollingPolicy
 
 logger = logging.getLogger(__name__)
+
+HELP = "the learned schedule: cold, warm, shifted, warm again, beside the offline optimum"
 
 #: Full run and ``--quick``.
 LEARNED_DEFAULTS = {"jobs": 200, "min_delay": 3.0, "max_delay": 7.0}
@@ -99,7 +102,7 @@ class Row:
 
 
 # ------------------------------------------------------------------------- offline optimum
-def _least_requests(durations: Sequence[float], delay: float, misses: int) -> int:
+def least_requests(durations: Sequence[float], delay: float, misses: int) -> int:
     """Fewest status requests in all (sum over jobs) for at most ``misses`` jobs detected later
     than ``delay`` after their end, with poll times common to every job (see the module text).
     """
@@ -126,11 +129,11 @@ def optimum_p99(durations: Sequence[float], requests_per_job: float) -> float:
     count = len(durations)
     misses = count - math.ceil(0.99 * count)
     low, high = 0.0, max(durations)
-    if _least_requests(durations, low, misses) <= requests_per_job * count:
+    if least_requests(durations, low, misses) <= requests_per_job * count:
         return 0.0
     for _ in range(50):  # bisection to well under a millisecond
         middle = (low + high) / 2
-        if _least_requests(durations, middle, misses) <= requests_per_job * count:
+        if least_requests(durations, middle, misses) <= requests_per_job * count:
             high = middle
         else:
             low = middle
@@ -159,13 +162,13 @@ def run_all(plan: Sequence[PlannedJob], *, factor: float, seed: int, workdir: Pa
     args = [*_PLAIN, "--seed", str(seed), "--max-waiters", str(len(plan) + 10),
             "--max-jobs", str(8 * len(plan) + 1000)]
     rows = []
-    with ServerProcess("learned", args, workdir=workdir) as server:
+    with MeasuredServer("learned", args, workdir=workdir) as server:
         for name, jobs, round_plan in ((n, "base", plan) for n in BASELINES):
             rows.append(_row(name, jobs, round_plan, run_strategy(
-                BENCH_STRATEGIES[name], round_plan, seed=seed, workdir=workdir, timeout=timeout,
+                STRATEGIES[name], round_plan, seed=seed, workdir=workdir, timeout=timeout,
                 server=server)))
         rows.append(_row("backoff", "shifted", moved, run_strategy(
-            dataclasses.replace(BENCH_STRATEGIES["backoff"], name="backoff-shifted"), moved,
+            dataclasses.replace(STRATEGIES["backoff"], name="backoff-shifted"), moved,
             seed=seed, workdir=workdir, timeout=timeout, server=server)))
         for number, (name, jobs, round_plan) in enumerate((
                 ("learned: cold", "base", plan), ("learned: warm", "base", plan),
@@ -281,84 +284,45 @@ def plot_rows(rows: Sequence[Row], plan: Sequence[PlannedJob], factor: float, pa
 
 
 # ---------------------------------------------------------------------------- command line
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bench.py learned", description="The learned schedule against the plain server: "
-        "cold, warm, shifted, warm again, beside fixed, doubling, backoff and the offline "
-        "optimum. Loopback only.")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"a few seconds: {LEARNED_QUICK['jobs']} jobs of "
-                        f"{LEARNED_QUICK['min_delay']:g}-{LEARNED_QUICK['max_delay']:g} s")
-    parser.add_argument("--jobs", type=int,
-                        help=f"jobs per round (default: {LEARNED_DEFAULTS['jobs']})")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The learned mode's own options (``--server-logs`` also keeps the history file)."""
+    parser.add_argument("--jobs", type=int, help=f"jobs per round (default: "
+                        f"{LEARNED_DEFAULTS['jobs']}; --quick: {LEARNED_QUICK['jobs']})")
     parser.add_argument("--min-delay", type=float, help="shortest job, seconds (default: "
-                        f"{LEARNED_DEFAULTS['min_delay']:g})")
+                        f"{LEARNED_DEFAULTS['min_delay']:g}; --quick: {LEARNED_QUICK['min_delay']:g})")
     parser.add_argument("--max-delay", type=float, help="longest job, seconds (default: "
-                        f"{LEARNED_DEFAULTS['max_delay']:g})")
+                        f"{LEARNED_DEFAULTS['max_delay']:g}; --quick: {LEARNED_QUICK['max_delay']:g})")
     parser.add_argument("--shift", type=float, default=DEFAULT_SHIFT,
                         help="factor on every duration in the shifted rounds (default: %(default)g)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help="seed of the jobs, the clients and the servers (default: %(default)s)")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     parser.add_argument("--plot", type=Path, metavar="PATH", help="draw the rows to this PNG")
-    parser.add_argument("--server-logs", type=Path, metavar="DIR",
-                        help="keep the servers' logs (and the history file) in DIR")
-    return parser
 
 
-def main(argv: Sequence[str]) -> int:
-    """``bench.py learned ...`` (``argv`` may start with "learned"); returns the exit status."""
-    args = list(argv[1:] if argv[:1] == ["learned"] else argv)
-    parser = _parser()
-    opts = parser.parse_args(args)
-    sizes: dict[str, Any] = {**(LEARNED_QUICK if opts.quick else LEARNED_DEFAULTS)}
-    sizes.update({k: v for k in sizes if (v := getattr(opts, k)) is not None})
-    if sizes["jobs"] < 1 or not 0 < sizes["min_delay"] <= sizes["max_delay"] or opts.shift <= 0:
-        parser.error("need --jobs >= 1, 0 < --min-delay <= --max-delay and --shift > 0")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("vtwait.client").setLevel(logging.WARNING)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
-    plan = plan_jobs(sizes["jobs"], seed=opts.seed, min_delay=sizes["min_delay"],
-                     max_delay=sizes["max_delay"])
-    command = ["learned", *args]
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-learned-") as tmp:
-            workdir = opts.server_logs or Path(tmp)
-            workdir.mkdir(parents=True, exist_ok=True)
-            rows = run_all(plan, factor=opts.shift, seed=opts.seed, workdir=workdir)
-    except BenchError as exc:
-        logger.error("%s", exc)
-        return 1
-    targets = learned_targets(rows, opts.shift)
+def run(options: argparse.Namespace) -> int:
+    """``python bench.py learned ...``; returns the exit status."""
+    for key, value in (LEARNED_QUICK if options.quick else LEARNED_DEFAULTS).items():
+        if getattr(options, key) is None:
+            setattr(options, key, value)
+    if options.jobs < 1 or not 0 < options.min_delay <= options.max_delay or options.shift <= 0:
+        raise OptionError("need --jobs >= 1, 0 < --min-delay <= --max-delay and --shift > 0")
+    plan = plan_jobs(options.jobs, seed=options.seed, min_delay=options.min_delay,
+                     max_delay=options.max_delay)
+    with bench_workdir(options.server_logs) as workdir:
+        rows = run_all(plan, factor=options.shift, seed=options.seed, workdir=workdir)
     errors = sum(job.outcome == "error" for job in plan)
-    header = (report_header(f"Learned schedule: {len(plan)} jobs of {sizes['min_delay']:g}-"
-                            f"{sizes['max_delay']:g} s ({errors} fated to fail), all started at "
-                            "once, plain server", command)
-              + f" Shifted: every duration x{opts.shift:g}. Detection delay: the moment "
-              "`wait_for_completion` returns minus the job's `finished_at`. Optimum p99: the "
-              "best common schedule for the round's true durations at the row's mean requests "
-              f"(bench_learned.py). Seed {opts.seed}.")
-    text = (f"{header}\n\n{rows_markdown(rows)}\n\n### Targets\n\n"
-            f"{targets_markdown(targets)}\n")
-    print(text, flush=True)
-    if opts.plot:
-        plot_rows(rows, plan, opts.shift, opts.plot)
-        logger.info("wrote %s", opts.plot)
-    if opts.json:
-        write_json(opts.json, {
-            "mode": "learned", "command": shlex.join(["python", "bench.py", *command]),
-            "percentiles": "nearest-rank",
-            "settings": {**sizes, "shift": opts.shift, "seed": opts.seed},
-            "rows": [{"name": r.name, "durations": r.durations, "optimum_p99_ms": r.optimum_p99_ms,
-                      **dataclasses.asdict(r.result)} for r in rows],
-            "targets": [dataclasses.asdict(t) for t in targets], "markdown": text})
+    finish(options, title=f"Learned schedule: {len(plan)} jobs of {options.min_delay:g}-"
+                          f"{options.max_delay:g} s ({errors} fated to fail), all started at "
+                          "once, plain server",
+           notes=f"Shifted: every duration x{options.shift:g}. Detection delay: the moment "
+                 "`wait_for_completion` returns minus the job's `finished_at`. Optimum p99: the "
+                 "best common schedule for the round's true durations at the row's mean "
+                 f"requests (benchmarks/learned.py). Seed {options.seed}.",
+           body=rows_markdown(rows), targets=learned_targets(rows, options.shift),
+           results={"rows": [{"name": r.name, "durations": r.durations,
+                              "optimum_p99_ms": r.optimum_p99_ms,
+                              **dataclasses.asdict(r.result)} for r in rows]})
+    if options.plot:
+        plot_rows(rows, plan, options.shift, options.plot)
+        logger.info("wrote %s", options.plot)
     return 0
-
-
-def _cli() -> Any:  # pragma: no cover - `python bench_learned.py` works too
-    return main(sys.argv[1:])
-
-
-if __name__ == "__main__":
-    sys.exit(_cli())

@@ -1,4 +1,4 @@
-"""Benchmark: waiting for many jobs from one process (``python bench.py many``).
+"""The many mode: waiting for many jobs from one process (``python bench.py many``).
 
     python bench.py many --json bench-results/many.json --plot bench-results/many.png
     python bench.py many --quick          # a few seconds: 200 jobs, short delays
@@ -37,15 +37,11 @@ import argparse
 import asyncio
 import dataclasses
 import gc
-import json
 import logging
 import multiprocessing
-import os
 import random
 import resource
 import shlex
-import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -57,21 +53,26 @@ from typing import Any
 import psutil
 
 import vtwait.testing as testing
-from benchmarks.common import save_figure
-from benchmarks.strategies import (
+from benchmarks.common import (
     MB,
     BenchError,
+    OptionError,
     Spread,
     Target,
+    bench_workdir,
+    cpu_seconds,
+    finish,
     markdown_table,
-    report_header,
-    targets_markdown,
+    process_tree,
+    save_figure,
 )
 
 logger = logging.getLogger(__name__)
 
+HELP = "many jobs from one process: event stream, per-job long-poll, sync as_completed, 1 s loop"
 SCENARIOS = ("spread", "burst")
-STRATEGIES = ("stream-async", "long-poll-async", "stream-sync", "fixed-async")
+#: The ways of waiting for a batch (the strategies mode's ``STRATEGIES`` are single-job policies).
+BATCH_STRATEGIES = ("stream-async", "long-poll-async", "stream-sync", "fixed-async")
 #: Full run and --quick: jobs per async strategy, jobs for the sync one, the window of ends.
 #: ``lead``: time before the common moment to start every job first, base + per job (measured:
 #: 0.3 ms per start with 64 in flight on 2 idle cores, 1.8 ms on a busy machine; a job started
@@ -139,22 +140,10 @@ class _Counter:
             self.stream += 1
 
 
-def _server_cpu(pid: int) -> float:
-    total = 0.0
-    process = psutil.Process(pid)
-    for proc in [process, *process.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
-
-
 async def _start_all(url: str, plan: list[tuple[float, str]],
                      moment: float) -> tuple[list[str], int]:
     """Start every planned job, each with the delay left to its end; (ids, late starts)."""
-    from vtwait.client.sync import AsyncVideoTranslationClient
+    from vtwait import AsyncVideoTranslationClient
 
     gate = asyncio.Semaphore(START_CONCURRENCY)
     late = 0
@@ -176,7 +165,7 @@ async def _wait_async(url: str, ids: list[str], strategy: str, counter: _Counter
                       timeout: float) -> list[tuple[str, str, float]]:
     import aiohttp
 
-    from vtwait.client.sync import AsyncVideoTranslationClient, PollingPolicy
+    from vtwait import AsyncVideoTranslationClient, PollingPolicy
 
     async def on_start(session: Any, context: Any, params: Any) -> None:
         counter.count(params.method, params.url.path)
@@ -202,7 +191,7 @@ def _record(status: Any) -> tuple[str, str, float]:
 
 def _wait_sync(url: str, ids: list[str], counter: _Counter, timeout: float,
                threads: list[int]) -> list[tuple[str, str, float]]:
-    from vtwait.client.sync import VideoTranslationClient
+    from vtwait import VideoTranslationClient
 
     me = psutil.Process()
     seen = []
@@ -232,13 +221,13 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     start_s = time.monotonic() - started
     counter, threads = _Counter(), [psutil.Process().num_threads()]
     timeout = spec["timeout"] + max(moment - time.time(), 0)
-    cpu, server_cpu = time.process_time(), _server_cpu(spec["server_pid"])
+    cpu, server_cpu = time.process_time(), cpu_seconds(process_tree(spec["server_pid"]))
     if spec["strategy"] == "stream-sync":
         seen = _wait_sync(spec["url"], ids, counter, timeout, threads)
     else:
         seen = asyncio.run(_wait_async(spec["url"], ids, spec["strategy"], counter, timeout))
     wall = time.time() - moment
-    cpu, server_cpu = time.process_time() - cpu, _server_cpu(spec["server_pid"]) - server_cpu
+    cpu, server_cpu = time.process_time() - cpu, cpu_seconds(process_tree(spec["server_pid"])) - server_cpu
     planned = dict(zip(ids, (outcome for _, outcome in plan), strict=True))
     return {"start_s": start_s, "late_starts": late,
             "wrong_results": sum(result != planned[job_id] for job_id, result, _ in seen)
@@ -397,9 +386,9 @@ def many_targets(results: Sequence[RunResult]) -> list[Target]:
     return targets
 
 
-def many_markdown(results: Sequence[RunResult], targets: Sequence[Target], header: str) -> str:
-    """The report: one table per scenario, then the targets."""
-    parts = [header]
+def many_markdown(results: Sequence[RunResult]) -> str:
+    """The report's body: one table per scenario."""
+    parts = []
     for scenario in SCENARIOS:
         rows = [(r.strategy, f"{r.jobs:,}", f"{r.requests_per_job:.4f}", r.stream_requests,
                  r.status_requests, f"{r.delay_ms.p50:.1f}", f"{r.delay_ms.p99:.1f}",
@@ -416,7 +405,6 @@ def many_markdown(results: Sequence[RunResult], targets: Sequence[Target], heade
             ("strategy", "jobs", "requests/job", "streams", "status requests", "delay p50 (ms)",
              "p99", "max", "client CPU s", "client peak RSS (forked at) MB", "client threads",
              "server CPU s", "server peak RSS (MB)", "start s", "late starts"), rows, "l"))
-    parts.append(f"### Targets\n\n{targets_markdown(targets)}\n")
     return "\n\n".join(parts)
 
 
@@ -442,79 +430,48 @@ def plot_many(results: Sequence[RunResult], path: Path) -> None:
     save_figure(fig, path)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bench.py many", description="Wait for many jobs from one process: event stream, "
-        "per-job long-poll, the sync client's as_completed, the 1 s loop. Loopback only.")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"a few seconds: {MANY_QUICK['jobs']} jobs ({MANY_QUICK['sync_jobs']} "
-                             f"for the sync client) of {MANY_QUICK['min_delay']:g}-"
-                             f"{MANY_QUICK['max_delay']:g} s")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The many mode's own options."""
     parser.add_argument("--jobs", type=int, help="jobs per async strategy (default: "
-                        f"{MANY_DEFAULTS['jobs']})")
+                        f"{MANY_DEFAULTS['jobs']}; --quick: {MANY_QUICK['jobs']})")
     parser.add_argument("--sync-jobs", type=int, help="jobs for the sync client (default: "
-                        f"{MANY_DEFAULTS['sync_jobs']})")
+                        f"{MANY_DEFAULTS['sync_jobs']}; --quick: {MANY_QUICK['sync_jobs']})")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help="comma-separated (default: %(default)s)")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES),
+    parser.add_argument("--strategies", default=",".join(BATCH_STRATEGIES),
                         help="comma-separated (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the plans (default: 1)")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     parser.add_argument("--plot", type=Path, metavar="PATH", help="draw a PNG here")
-    parser.add_argument("--server-logs", type=Path, metavar="DIR",
-                        help="keep the servers' logs in DIR (default: a temporary directory)")
-    return parser
 
 
-def main(argv: Sequence[str]) -> int:
-    """``bench.py many ...`` (``argv`` starts with "many"); returns the exit status."""
-    args = list(argv[1:] if argv[:1] == ["many"] else argv)
-    parser = _parser()
-    opts = parser.parse_args(args)
-    options = {**(MANY_QUICK if opts.quick else MANY_DEFAULTS), "seed": opts.seed}
-    options.update({k: v for k, v in (("jobs", opts.jobs), ("sync_jobs", opts.sync_jobs))
-                    if v is not None})
-    scenarios = [s for s in opts.scenarios.split(",") if s]
-    strategies = [s for s in opts.strategies.split(",") if s]
+def run(options: argparse.Namespace) -> int:
+    """``python bench.py many ...``; returns the exit status."""
+    sizes = {**(MANY_QUICK if options.quick else MANY_DEFAULTS), "seed": options.seed}
+    sizes.update({k: v for k, v in (("jobs", options.jobs), ("sync_jobs", options.sync_jobs))
+                  if v is not None})
+    scenarios = [s for s in options.scenarios.split(",") if s]
+    strategies = [s for s in options.strategies.split(",") if s]
     bad = [s for s in scenarios if s not in SCENARIOS] + [s for s in strategies
-                                                          if s not in STRATEGIES]
-    if bad or options["jobs"] < 1 or options["sync_jobs"] < 1:
-        parser.error(f"unknown scenarios/strategies {bad} or a count below 1")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("vtwait.client").setLevel(logging.WARNING)
-    command = ["many", *args]
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-many-") as tmp:
-            workdir = opts.server_logs or Path(tmp)
-            workdir.mkdir(parents=True, exist_ok=True)
-            results = [run_one(scenario, strategy, options, workdir)
-                       for scenario in scenarios for strategy in strategies]
-    except BenchError as exc:
-        logger.error("%s", exc)
-        return 1
-    targets = many_targets(results)
-    header = (report_header(f"Many jobs from one process: {options['jobs']:,} jobs "
-                            f"({options['sync_jobs']:,} for the sync client)", command)
-              + f" Spread: ends uniform over {options['min_delay']:g}-{options['max_delay']:g} s "
-              f"after a common moment; burst: all end {options['burst_delay']:g} s after it. "
-              "Detection delay: the client yields the final status, minus its `finished_at`. "
-              "Requests per job: status requests plus stream connections, per job. CPU: the "
-              "wait phase; RSS: peak. Server: `python server.py` (gunicorn + gevent, 1 worker).")
-    text = many_markdown(results, targets, header)
-    print(text, flush=True)
-    if opts.plot:
-        plot_many(results, opts.plot)
-    if opts.json:
-        opts.json.parent.mkdir(parents=True, exist_ok=True)
-        opts.json.write_text(json.dumps({
-            "mode": "many", "command": shlex.join(["python", "bench.py", *command]),
-            "cpus": os.cpu_count(), "percentiles": "nearest-rank", "settings": options,
-            "runs": [dataclasses.asdict(r) for r in results],
-            "targets": [dataclasses.asdict(t) for t in targets], "markdown": text}, indent=2)
-            + "\n")
+                                                          if s not in BATCH_STRATEGIES]
+    if bad or sizes["jobs"] < 1 or sizes["sync_jobs"] < 1:
+        raise OptionError(f"unknown scenarios/strategies {bad} or a count below 1")
+    with bench_workdir(options.server_logs) as workdir:
+        results = [run_one(scenario, strategy, sizes, workdir)
+                   for scenario in scenarios for strategy in strategies]
+    fixed = [r for r in results if r.strategy == "fixed-async"]
+    finish(options, title=f"Many jobs from one process: {sizes['jobs']:,} jobs "
+                          f"({sizes['sync_jobs']:,} for the sync client)",
+           notes=f"Spread: ends uniform over {sizes['min_delay']:g}-{sizes['max_delay']:g} s "
+                 f"after a common moment; burst: all end {sizes['burst_delay']:g} s after it. "
+                 "Detection delay: the client yields the final status, minus its `finished_at`. "
+                 "Requests per job: status requests plus stream connections, per job. CPU: the "
+                 "wait phase; RSS: peak. Server: `python server.py` (gunicorn + gevent, 1 worker).",
+           body=many_markdown(results), targets=many_targets(results),
+           results={"settings": sizes, "runs": [dataclasses.asdict(r) for r in results]},
+           calibration=("the 1 s loop (fixed-async), the reference of the server CPU targets, "
+                        "cost the server " + " and ".join(
+                            f"{r.server_cpu_s:.2f} CPU s ({r.scenario})" for r in fixed)
+                        + f" for {sizes['jobs']:,} jobs.") if fixed else None)
+    if options.plot:
+        plot_many(results, options.plot)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

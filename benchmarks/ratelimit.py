@@ -1,4 +1,4 @@
-"""Benchmark: many concurrent jobs against a rate-limited server (``python bench.py ratelimit``).
+"""The ratelimit mode: many concurrent jobs against a rate-limited server (``python bench.py ratelimit``).
 
     python bench.py ratelimit --json bench-results/ratelimit.json
     python bench.py ratelimit --quick        # a few seconds: 12 jobs, RATE_LIMIT=10
@@ -30,12 +30,9 @@ import argparse
 import concurrent.futures
 import dataclasses
 import functools
-import json
 import logging
 import random
 import re
-import shlex
-import sys
 import threading
 import time
 import uuid
@@ -48,21 +45,23 @@ from pathlib import Path
 import requests
 from requests.adapters import HTTPAdapter
 
-from benchmarks.common import bench_workdir, start_together
-from benchmarks.strategies import (
+from benchmarks.common import (
     BenchError,
-    PlannedJob,
-    ServerProcess,
+    MeasuredServer,
+    OptionError,
     Spread,
     Target,
+    bench_workdir,
+    finish,
     markdown_table,
-    plan_jobs,
-    report_header,
-    targets_markdown,
+    start_together,
 )
-from vtwait.client.sync import ServerError, VideoTranslationClient
+from benchmarks.strategies import PlannedJob, plan_jobs
+from vtwait import ServerError, VideoTranslationClient
 
 logger = logging.getLogger(__name__)
+
+HELP = "many concurrent jobs against a rate-limited server: paced, unpaced, the 1 s loop"
 
 #: Full run and ``--quick``.
 RATELIMIT_DEFAULTS = {"jobs": 200, "rate": 20, "min_delay": 10.0, "max_delay": 20.0}
@@ -116,15 +115,13 @@ def ratelimit_targets(results: Sequence[WayResult]) -> list[Target]:
     return targets
 
 
-def ratelimit_markdown(results: Sequence[WayResult], targets: Sequence[Target],
-                       header: str) -> str:
-    """The report: the figures table, then the targets."""
+def ratelimit_markdown(results: Sequence[WayResult]) -> str:
+    """The report's table."""
     rows = [(r.way, r.summary, r.requests, r.refused, f"{r.requests_per_job:.2f}",
              f"{r.delay_ms.p50:.0f}", f"{r.delay_ms.p99:.0f}", f"{r.delay_ms.max:.0f}",
              f"{r.wall_s:.1f}") for r in results]
-    table = markdown_table(("way", "client", "requests", "answered 429", "requests/job",
-                            "delay p50 (ms)", "p99", "max", "wall s"), rows, "ll")
-    return f"{header}\n\n{table}\n\n### Targets\n\n{targets_markdown(targets)}\n"
+    return markdown_table(("way", "client", "requests", "answered 429", "requests/job",
+                           "delay p50 (ms)", "p99", "max", "wall s"), rows, "ll")
 
 
 # ---------------------------------------------------------------------------- the three ways
@@ -189,7 +186,7 @@ def run_way(way: str, plan: Sequence[PlannedJob], *, rate: int, seed: int, workd
                  "unpaced": "the same, respect_rate_limits=False (a start refused after "
                             "urllib3's 5 retries: again 1 s later)",
                  "1s-loop": "POST until accepted, then GET every 1 s"}
-    with ServerProcess(f"ratelimit-{way}", args, workdir=workdir) as server, ExitStack() as stack:
+    with MeasuredServer(f"ratelimit-{way}", args, workdir=workdir) as server, ExitStack() as stack:
         if way == "1s-loop":
             session = stack.enter_context(requests.Session())
             session.mount("http://", HTTPAdapter(pool_maxsize=len(plan) + POOL_EXTRA))
@@ -209,7 +206,7 @@ def run_way(way: str, plan: Sequence[PlannedJob], *, rate: int, seed: int, workd
             wall = time.monotonic() - started
         time.sleep(0.2)  # the last access lines reach the log
         answers = count_answers(server.log_path.read_text(errors="replace"))
-    wrong = [(job.outcome, result) for job, (result, _) in zip(plan, outcomes)
+    wrong = [(job.outcome, result) for job, (result, _) in zip(plan, outcomes, strict=True)
              if result != job.outcome]
     if wrong:
         raise BenchError(f"{way}: {len(wrong)} jobs ended with the wrong result, e.g. {wrong[0]}")
@@ -226,16 +223,8 @@ def run_way(way: str, plan: Sequence[PlannedJob], *, rate: int, seed: int, workd
 
 
 # ---------------------------------------------------------------------------- command line
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bench.py ratelimit",
-        description="Many concurrent jobs against a rate-limited server.py: requests answered "
-                    "429, requests per job and detection delay of the paced client, the same "
-                    "client unpaced, and the trivial 1 s loop. Loopback only.")
-    parser.add_argument("mode", choices=("ratelimit",), help="this benchmark")
-    parser.add_argument("--quick", action="store_true",
-                        help="a few seconds: {jobs} jobs of {min_delay:g}-{max_delay:g} s, "
-                             "RATE_LIMIT={rate}".format(**RATELIMIT_QUICK))
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ratelimit mode's own options."""
     for name, kind, text in (("jobs", int, "jobs, all started at once"),
                              ("rate", int, "the server's RATE_LIMIT, requests/s (burst as many)"),
                              ("min-delay", float, "shortest job, seconds"),
@@ -247,27 +236,19 @@ def _parser() -> argparse.ArgumentParser:
                         help="comma-separated, in order (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the job plan and the "
                         "client's jitter (default: %(default)s)")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
-    parser.add_argument("--server-logs", type=Path, metavar="DIR",
-                        help="keep the servers' logs in DIR (default: a temporary directory)")
-    return parser
 
 
-def main(argv: Sequence[str]) -> int:
+def run(options: argparse.Namespace) -> int:
     """``python bench.py ratelimit ...``; returns the exit status."""
-    parser = _parser()
-    options = parser.parse_args(argv)
     defaults = RATELIMIT_QUICK if options.quick else RATELIMIT_DEFAULTS
     for key, value in defaults.items():
         if getattr(options, key) is None:
             setattr(options, key, value)
     ways = [w.strip() for w in options.ways.split(",") if w.strip()]
     if not ways or set(ways) - set(WAYS):
-        parser.error(f"--ways: choose from {', '.join(WAYS)}")
+        raise OptionError(f"--ways: choose from {', '.join(WAYS)}")
     if options.jobs < 1 or options.rate < 1 or not 0 < options.min_delay <= options.max_delay:
-        parser.error("need --jobs >= 1, --rate >= 1 and 0 < --min-delay <= --max-delay")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        raise OptionError("need --jobs >= 1, --rate >= 1 and 0 < --min-delay <= --max-delay")
     for name in ("vtwait.client", "urllib3"):
         logging.getLogger(name).setLevel(logging.ERROR)  # 429 retries are counted, not logged
     plan = plan_jobs(options.jobs, seed=options.seed, min_delay=options.min_delay,
@@ -275,28 +256,15 @@ def main(argv: Sequence[str]) -> int:
     # The paced client needs (2 requests x jobs) / rate seconds; the loop longer: generous.
     timeout = options.max_delay * 4 + 4 * options.jobs / options.rate + 60
     with bench_workdir(options.server_logs) as workdir:
-        try:
-            results = [run_way(way, plan, rate=options.rate, seed=options.seed, workdir=workdir,
-                               timeout=timeout) for way in ways]
-        except BenchError as exc:
-            logger.error("%s", exc)
-            return 1
-    targets = ratelimit_targets(results)
+        results = [run_way(way, plan, rate=options.rate, seed=options.seed, workdir=workdir,
+                           timeout=timeout) for way in ways]
     errors = sum(job.outcome == "error" for job in plan)
-    title = (f"Rate limits: {len(plan)} jobs of {options.min_delay:g}-{options.max_delay:g} s "
-             f"({errors} fated to fail), all started at once, RATE_LIMIT={options.rate}")
-    header = (report_header(title, argv) + " Requests: every request the server answered (its "
-              "log), starts and retries included. Detection delay: the moment the job's thread "
-              f"knows the final status minus the job's `finished_at`. Seed {options.seed}.")
-    text = ratelimit_markdown(results, targets, header)
-    print(text, flush=True)
-    if options.json:
-        options.json.parent.mkdir(parents=True, exist_ok=True)
-        options.json.write_text(json.dumps({
-            "mode": "ratelimit", "command": shlex.join(["python", "bench.py", *argv]),
-            "settings": {"jobs": len(plan), "rate": options.rate, "min_delay": options.min_delay,
-                         "max_delay": options.max_delay, "seed": options.seed},
-            "ways": [dataclasses.asdict(r) for r in results],
-            "targets": [dataclasses.asdict(t) for t in targets], "markdown": text},
-            indent=2) + "\n", encoding="utf-8")
+    finish(options, title=f"Rate limits: {len(plan)} jobs of {options.min_delay:g}-"
+                          f"{options.max_delay:g} s ({errors} fated to fail), all started at "
+                          f"once, RATE_LIMIT={options.rate}",
+           notes="Requests: every request the server answered (its log), starts and retries "
+                 "included. Detection delay: the moment the job's thread knows the final status "
+                 f"minus the job's `finished_at`. Seed {options.seed}.",
+           body=ratelimit_markdown(results), targets=ratelimit_targets(results),
+           results={"ways": [dataclasses.asdict(r) for r in results]})
     return 0

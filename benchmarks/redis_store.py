@@ -1,4 +1,4 @@
-"""Benchmark of the Redis job store: throughput, 10,000 held long-polls, cross-worker wake.
+"""The redis mode: the Redis job store's throughput, 10,000 held long-polls, cross-worker wake.
 
     python bench.py redis --json bench-results/redis.json
     python bench.py redis --quick                                 # a few seconds
@@ -33,15 +33,11 @@ import dataclasses
 import http.client
 import json
 import logging
-import math
 import multiprocessing
 import os
 import re
-import shlex
 import shutil
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,14 +46,26 @@ from typing import Any
 import psutil
 import redis
 
+from benchmarks.common import (
+    HOST,
+    BenchError,
+    OptionError,
+    Spread,
+    Target,
+    bench_workdir,
+    cpu_seconds,
+    finish,
+    parse_wrk,
+    process_tree,
+    rss_mb,
+)
 from vtwait.testing import RedisServer, ServerProcess
 
-__all__ = ["main"]
+__all__ = ["add_arguments", "run"]
 
 logger = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
-MB = 1024 * 1024
+HELP = "the Redis store: throughput and held long-polls on 1 and 2 workers, cross-worker wake"
 #: Sizes of a full run and of ``--quick``.
 DEFAULTS = {"waiters": 10_000, "seconds": 5.0, "connections": 64, "cross": 300}
 QUICK = {"waiters": 200, "seconds": 1.0, "connections": 16, "cross": 40}
@@ -82,30 +90,6 @@ SETUPS = (("1 worker, memory", False, 1), ("1 worker, Redis", True, 1),
           ("2 workers, Redis", True, 2))
 
 
-class BenchError(RuntimeError):
-    """The benchmark could not measure (a server did not start, answers were wrong)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Spread:
-    """Nearest-rank percentiles, in milliseconds."""
-
-    p50: float
-    p99: float
-    max: float
-
-    @classmethod
-    def of(cls, seconds: Sequence[float]) -> Spread:
-        ordered = sorted(seconds)
-        if not ordered:
-            return cls(math.nan, math.nan, math.nan)
-
-        def rank(q: float) -> float:
-            return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)] * 1000
-
-        return cls(rank(50), rank(99), ordered[-1] * 1000)
-
-
 @dataclasses.dataclass(frozen=True)
 class SetupResult:
     """What one set-up measured."""
@@ -115,13 +99,15 @@ class SetupResult:
     redis: bool
     requests_per_s: float
     non_2xx: int
-    latency_ms: Spread  #: wrk's latency percentiles
+    latency_p50_ms: float  #: wrk's latency percentiles
+    latency_p99_ms: float
+    latency_max_ms: float
     server_cores: float  #: CPU of the server's processes during the throughput run, in cores
     redis_cores: float  #: CPU of redis-server during the throughput run, in cores
     waiters: int
     answered: int  #: final answers among the waiters
     held: int  #: answers that were held until their job ended
-    wake_ms: Spread  #: answer received minus the job's finished_at
+    wake_ms: Spread  #: answer received minus the job's finished_at (p95 too)
     held_rss_mb: float  #: resident memory of the server's processes with every waiter held
     waiter_server_cpu_s: float  #: server CPU seconds over the whole waiter round
     waiter_redis_cpu_s: float
@@ -138,32 +124,6 @@ class CrossResult:
 
 
 # --- processes --------------------------------------------------------------------------------
-
-
-def _cpu_seconds(pids: Sequence[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            times = psutil.Process(pid).cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-def _server_pids(server: ServerProcess) -> list[int]:
-    master = psutil.Process(server.pid)
-    return [server.pid, *(child.pid for child in master.children(recursive=True))]
-
-
-def _rss_mb(pids: Sequence[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            total += psutil.Process(pid).memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total / MB
 
 
 def _start_server(workdir: Path, name: str, store: str, workers: int) -> ServerProcess:
@@ -216,39 +176,26 @@ request = function()
   return wrk.format("GET", "/status/" .. ids[i %% #ids + 1])
 end
 """
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
 def _throughput(server: ServerProcess, redis_pid: int | None, *, seconds: float,
-                connections: int, workdir: Path) -> tuple[float, int, Spread, float, float]:
+                connections: int, workdir: Path) -> tuple[dict[str, float], float, float]:
     ids = _post_jobs(server.port, THROUGHPUT_JOBS, lambda: 3600.0)
     script = workdir / "status.lua"
     script.write_text(_WRK_SCRIPT % ", ".join(f'"{i}"' for i in ids))
     url = f"http://{HOST}:{server.port}"
     subprocess.run(["wrk", "-t1", "-c8", "-d1s", "-s", str(script), url], check=True,
                    capture_output=True, timeout=60)  # warm-up: imports, connections, scripts
-    pids = _server_pids(server)
-    cpu, redis_cpu = _cpu_seconds(pids), _cpu_seconds([redis_pid] if redis_pid else [])
+    pids = process_tree(server.pid)
+    cpu, redis_cpu = cpu_seconds(pids), cpu_seconds([redis_pid] if redis_pid else [])
     began = time.monotonic()
     done = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script), url],
         check=True, capture_output=True, text=True, timeout=seconds + 60)
     took = time.monotonic() - began
-    cpu = (_cpu_seconds(pids) - cpu) / took
-    redis_cpu = (_cpu_seconds([redis_pid] if redis_pid else []) - redis_cpu) / took
-    out = done.stdout
-    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if found is None:
-        raise BenchError(f"wrk printed no rate: {out[-500:]}")
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    percentiles = {}
-    for quantile, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE):
-        percentiles[quantile] = float(value) * _UNITS[unit]
-    latency = Spread(percentiles.get("50", math.nan), percentiles.get("99", math.nan), math.nan)
-    max_found = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out)
-    if max_found:
-        latency = dataclasses.replace(latency, max=float(max_found[1]) * _UNITS[max_found[2]])
-    return float(found[1]), int(non_2xx[1]) if non_2xx else 0, latency, cpu, redis_cpu
+    cpu = (cpu_seconds(pids) - cpu) / took
+    redis_cpu = (cpu_seconds([redis_pid] if redis_pid else []) - redis_cpu) / took
+    return parse_wrk(done.stdout), cpu, redis_cpu
 
 
 # --- held long-polls --------------------------------------------------------------------------
@@ -296,22 +243,22 @@ def _waiter_round(server: ServerProcess, redis_pid: int | None, pool: Any, waite
         logger.warning("starting the jobs took %.1f s of the %.1f s lead: some waiters may "
                        "arrive after their job ended (is the machine busy?)",
                        lead - (end - time.time()), lead)
-    pids = _server_pids(server)
-    cpu, redis_cpu = _cpu_seconds(pids), _cpu_seconds([redis_pid] if redis_pid else [])
+    pids = process_tree(server.pid)
+    cpu, redis_cpu = cpu_seconds(pids), cpu_seconds([redis_pid] if redis_pid else [])
     paths = [f"/status/{job_id}" for job_id in ids]
     tasks = [pool.submit(_waiter_process, server.port, paths[k::WAITER_PROCESSES], WAIT)
              for k in range(WAITER_PROCESSES)]
     time.sleep(max(end - time.time() - 0.3, 0))
-    rss = _rss_mb(pids)  # every waiter held by now, their jobs not yet ended
+    rss = rss_mb(pids)  # every waiter held by now, their jobs not yet ended
     samples = [s for task in tasks for s in task.result(timeout=lead + WAIT + 120)]
-    cpu = _cpu_seconds(pids) - cpu
-    redis_cpu = _cpu_seconds([redis_pid] if redis_pid else []) - redis_cpu
+    cpu = cpu_seconds(pids) - cpu
+    redis_cpu = cpu_seconds([redis_pid] if redis_pid else []) - redis_cpu
     good = [s for s in samples if s[0] == 200 and s[3] == "completed" and s[4] is not None]
     if len(good) < len(samples):
         bad = [s for s in samples if s not in good]
         logger.warning("%d waiters without a final answer, e.g. %s", len(bad), bad[0])
     held = sum(1 for s in good if s[5] and s[1] < s[4])
-    return len(good), held, Spread.of([s[2] - s[4] for s in good]), rss, cpu, redis_cpu
+    return len(good), held, Spread.of([s[2] - s[4] for s in good], 1000), rss, cpu, redis_cpu
 
 
 # --- cross-worker wake ------------------------------------------------------------------------
@@ -339,37 +286,38 @@ def _cross_wake(store: str, jobs: int, pool: Any, workdir: Path) -> CrossResult:
     for job_id, sample in zip(ids, samples, strict=True):
         if sample[0] == 200 and sample[4] is not None:
             (cross if job_id in finished_by_a else same).append(sample[2] - sample[4])
-    return CrossResult(jobs, len(cross), Spread.of(cross), Spread.of(same))
+    return CrossResult(jobs, len(cross), Spread.of(cross, 1000), Spread.of(same, 1000))
 
 
 # --- report -----------------------------------------------------------------------------------
 
 
-def _targets(results: Sequence[SetupResult], cross: CrossResult) -> list[tuple[str, bool, str]]:
+def redis_targets(results: Sequence[SetupResult], cross: CrossResult) -> list[Target]:
+    """The issue's targets, read off the three set-ups and the cross-worker run."""
     memory, one, two = results
     scale = two.requests_per_s / one.requests_per_s
     share = two.requests_per_s / memory.requests_per_s
     return [
-        (f"2 workers on Redis >= {TARGET_SCALE_REDIS}x the throughput of 1 worker on Redis",
-         scale >= TARGET_SCALE_REDIS, f"{scale:.2f}x"),
-        (f"2 workers on Redis >= {TARGET_SHARE_OF_MEMORY}x the throughput of 1 worker in memory",
-         share >= TARGET_SHARE_OF_MEMORY, f"{share:.2f}x"),
-        (f"cross-worker wake p99 <= {TARGET_CROSS_WAKE_P99_MS:g} ms",
-         cross.cross_ms.p99 <= TARGET_CROSS_WAKE_P99_MS,
-         f"{cross.cross_ms.p99:.1f} ms over {cross.cross} answers"),
-        ("every held long-poll answered with its final status",
-         all(r.answered == r.waiters for r in results),
-         ", ".join(f"{r.answered:,}/{r.waiters:,}" for r in results)),
+        Target("2 workers on Redis against 1 worker on Redis, throughput",
+               f">= {TARGET_SCALE_REDIS:g}x", f"{scale:.2f}x", scale >= TARGET_SCALE_REDIS),
+        Target("2 workers on Redis against 1 worker in memory, throughput",
+               f">= {TARGET_SHARE_OF_MEMORY:g}x", f"{share:.2f}x",
+               share >= TARGET_SHARE_OF_MEMORY),
+        Target("cross-worker wake p99", f"<= {TARGET_CROSS_WAKE_P99_MS:g} ms",
+               f"{cross.cross_ms.p99:.1f} ms over {cross.cross} answers",
+               cross.cross_ms.p99 <= TARGET_CROSS_WAKE_P99_MS),
+        Target("every held long-poll answered with its final status", "all",
+               ", ".join(f"{r.answered:,}/{r.waiters:,}" for r in results),
+               all(r.answered == r.waiters for r in results)),
     ]
 
 
-def _markdown(results: Sequence[SetupResult], cross: CrossResult,
-              targets: Sequence[tuple[str, bool, str]], command: str, seconds: float,
-              connections: int) -> str:
+def redis_markdown(results: Sequence[SetupResult], cross: CrossResult, seconds: float,
+                   connections: int) -> str:
+    """The report's body: throughput, held long-polls, cross-worker wake."""
     cpus = os.cpu_count()
     load = ", ".join(f"{x:.1f}" for x in psutil.getloadavg())
     lines = [
-        f"### Redis store: {cpus} cores, `{command}`", "",
         f"Load average when the report was written (1, 5, 15 min): {load}.", "",
         (f"Status throughput: `wrk`, 1 thread, {connections} keep-alive connections, "
          f"{seconds:g} s, `GET /status/<id>` over {THROUGHPUT_JOBS} pending jobs. CPU in cores "
@@ -380,8 +328,8 @@ def _markdown(results: Sequence[SetupResult], cross: CrossResult,
     ]
     for r in results:
         redis_cpu = f"{r.redis_cores:.2f}" if r.redis else "-"
-        lines.append(f"| {r.name} | {r.requests_per_s:,.0f} | {r.latency_ms.p50:.2f} | "
-                     f"{r.latency_ms.p99:.2f} | {r.server_cores:.2f} | {redis_cpu} | "
+        lines.append(f"| {r.name} | {r.requests_per_s:,.0f} | {r.latency_p50_ms:.2f} | "
+                     f"{r.latency_p99_ms:.2f} | {r.server_cores:.2f} | {redis_cpu} | "
                      f"{r.non_2xx} |")
     lines += [
         "", (f"Held long-polls: {results[0].waiters:,} jobs ending at one moment, a `wait=30` "
@@ -406,86 +354,70 @@ def _markdown(results: Sequence[SetupResult], cross: CrossResult,
          f"{cross.cross_ms.p99:.1f} | {cross.cross_ms.max:.1f} |"),
         (f"| the holding process | {cross.jobs - cross.cross} | {cross.same_ms.p50:.1f} | "
          f"{cross.same_ms.p99:.1f} | {cross.same_ms.max:.1f} |"),
-        "", "Targets:", "",
     ]
-    lines += [f"- {'PASS' if ok else 'MISS'}: {name} ({value})" for name, ok, value in targets]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench.py redis", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
-    parser.add_argument("--waiters", type=int, help="held long-polls per set-up (10,000)")
-    parser.add_argument("--seconds", type=float, help="length of each throughput run (5)")
-    parser.add_argument("--connections", type=int, help="wrk connections (64)")
-    parser.add_argument("--cross", type=int, help="jobs of the cross-worker run (300)")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    return parser
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The redis mode's own options."""
+    for name, text in (("waiters", "held long-polls per set-up"),
+                       ("seconds", "length of each throughput run, seconds"),
+                       ("connections", "wrk connections"),
+                       ("cross", "jobs of the cross-worker run")):
+        parser.add_argument(f"--{name}", type=float if name == "seconds" else int,
+                            help=f"{text} (default: {DEFAULTS[name]:g}; --quick: {QUICK[name]:g})")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python bench.py redis``; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    options = _parser().parse_args(argv)
+def run(options: argparse.Namespace) -> int:
+    """``python bench.py redis ...``; returns the exit status."""
     for key, value in (QUICK if options.quick else DEFAULTS).items():
         if getattr(options, key) is None:
             setattr(options, key, value)
     if min(options.waiters, options.connections, options.cross) < 1 or options.seconds <= 0:
-        _parser().error("sizes must be at least 1, --seconds above 0")
+        raise OptionError("sizes must be at least 1, --seconds above 0")
     for tool in ("wrk", "redis-server"):
         if shutil.which(tool) is None:
-            _parser().error(f"{tool} is not installed")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    command = shlex.join(["python", "bench.py", "redis", *argv])
-    with tempfile.TemporaryDirectory(prefix="bench-redis-") as folder, \
+            raise OptionError(f"{tool} is not installed")
+    with bench_workdir(options.server_logs) as workdir, \
             concurrent.futures.ProcessPoolExecutor(
                 WAITER_PROCESSES, mp_context=multiprocessing.get_context("spawn")) as pool:
-        workdir = Path(folder)
         store = RedisServer.start(workdir / "redis")
         try:
-            results = []
-            for name, on_redis, workers in SETUPS:
-                if on_redis:
-                    with redis.Redis(port=store.port) as client:
-                        client.flushdb()
-                logger.info("%s", name)
-                slug = re.sub(r"\W+", "-", name)
-                server = _start_server(workdir, slug, store.url() if on_redis else "memory",
-                                       workers)
-                redis_pid = store.process.pid if on_redis and store.process else None
-                try:
-                    rate, non_2xx, latency, cores, redis_cores = _throughput(
-                        server, redis_pid, seconds=options.seconds,
-                        connections=options.connections, workdir=workdir)
-                    answered, held, wake, rss, cpu, redis_cpu = _waiter_round(
-                        server, redis_pid, pool, options.waiters)
-                finally:
-                    server.stop()
-                results.append(SetupResult(name, workers, on_redis, rate, non_2xx, latency,
-                                           cores, redis_cores, options.waiters, answered, held,
-                                           wake, rss, cpu, redis_cpu))
+            results = [_run_setup(name, on_redis, workers, store, pool, workdir, options)
+                       for name, on_redis, workers in SETUPS]
             with redis.Redis(port=store.port) as client:
                 client.flushdb()
             cross = _cross_wake(store.url(), options.cross, pool, workdir)
-        except BenchError as exc:
-            logger.error("%s", exc)
-            return 1
         finally:
             store.stop()
-    targets = _targets(results, cross)
-    text = _markdown(results, cross, targets, command, options.seconds, options.connections)
-    print(text, flush=True)
-    if options.json:
-        options.json.parent.mkdir(parents=True, exist_ok=True)
-        options.json.write_text(json.dumps({
-            "mode": "redis", "command": command, "cpus": os.cpu_count(),
-            "setups": [dataclasses.asdict(r) for r in results],
-            "cross": dataclasses.asdict(cross),
-            "targets": [{"name": n, "pass": ok, "value": v} for n, ok, v in targets],
-            "markdown": text}, indent=2) + "\n", encoding="utf-8")
+    memory = results[0]
+    finish(options, title=f"Redis store: {results[0].waiters:,} held long-polls per set-up",
+           notes="", body=redis_markdown(results, cross, options.seconds, options.connections),
+           targets=redis_targets(results, cross),
+           results={"setups": [dataclasses.asdict(r) for r in results],
+                    "cross": dataclasses.asdict(cross)},
+           calibration=f"the memory store on 1 worker served {memory.requests_per_s:,.0f} status "
+                       "requests/s in the same run, the reference of the Redis set-ups.")
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _run_setup(name: str, on_redis: bool, workers: int, store: RedisServer, pool: Any,
+               workdir: Path, options: argparse.Namespace) -> SetupResult:
+    """One set-up: a fresh server, its throughput, then a round of held long-polls."""
+    if on_redis:
+        with redis.Redis(port=store.port) as client:
+            client.flushdb()
+    logger.info("%s", name)
+    server = _start_server(workdir, re.sub(r"\W+", "-", name),
+                           store.url() if on_redis else "memory", workers)
+    redis_pid = store.process.pid if on_redis and store.process else None
+    try:
+        wrk, cores, redis_cores = _throughput(server, redis_pid, seconds=options.seconds,
+                                              connections=options.connections, workdir=workdir)
+        answered, held, wake, rss, cpu, redis_cpu = _waiter_round(server, redis_pid, pool,
+                                                                  options.waiters)
+    finally:
+        server.stop()
+    return SetupResult(name, workers, on_redis, wrk["requests_per_s"], int(wrk["non_2xx"]),
+                       wrk["p50"], wrk["p99"], wrk["max"], cores, redis_cores, options.waiters,
+                       answered, held, wake, rss, cpu, redis_cpu)

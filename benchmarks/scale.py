@@ -1,4 +1,4 @@
-"""Benchmark the server alone at scale: ``python bench.py scale`` (this module's ``main``).
+"""The scale mode: the server alone at scale (``python bench.py scale``).
 
     python bench.py scale --json bench-results/scale.json
     python bench.py scale --quick                     # tiny counts, a few seconds per part
@@ -33,11 +33,9 @@ import logging
 import multiprocessing
 import os
 import random
-import re
 import shlex
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -50,18 +48,20 @@ import requests
 from benchmarks.common import (
     HOST,
     BenchError,
-    ServerProcess,
+    MeasuredServer,
+    OptionError,
     Spread,
     Target,
     bench_workdir,
+    finish,
     markdown_table,
-    report_header,
+    parse_wrk,
     sleep_until,
-    targets_markdown,
-    write_json,
 )
 
 logger = logging.getLogger(__name__)
+
+HELP = "the server alone: status throughput, 10,000 held long-polls, 100,000 pending jobs"
 
 #: Sizes of a full run and of ``--quick``.
 DEFAULTS = {"pending": 100_000, "waiters": 10_000, "connections": 50, "seconds": 8.0,
@@ -169,37 +169,6 @@ class ScaleResult:
 
 
 # ------------------------------------------------------------------------------ pure helpers
-_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _wrk_ms(text: str) -> float:
-    found = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text)
-    if found is None:
-        raise BenchError(f"unreadable wrk duration {text!r}")
-    return float(found.group(1)) * _WRK_UNITS[found.group(2)]
-
-
-def parse_wrk(output: str) -> dict[str, float]:
-    """The figures of ``wrk --latency`` output: requests, errors, req/s, latency p50/p99/max (ms).
-
-    Raises:
-        BenchError: the output lacks a figure (wrk failed).
-    """
-    try:
-        requests_done = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
-        rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", output).group(1))  # type: ignore[union-attr]
-        latency = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", output).group(1)  # type: ignore[union-attr]
-        p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1)  # type: ignore[union-attr]
-        p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1)  # type: ignore[union-attr]
-    except AttributeError:
-        raise BenchError(f"unreadable wrk output:\n{output}") from None
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    errors += int(non_2xx.group(1)) if non_2xx else 0
-    return {"requests": requests_done, "errors": errors, "requests_per_s": rate,
-            "p50": _wrk_ms(p50), "p99": _wrk_ms(p99), "max": _wrk_ms(latency)}
-
-
 def scale_targets(result: ScaleResult, spread: tuple[float, float]) -> list[Target]:
     """The issue's targets, read off ``result`` (``spread``: the spread rounds' job durations)."""
     shipped, dev = result.throughput[0], result.throughput[-1]
@@ -244,15 +213,13 @@ def scale_targets(result: ScaleResult, spread: tuple[float, float]) -> list[Targ
     ]
 
 
-def scale_markdown(result: ScaleResult, targets: Sequence[Target], header: str,
-                   spread: tuple[float, float]) -> str:
-    """The report: throughput, waiter rounds, pending jobs, then the targets."""
+def scale_markdown(result: ScaleResult, spread: tuple[float, float]) -> str:
+    """The report's body: throughput, waiter rounds, pending jobs."""
     pending = result.pending
     per_job_kb = (pending.rss_after_mb - pending.rss_before_mb) * 1024 / max(pending.jobs, 1)
     waiters = result.rounds[0].waiters
     generator = result.throughput[0].generator
     parts = [
-        header,
         "### Status throughput, the same run",
         markdown_table(("server", "connections", "requests/s (best)", "each pass",
                         "latency p50 (ms)", "p99", "max", "errors", "server CPU (cores)"), [
@@ -292,7 +259,6 @@ def scale_markdown(result: ScaleResult, targets: Sequence[Target], header: str,
             ("threads", pending.threads_before, pending.threads_after)], "l"),
         f"Started in {pending.start_s:.1f} s ({pending.jobs / pending.start_s:,.0f} jobs/s) by "
         f"the asyncio client: {per_job_kb:.2f} kB per pending job, and no thread per job.",
-        f"### Targets\n\n{targets_markdown(targets)}\n",
     ]
     return "\n\n".join(parts)
 
@@ -374,14 +340,14 @@ _client_tasks: dict[str, Any] = {"start": _start_jobs, "wait": _start_and_wait}
 
 
 # ----------------------------------------------------------------------------------- measures
-def _metric(server: ServerProcess, name: str) -> float:
+def _metric(server: MeasuredServer, name: str) -> float:
     """A sample's value from the server's /metrics (summed over labels)."""
     text = requests.get(f"{server.url}/metrics", timeout=10).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name) and line[len(name):len(name) + 1] in (" ", "{"))
 
 
-def warm_up(server: ServerProcess) -> None:
+def warm_up(server: MeasuredServer) -> None:
     """Exercises every code path once (start, status, long-poll), so that later growth is not it."""
     headers = {"Authorization": AUTH_HEADER}
     with requests.Session() as session:
@@ -394,7 +360,7 @@ def warm_up(server: ServerProcess) -> None:
 def measure_throughput(name: str, flags: Sequence[str], *, connections: int, seconds: float,
                        warmup: float, workdir: Path, pool: Any) -> ThroughputResult:
     """Status requests on a pending job from ``connections`` keep-alive connections."""
-    with ServerProcess(name, flags, env=SERVER_ENV, workdir=workdir) as server:
+    with MeasuredServer(name, flags, env=SERVER_ENV, workdir=workdir) as server:
         warm_up(server)
         job_id = requests.post(f"{server.url}/start", json={"delay": PENDING_JOB_DELAY},
                                headers={"Authorization": AUTH_HEADER}, timeout=10).json()["job_id"]
@@ -434,7 +400,7 @@ def _run(command: list[str], timeout: float) -> str:
     return done.stdout
 
 
-def _python_load(server: ServerProcess, pool: Any, url: str, connections: int,
+def _python_load(server: MeasuredServer, pool: Any, url: str, connections: int,
                  seconds: float, warmup: float) -> tuple[dict[str, float], float]:
     """The fallback generator: keep-alive ``http.client`` connections in load processes."""
     path = url.split(str(server.port), 1)[1]
@@ -496,7 +462,7 @@ def _python_load_worker(port: int, path: str, connections: int, start_at: float,
     return [x for latencies, _ in outcomes for x in latencies], sum(e for _, e in outcomes)
 
 
-def run_waiter_round(server: ServerProcess, pool: Any, number: int, kind: str, *, waiters: int,
+def run_waiter_round(server: MeasuredServer, pool: Any, number: int, kind: str, *, waiters: int,
                      spread: tuple[float, float], job_ttl: float, seed: int,
                      lead: tuple[float, float]) -> WaiterRound:
     """One round: start ``waiters`` jobs with a long-poll on each; then wait for their eviction."""
@@ -548,7 +514,7 @@ def run_waiter_round(server: ServerProcess, pool: Any, number: int, kind: str, *
 
 def measure_pending(count: int, *, seed: int, workdir: Path, pool: Any) -> PendingResult:
     """Memory and threads of a server before and after ``count`` pending jobs."""
-    with ServerProcess("pending", ["--seed", seed, "--max-jobs", count + 100], env=SERVER_ENV,
+    with MeasuredServer("pending", ["--seed", seed, "--max-jobs", count + 100], env=SERVER_ENV,
                        workdir=workdir) as server:
         warm_up(server)
         threads_before, rss_before = server.settled_threads(), server.rss_mb()
@@ -586,7 +552,7 @@ def run_scale(options: argparse.Namespace, workdir: Path) -> ScaleResult:
         kinds = ["together", "spread"]
         args = ["--seed", options.seed, "--job-ttl", options.job_ttl,
                 "--max-jobs", options.waiters + 1000]
-        with ServerProcess("waiters", args, env=SERVER_ENV, workdir=workdir) as server:
+        with MeasuredServer("waiters", args, env=SERVER_ENV, workdir=workdir) as server:
             warm_up(server)
             time.sleep(options.job_ttl + 0.5)  # the warm-up job is forgotten before the baseline
             threads_baseline, rss_baseline = server.settled_threads(), server.rss_mb()
@@ -600,19 +566,10 @@ def run_scale(options: argparse.Namespace, workdir: Path) -> ScaleResult:
 
 
 # ---------------------------------------------------------------------------- command line
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bench.py scale",
-        description="The server alone at scale: status throughput of python server.py against "
-                    "--dev-server, 10,000 held long-polls, 100,000 pending jobs. Loopback only.",
-        epilog="Exit status 0 even when a target is missed (the report says so); 1 when "
-               "something crashed.")
-    parser.add_argument("--quick", action="store_true", help="tiny counts, a few seconds a part")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The scale mode's own options."""
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help="seed of the servers and the spread delays (default: %(default)s)")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
-    parser.add_argument("--server-logs", type=Path, metavar="DIR",
-                        help="keep the servers' logs in DIR (default: a temporary directory)")
     for name, kind, text in (
             ("pending", int, "pending jobs whose memory is measured"),
             ("waiters", int, "long-poll waiters in each round"),
@@ -623,42 +580,25 @@ def _parser() -> argparse.ArgumentParser:
         key = name.replace("-", "_")
         parser.add_argument(f"--{name}", type=kind, help=f"{text} (default: {DEFAULTS[key]:g}; "
                                                          f"--quick: {QUICK[key]:g})")
-    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python bench.py scale [flags]``; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser()
-    options = parser.parse_args(argv)
+def run(options: argparse.Namespace) -> int:
+    """``python bench.py scale ...``; returns the exit status."""
     for key, value in (QUICK if options.quick else DEFAULTS).items():
         if getattr(options, key) is None:
             setattr(options, key, value)
     if min(options.pending, options.waiters, options.connections) < 1 or options.rounds < 3:
-        parser.error("--pending, --waiters and --connections must be at least 1, --rounds 3")
+        raise OptionError("--pending, --waiters and --connections must be at least 1, --rounds 3")
     if options.seconds <= 0 or options.job_ttl <= 0:
-        parser.error("--seconds and --job-ttl must be > 0")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        raise OptionError("--seconds and --job-ttl must be > 0")
     with bench_workdir(options.server_logs) as workdir:
-        try:
-            result = run_scale(options, workdir)
-        except BenchError as exc:
-            logger.error("%s", exc)
-            return 1
+        result = run_scale(options, workdir)
     spread = SPREAD_DELAYS["quick" if options.quick else "full"]
-    targets = scale_targets(result, spread)
-    text = scale_markdown(result, targets, report_header("Server at scale", ["scale", *argv]),
-                          spread)
-    print(text, flush=True)
-    if options.json:
-        write_json(options.json, {
-            "mode": "scale", "command": shlex.join(["python", "bench.py", "scale", *argv]),
-            "cpus": os.cpu_count(), "percentiles": "nearest-rank",
-            "scale": dataclasses.asdict(result),
-            "targets": [dataclasses.asdict(t) for t in targets], "markdown": text})
+    shipped, dev = result.throughput[0], result.throughput[-1]
+    finish(options, title="Server at scale", notes="",
+           body=scale_markdown(result, spread), targets=scale_targets(result, spread),
+           results={"scale": dataclasses.asdict(result)},
+           calibration=f"`{dev.server}` served {dev.requests_per_s:,.0f} status requests/s in "
+                       f"the same run ({shipped.server}: {shipped.requests_per_s:,.0f}); the "
+                       "throughput target is the ratio of the two.")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,16 +1,13 @@
-"""Benchmark: what the client's waiting strategy buys, and what the server holds, over real HTTP.
+"""The strategies mode (the default of ``python bench.py``): what the client's waiting strategy
+buys, and what the server holds, over real HTTP.
 
-    python bench.py --json bench-results/bench.json --plot bench-results/bench.png
-    python bench.py scale --json bench-results/scale.json
-    python bench.py --quick; python bench.py scale --quick      # a few seconds each
-    python bench.py ratelimit --quick  # a rate-limited server (bench_ratelimit.py, its own --help)
-    python bench.py many --quick      # many jobs from one process (bench_many.py, its own --help)
-    python bench.py redis --quick                               # the Redis store (bench_redis.py)
-    python bench.py learned --quick   # the learned schedule, round by round (bench_learned.py)
+    python bench.py --json bench-results/strategies.json --plot bench-results/strategies.png
+    python bench.py --quick                       # a few seconds
+    python bench.py strategies --quick            # the same, the mode named
 
-**Strategies** (the default mode). One seeded list of jobs (200 by default, durations uniform in
-3-7 s, about 30 % fated to end in error, all started at once) is waited for by each strategy in
-turn, each against a fresh ``server.py`` subprocess on 127.0.0.1:
+One seeded list of jobs (200 by default, durations uniform in 3-7 s, about 30 % fated to end in
+error, all started at once) is waited for by each strategy in turn, each against a fresh
+``server.py`` subprocess on 127.0.0.1:
 
 * ``fixed``: ``PollingPolicy.fixed(1.0)``, one ``GET /status`` per second; plain server.
 * ``doubling``: ``PollingPolicy.doubling(initial=1.0, retries=10)``, no jitter; plain server.
@@ -24,14 +21,10 @@ turn, each against a fresh ``server.py`` subprocess on 127.0.0.1:
 Per strategy: status requests per job (mean, max); detection delay, the moment
 ``wait_for_completion`` returns minus the job's ``finished_at`` (one machine, one clock), at p50,
 p95, p99 and max; wall time; CPU seconds of the client (this process) and of the server process.
+The ``learned`` and ``ratelimit`` modes reuse :func:`plan_jobs` and :func:`run_strategy`.
 
-**Scale** (``python bench.py scale``) measures the server alone; it lives in ``bench_scale.py``
-(``python bench.py scale --help``), with helpers shared by both in ``bench_common.py``.
-
-Output is Markdown on stdout (tables, then each target with PASS or MISS), logs go to stderr. A
-missed target is reported, never raised: the exit status is 0 unless something crashed or a job
-ended with the wrong result. Percentiles are nearest-rank. Durations are in seconds unless a name
-ends in ``_ms``. Every request goes to 127.0.0.1; every wait is bounded.
+Percentiles are nearest-rank. Durations are in seconds unless a name ends in ``_ms``. Every
+request goes to 127.0.0.1; every wait is bounded.
 """
 
 from __future__ import annotations
@@ -41,10 +34,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
-import os
 import random
-import shlex
-import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -53,27 +43,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# The helpers shared with the other modes; re-exported, so `from bench import Spread` still works.
-from benchmarks.common import (  # noqa: F401
-    HOST,
-    MB,
+from benchmarks.common import (
     BenchError,
-    ServerProcess,
+    MeasuredServer,
+    OptionError,
     Spread,
     Target,
     bench_workdir,
+    finish,
     markdown_table,
-    percentile,
-    report_header,
     save_figure,
     start_together,
-    targets_markdown,
-    write_json,
 )
-from vtwait.client.sync import PollingPolicy, VideoTranslationClient
+from vtwait import PollingPolicy, VideoTranslationClient
 
 logger = logging.getLogger(__name__)
 
+HELP = "the client's waiting strategies on one list of jobs (the default mode)"
 #: Settings of the strategies mode, full run and ``--quick``.
 STRATEGY_DEFAULTS = {"jobs": 200, "min_delay": 3.0, "max_delay": 7.0}
 STRATEGY_QUICK = {"jobs": 20, "min_delay": 0.3, "max_delay": 0.8}
@@ -85,7 +71,6 @@ TARGET_LONG_POLL_REQUESTS = 1.05
 TARGET_LONG_POLL_P99_MS = 10.0
 TARGET_HINTS_REQUESTS = 4.0
 TARGET_HINTS_SHARE_OF_DOUBLING = 0.25
-
 
 
 # ------------------------------------------------------------------------------- value types
@@ -217,9 +202,8 @@ def strategy_targets(results: Iterable[StrategyResult]) -> list[Target]:
     return targets
 
 
-def strategies_markdown(results: Sequence[StrategyResult], targets: Sequence[Target],
-                        header: str) -> str:
-    """The strategies report: the figures table, then the targets."""
+def strategies_markdown(results: Sequence[StrategyResult]) -> str:
+    """The strategies report's table."""
     rows = [(r.strategy, r.server, f"{r.requests_per_job_mean:.2f}", r.requests_per_job_max,
              f"{r.delay_ms.p50:.1f}", f"{r.delay_ms.p95:.1f}", f"{r.delay_ms.p99:.1f}",
              f"{r.delay_ms.max:.1f}", f"{r.wall_s:.1f}", f"{r.client_cpu_s:.2f}",
@@ -227,7 +211,7 @@ def strategies_markdown(results: Sequence[StrategyResult], targets: Sequence[Tar
     table = markdown_table(
         ("strategy", "server", "requests/job mean", "max", "delay p50 (ms)", "p95", "p99", "max",
          "wall s", "client CPU s", "server CPU s"), rows, "ll")
-    return f"{header}\n\n{table}\n\n### Targets\n\n{targets_markdown(targets)}\n"
+    return table
 
 
 # ------------------------------------------------------------------------------- strategies
@@ -257,7 +241,7 @@ def _wait_for_one(api: VideoTranslationClient, counter: _StatusCounter, job: Pla
 
 
 def run_strategy(strategy: Strategy, plan: Sequence[PlannedJob], *, seed: int, workdir: Path,
-                 timeout: float, server: ServerProcess | None = None,
+                 timeout: float, server: MeasuredServer | None = None,
                  client_options: dict[str, Any] | None = None) -> StrategyResult:
     """Wait for every planned job with ``strategy`` on a fresh server; return the figures.
 
@@ -270,7 +254,7 @@ def run_strategy(strategy: Strategy, plan: Sequence[PlannedJob], *, seed: int, w
     args = [*strategy.server_args, "--seed", seed, "--max-waiters", len(plan) + 10,
             "--max-jobs", len(plan) + 1000]
     if server is None:
-        server = ServerProcess(strategy.name, args, workdir=workdir)
+        server = MeasuredServer(strategy.name, args, workdir=workdir)
         running: Any = server
     else:
         running = contextlib.nullcontext()
@@ -289,7 +273,7 @@ def run_strategy(strategy: Strategy, plan: Sequence[PlannedJob], *, seed: int, w
         logger.info("%s: %d jobs, %s", strategy.name, len(plan), strategy.summary)
         with concurrent.futures.ThreadPoolExecutor(len(plan), f"bench-{strategy.name}") as pool:
             futures = [pool.submit(_wait_for_one, api, counter, job, barrier, timeout)
-                       for (api, counter), job in zip(clients, plan)]
+                       for (api, counter), job in zip(clients, plan, strict=True)]
             cpu, server_cpu = time.process_time(), server.cpu_seconds()
             started, records = start_together(strategy.name, barrier, futures, timeout, server)
             cpu, server_cpu = time.process_time() - cpu, server.cpu_seconds() - server_cpu
@@ -329,48 +313,31 @@ def plot_strategies(results: Sequence[StrategyResult], path: Path, title: str) -
 
 
 # ---------------------------------------------------------------------------- command line
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bench.py", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Benchmark the client's waiting strategies on the real server over real HTTP "
-                    "(default mode), or the server alone at scale (`scale`). Loopback only.",
-        epilog="Strategies: " + "; ".join(f"{s.name} ({s.summary}; {s.server} server)"
-                                          for s in STRATEGIES.values())
-        + ".\n\nExamples:\n  python bench.py --json bench-results/bench.json --plot "
-          "bench-results/bench.png\n  python bench.py scale --json bench-results/scale.json\n"
-          "  python bench.py --quick && python bench.py scale --quick\n\n"
-          "Exit status 0 even when a target is missed (the report says so); 1 when something "
-          "crashed or a job ended with the wrong result.")
-    parser.add_argument("mode", nargs="?", choices=("strategies", "scale"), default="strategies",
-                        help="what to measure (default: %(default)s)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a few seconds: strategies on %(jobs)d jobs of %(min_delay)g-"
-                             "%(max_delay)g s; scale with tiny counts" % STRATEGY_QUICK)
+EPILOG = "Strategies: " + "; ".join(f"{s.name} ({s.summary}; {s.server} server)"
+                                    for s in STRATEGIES.values()) + "."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The strategies mode's own options."""
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help="seed of the job plan, the clients' jitter and the servers "
                              "(default: %(default)s)")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
-    parser.add_argument("--server-logs", type=Path, metavar="DIR",
-                        help="keep the servers' logs in DIR (default: a temporary directory)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log the client's debug too")
-    group = parser.add_argument_group("strategies mode")
-    group.add_argument("--jobs", type=int, help="jobs, all started at once (default: %d)"
-                       % STRATEGY_DEFAULTS["jobs"])
-    group.add_argument("--min-delay", type=float, help="shortest job, seconds (default: %g)"
-                       % STRATEGY_DEFAULTS["min_delay"])
-    group.add_argument("--max-delay", type=float, help="longest job, seconds (default: %g)"
-                       % STRATEGY_DEFAULTS["max_delay"])
-    group.add_argument("--error-share", type=float, default=DEFAULT_ERROR_SHARE,
-                       help="share of jobs fated to end in error (default: %(default)g)")
-    group.add_argument("--strategies", default=",".join(STRATEGIES),
-                       help="comma-separated, in order (default: %(default)s)")
-    group.add_argument("--plot", type=Path, metavar="PATH",
-                       help="draw requests per job against p99 delay to this PNG (matplotlib)")
-    return parser
+    parser.add_argument("--jobs", type=int, help="jobs, all started at once (default: %d; "
+                        "--quick: %d)" % (STRATEGY_DEFAULTS["jobs"], STRATEGY_QUICK["jobs"]))
+    parser.add_argument("--min-delay", type=float, help="shortest job, seconds (default: %g; "
+                        "--quick: %g)" % (STRATEGY_DEFAULTS["min_delay"], STRATEGY_QUICK["min_delay"]))
+    parser.add_argument("--max-delay", type=float, help="longest job, seconds (default: %g; "
+                        "--quick: %g)" % (STRATEGY_DEFAULTS["max_delay"], STRATEGY_QUICK["max_delay"]))
+    parser.add_argument("--error-share", type=float, default=DEFAULT_ERROR_SHARE,
+                        help="share of jobs fated to end in error (default: %(default)g)")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES),
+                        help="comma-separated, in order (default: %(default)s)")
+    parser.add_argument("--plot", type=Path, metavar="PATH",
+                        help="draw requests per job against p99 delay to this PNG (matplotlib)")
 
 
-def _resolve(options: argparse.Namespace) -> argparse.Namespace:
-    """Fill unset sizes from the full or quick defaults, and check them."""
+def _resolve(options: argparse.Namespace) -> list[str]:
+    """Fill unset sizes from the full or quick defaults, check them; the strategies' names."""
     defaults = dict(STRATEGY_DEFAULTS)
     if options.quick:
         defaults.update(STRATEGY_QUICK)
@@ -378,88 +345,34 @@ def _resolve(options: argparse.Namespace) -> argparse.Namespace:
         if getattr(options, key) is None:
             setattr(options, key, value)
     if options.jobs < 1:
-        raise ValueError("--jobs must be at least 1")
+        raise OptionError("--jobs must be at least 1")
     if not 0 < options.min_delay <= options.max_delay:
-        raise ValueError("need 0 < --min-delay <= --max-delay")
+        raise OptionError("need 0 < --min-delay <= --max-delay")
     names = [n.strip() for n in options.strategies.split(",") if n.strip()]
     unknown = [n for n in names if n not in STRATEGIES]
     if unknown or not names:
-        raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
-    options.strategy_names = names
-    return options
+        raise OptionError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    return names
 
 
-def _main_strategies(options: argparse.Namespace, argv: Sequence[str], workdir: Path) -> None:
+def run(options: argparse.Namespace) -> int:
+    """``python bench.py [strategies] ...``; returns the exit status."""
+    names = _resolve(options)
     plan = plan_jobs(options.jobs, seed=options.seed, min_delay=options.min_delay,
                      max_delay=options.max_delay, error_share=options.error_share)
     timeout = options.max_delay * 4 + 60
-    results = [run_strategy(STRATEGIES[name], plan, seed=options.seed, workdir=workdir,
-                            timeout=timeout) for name in options.strategy_names]
-    targets = strategy_targets(results)
+    with bench_workdir(options.server_logs) as workdir:
+        results = [run_strategy(STRATEGIES[name], plan, seed=options.seed, workdir=workdir,
+                                timeout=timeout) for name in names]
     errors = sum(job.outcome == "error" for job in plan)
-    title = (f"Client strategies: {len(plan)} jobs of {options.min_delay:g}-"
-             f"{options.max_delay:g} s ({errors} fated to fail), all started at once")
-    header = (report_header(title, argv) + " Detection delay: the moment "
-              "`wait_for_completion` returns minus the job's `finished_at`. Seed "
-              f"{options.seed}; server ETA_NOISE at its default.")
-    text = strategies_markdown(results, targets, header)
-    print(text, flush=True)
+    finish(options, title=f"Client strategies: {len(plan)} jobs of {options.min_delay:g}-"
+                          f"{options.max_delay:g} s ({errors} fated to fail), all started at once",
+           notes="Detection delay: the moment `wait_for_completion` returns minus the job's "
+                 f"`finished_at`. Seed {options.seed}; server ETA_NOISE at its default.",
+           body=strategies_markdown(results), targets=strategy_targets(results),
+           results={"strategies": [dataclasses.asdict(r) for r in results]})
     if options.plot:
         plot_strategies(results, options.plot, f"{len(plan)} concurrent jobs of "
                         f"{options.min_delay:g}-{options.max_delay:g} s, same jobs for each")
         logger.info("wrote %s", options.plot)
-    if options.json:
-        write_json(options.json, {
-            "mode": "strategies", "command": shlex.join(["python", "bench.py", *argv]),
-            "cpus": os.cpu_count(), "percentiles": "nearest-rank",
-            "settings": {"jobs": len(plan), "min_delay": options.min_delay,
-                         "max_delay": options.max_delay, "error_share": options.error_share,
-                         "seed": options.seed},
-            "strategies": [dataclasses.asdict(r) for r in results],
-            "targets": [dataclasses.asdict(t) for t in targets], "markdown": text})
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["ratelimit"]:  # a rate-limited server: its own options, in bench_ratelimit.py
-        import benchmarks.ratelimit as bench_ratelimit
-
-        return bench_ratelimit.main(argv)
-    if argv[:1] == ["scale"]:  # its own module, flags and --help
-        import benchmarks.scale as bench_scale
-
-        return bench_scale.main(argv[1:])
-    if argv[:1] == ["many"]:  # many jobs from one process: its own options, in bench_many.py
-        import benchmarks.many as bench_many
-
-        return bench_many.main(argv)
-    if argv[:1] == ["redis"]:  # the Redis store's benchmark has its own module and flags
-        import benchmarks.redis_store as bench_redis
-
-        return bench_redis.main(argv[1:])
-    if argv[:1] == ["learned"]:  # the learned schedule round by round: bench_learned.py
-        import benchmarks.learned as bench_learned
-
-        return bench_learned.main(argv)
-    parser = _parser()
-    options = parser.parse_args(argv)
-    try:
-        _resolve(options)
-    except ValueError as exc:
-        parser.error(str(exc))
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("vtwait.client").setLevel(logging.DEBUG if options.verbose else logging.WARNING)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
-    with bench_workdir(options.server_logs) as workdir:
-        try:
-            _main_strategies(options, argv, workdir)
-        except BenchError as exc:
-            logger.error("%s", exc)
-            return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

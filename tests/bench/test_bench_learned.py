@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.learned import _least_requests, optimum_p99
+from benchmarks.learned import least_requests, optimum_p99
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = [("fixed", "base"), ("doubling", "base"), ("backoff", "base"), ("backoff", "shifted"),
@@ -24,12 +24,12 @@ ROWS = [("fixed", "base"), ("doubling", "base"), ("backoff", "base"), ("backoff"
 
 def test_least_requests_by_hand():
     """Jobs ending at 1, 2, 3 with delay 1 and no miss: polls at 2 and 4 (3 + 1 requests)."""
-    assert _least_requests([1.0, 2.0, 3.0], 1.0, 0) == 4
+    assert least_requests([1.0, 2.0, 3.0], 1.0, 0) == 4
 
 
 def test_least_requests_may_let_the_earliest_job_through_late():
     """One miss allowed: a single poll at 3 + 1 catches 2 and 3 in time, 1 late: 3 requests."""
-    assert _least_requests([1.0, 2.0, 3.0], 1.0, 1) == 3
+    assert least_requests([1.0, 2.0, 3.0], 1.0, 1) == 3
 
 
 def test_optimum_p99_trades_requests_for_delay():
