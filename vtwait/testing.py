@@ -74,7 +74,7 @@ class ServerProcess:
         log_path: str | os.PathLike | None = None,
         timeout: float = 20.0,
     ) -> ServerProcess:
-        """Starts ``server.py --host HOST --port PORT FLAGS...`` and waits until it listens.
+        """Starts ``python -m vtwait.server --host HOST --port PORT FLAGS...``; returns once it listens.
 
         ``port=0`` lets the OS choose (restart a killed server on its old port with
         ``port=old.port``); ``host=None`` passes no ``--host``, leaving the server's default.
@@ -118,7 +118,7 @@ class ServerProcess:
         if not ready.wait(timeout) or not urls:
             process.kill()
             process.wait(timeout=10)
-            raise RuntimeError(f"server.py did not start: {output[-20:]}")
+            raise RuntimeError(f"the simulator did not start: {output[-20:]}")
         return cls(process, urls[0], output, reader)
 
     @property

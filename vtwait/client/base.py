@@ -172,7 +172,7 @@ class ClientBase:
     def _new_planner(self, job_id: str | None, policy: PollingPolicy | None = None) -> WaitPlanner:
         """The planner of one job's wait; every per-job wait (single or batch) gets it here.
 
-        Learned on a silent server (``learned_planner.py``) unless the policy says ``learn=False``.
+        Learned on a silent server (``vtwait.core.learned``) unless the policy says ``learn=False``.
 
         Args:
             job_id: The job waited for (None: the server's single job).

@@ -52,7 +52,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-import vtwait.client._threads as batch_sync
+import vtwait.client._threads as threads
 from vtwait.client.base import STREAM_READ_TIMEOUT, ClientBase, ClientConfig, start_body
 from vtwait.client.history import DurationHistory
 from vtwait.core.batch import ManyJobs, unique_job_ids
@@ -266,7 +266,7 @@ class VideoTranslationClient(ClientBase):
                 (``failed``: e.g. JobNotFoundError for a job the server does not know).
             AuthenticationError: the server refused the credentials.
         """
-        return batch_sync.as_completed(self._transport, job_ids,
+        return threads.as_completed(self._transport, job_ids,
                                        timeout=self._checked_timeout(timeout))
 
     def wait_many(self, job_ids: Iterable[str], *,

@@ -8,7 +8,7 @@
 
 No I/O and no clock: the model is a list of intervals, the estimate and the schedule are plain data
 computed from it. :class:`DurationHistory` (one model per status route, optionally kept in SQLite)
-and the planner that uses it are in ``learned_planner.py``.
+and the planner that uses it are in ``vtwait.core.learned``.
 
 **Why intervals.** A client never sees a job end; it sees a pending answer and, later, a final one.
 So a duration is known only as ``(lower, upper]``: from the last pending answer to the final one,
@@ -316,7 +316,7 @@ def plan_schedule(dist: DurationDistribution, budget: float = DEFAULT_BUDGET, *,
 class DurationModel:
     """The observed durations of one route and the schedule they give, refitted lazily.
 
-    Not thread-safe by itself: :class:`learned_planner.DurationHistory` guards each model.
+    Not thread-safe by itself: :class:`vtwait.client.history.DurationHistory` guards each model.
 
     Args:
         capacity: Most recent observations kept.

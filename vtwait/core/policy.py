@@ -120,7 +120,7 @@ class PollingPolicy:
     #: Consecutive unreadable answers a wait tolerates before raising ProtocolError.
     max_protocol_errors: int = 2
     #: On a silent server, ask when the jobs seen so far say a job has likely ended
-    #: (``learned_planner.py``); False for plain backoff.
+    #: (``vtwait.core.learned``); False for plain backoff.
     learn: bool = True
     #: Jobs the route must have shown before the learned schedule replaces backoff.
     learn_after: int = 20
