@@ -39,9 +39,15 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 import vtwait.client._tasks as _tasks
-from vtwait.client.base import STREAM_READ_TIMEOUT, ClientBase, ClientConfig, start_body
+from vtwait.client.base import (
+    STREAM_READ_TIMEOUT,
+    BatchAdapter,
+    ClientBase,
+    ClientConfig,
+    start_body,
+)
 from vtwait.client.history import DurationHistory
-from vtwait.core.batch import ManyJobs, unique_job_ids
+from vtwait.core.batch import unique_job_ids
 from vtwait.core.errors import (
     ServerUnreachableError,
     VideoTranslationError,
@@ -386,18 +392,8 @@ class AsyncVideoTranslationClient(ClientBase):
                                 job_id=job_id, retries=retries.retries)
 
 
-class _Transport:
+class _Transport(BatchAdapter[AsyncVideoTranslationClient]):
     """The client as its batch tasks use it (:class:`vtwait.client._tasks.AsyncTransport`)."""
-
-    def __init__(self, client: AsyncVideoTranslationClient) -> None:
-        self._client = client
-
-    def new_batch(self, job_ids: Iterable[str]) -> ManyJobs:
-        client = self._client
-        return ManyJobs(job_ids, use_stream=client.use_event_stream, rng=client._rng)
-
-    def clock(self) -> float:
-        return self._client._clock()
 
     async def sleep(self, seconds: float) -> None:
         await self._client._sleep(seconds)

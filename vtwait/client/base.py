@@ -18,12 +18,13 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from vtwait.client.history import DurationHistory
+from vtwait.core.batch import ManyJobs
 from vtwait.core.errors import ServerError
 from vtwait.core.learned import DurationLearner, start_answer_status
 from vtwait.core.planner import JobWait, WaitPlanner
@@ -39,7 +40,7 @@ from vtwait.core.ratelimit import RateLimit, RatePacer, parse_rate_limit
 from vtwait.core.retry import asked_delay
 from vtwait.core.status import JobStatus, parse_retry_after, read_status_answer
 
-__all__ = ["STREAM_READ_TIMEOUT", "ClientBase", "ClientConfig", "start_body"]
+__all__ = ["STREAM_READ_TIMEOUT", "BatchAdapter", "ClientBase", "ClientConfig", "start_body"]
 
 logger = logging.getLogger(__name__)
 
@@ -308,3 +309,21 @@ class ClientBase:
         status = start_answer_status(document, job_id=job_id, retry_after=parse_retry_after(
             retry_after, maximum=self.policy.max_hint_delay))
         self._learner.note_start(job_id, status, sent_at=sent_at, received_at=received_at)
+
+
+_Client = TypeVar("_Client", bound=ClientBase)
+
+
+class BatchAdapter(Generic[_Client]):
+    """The part of a client's adapter for its batch driver that does not depend on the transport
+    (each client's ``_Transport`` adds sending, sleeping and waiting)."""
+
+    def __init__(self, client: _Client) -> None:
+        self._client = client
+
+    def new_batch(self, job_ids: Iterable[str]) -> ManyJobs:
+        client = self._client
+        return ManyJobs(job_ids, use_stream=client.use_event_stream, rng=client._rng)
+
+    def clock(self) -> float:
+        return self._client._clock()

@@ -53,9 +53,15 @@ import requests
 from requests.adapters import HTTPAdapter
 
 import vtwait.client._threads as threads
-from vtwait.client.base import STREAM_READ_TIMEOUT, ClientBase, ClientConfig, start_body
+from vtwait.client.base import (
+    STREAM_READ_TIMEOUT,
+    BatchAdapter,
+    ClientBase,
+    ClientConfig,
+    start_body,
+)
 from vtwait.client.history import DurationHistory
-from vtwait.core.batch import ManyJobs, unique_job_ids
+from vtwait.core.batch import unique_job_ids
 from vtwait.core.errors import (
     ServerUnreachableError,
     VideoTranslationError,
@@ -383,18 +389,8 @@ class VideoTranslationClient(ClientBase):
                 self._nap(delay)
 
 
-class _Transport:
+class _Transport(BatchAdapter[VideoTranslationClient]):
     """The client as its batch drivers use it (:class:`vtwait.client._threads.Transport`)."""
-
-    def __init__(self, client: VideoTranslationClient) -> None:
-        self._client = client
-
-    def new_batch(self, job_ids: Iterable[str]) -> ManyJobs:
-        client = self._client
-        return ManyJobs(job_ids, use_stream=client.use_event_stream, rng=client._rng)
-
-    def clock(self) -> float:
-        return self._client._clock()
 
     def sleep(self, seconds: float) -> None:
         self._client._nap(seconds)
