@@ -63,6 +63,8 @@ DEFAULT_EVENT_SEND_TIMEOUT = 30.0
 DEFAULT_MAX_STREAMS = 1000
 #: Most ``job_id`` values in one ``GET /events``; past it the request is a 400.
 DEFAULT_MAX_STREAM_JOBS = 1000
+#: What the server's time is: ``system`` (real) or ``virtual`` (moves only when told; tests).
+CLOCK_KINDS = ("system", "virtual")
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -116,6 +118,7 @@ class Settings:
     event_send_timeout: float = DEFAULT_EVENT_SEND_TIMEOUT
     max_streams: int = DEFAULT_MAX_STREAMS
     max_stream_jobs: int = DEFAULT_MAX_STREAM_JOBS
+    clock: str = "system"
 
     def __post_init__(self) -> None:
         for name in ("api_username", "api_password", "log_file", "webhook_secret"):
@@ -156,6 +159,7 @@ class Settings:
                 f"MIN_DELAY must not exceed MAX_DELAY, got {self.min_delay:g} > {self.max_delay:g}"
             )
         _check_job_store(self.job_store)
+        _check_clock(self.clock, self.job_store)
 
     @property
     def webhook_hosts(self) -> frozenset[str]:
@@ -257,6 +261,7 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("EVENT_SEND_TIMEOUT", "float", "seconds a stalled event stream write waits, then drops"),
     _Option("MAX_STREAMS", "int", "most event streams open at once; past it GET /events is a 429"),
     _Option("MAX_STREAM_JOBS", "int", "most job_id values in one GET /events (more is a 400)"),
+    _Option("CLOCK", "str", "system, or virtual: time moves only when told (POST /_admin/clock)"),
 )
 
 # (field, maximum, maximum excluded); every number is finite and at least 0.
@@ -310,6 +315,15 @@ def _check_job_store(value: Any) -> None:
     database = parts.path.strip("/") if parts.scheme != "unix" else ""
     if database and not database.isdigit():
         raise ConfigError(f"JOB_STORE database must be a number, got {mask_url(value)!r}")
+
+
+def _check_clock(value: Any, job_store: str) -> None:
+    if value not in CLOCK_KINDS:
+        raise ConfigError(f"CLOCK must be one of {', '.join(CLOCK_KINDS)}, got {value!r}")
+    if value == "virtual" and job_store != "memory":
+        # Redis keeps due times on the real clock its processes and hosts share.
+        raise ConfigError("CLOCK=virtual needs JOB_STORE=memory: a Redis store runs on the "
+                          "real clock its processes share")
 
 
 def _check_number(name: str, value: Any, maximum: float, open_top: bool) -> float:

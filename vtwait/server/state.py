@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
+from vtwait.server.clock import Clock, SystemClock
 from vtwait.server.settings import Settings
 from vtwait.server.stores.base import JobStore
 
@@ -44,6 +45,8 @@ class AppState:
         faults: the fault injection of status requests.
         rate_limiter: the per-credential limiter, or None when ``RATE_LIMIT`` is off.
         streams: the ``GET /events`` streams, or None when the route is off.
+        clock: the time everything time-driven follows (``CLOCK=virtual``: a ``VirtualClock``
+            that ``POST /_admin/clock`` advances).
     """
 
     settings: Settings
@@ -54,6 +57,7 @@ class AppState:
     faults: Faults
     rate_limiter: RequestLimiter | None = None
     streams: EventStreams | None = None
+    clock: Clock = dataclasses.field(default_factory=SystemClock)
 
 
 def app_state(app: Flask) -> AppState:
