@@ -49,6 +49,8 @@ from typing import cast
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+import vtwait.server.admin as admin
+import vtwait.server.cors as cors
 import vtwait.server.metrics as metrics
 import vtwait.server.ratelimit as rate_limits
 import vtwait.server.webhooks as webhooks
@@ -136,12 +138,18 @@ def create_app(
     limiter = None
     if settings.rate_limit:
         limiter = rate_limits.install(app, settings.rate_limit, settings.rate_capacity, clock=clock)
+    faults = Faults(settings)
+    control = admin.AdminState.build(settings, faults, clock=clock, wall_clock=wall_clock,
+                                     secrets=(secret,))
     app.extensions[EXTENSION_KEY] = AppState(
         settings=settings, store=store, webhooks=sender, webhook_secret=secret, metrics=measured,
-        faults=Faults(settings), rate_limiter=limiter,
-        streams=register_event_stream(app, store, settings, timebase), clock=timebase)
+        faults=faults, rate_limiter=limiter,
+        streams=register_event_stream(app, store, settings, timebase), admin=control,
+        clock=timebase)
     app.register_blueprint(api)
+    cors.install(app, settings.cors_origin_set)  # before auth: preflights carry no credentials
     _add_hooks(app, settings, limiter)
+    admin.install(app, control)  # after auth: faults play on authenticated requests only
     _add_error_handlers(app)
     return app
 
@@ -155,6 +163,8 @@ def _add_hooks(app: Flask, settings: Settings, limiter: rate_limits.RequestLimit
 
     @app.before_request
     def _authenticate() -> None:
+        if request.blueprint == admin.ADMIN_BLUEPRINT:
+            return  # the control API has its own credential, and no rate limit
         needs_auth = settings.auth_enabled and request.endpoint not in OPEN_ENDPOINTS
         authenticated = settings.auth_enabled and credentials_ok(
             request.headers.get("Authorization"), settings)

@@ -285,6 +285,15 @@ class JobStore(abc.ABC):
             StoreClosedError: the store is shutting down (at once, or while holding).
         """
 
+    def reset(self) -> int:
+        """Forgets every job but the default one, at once (``POST /_admin/reset``): held
+        long-polls on them answer, their idempotency keys are free again; the event log stays.
+
+        Returns:
+            How many jobs were forgotten.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot reset")
+
     def add_listener(self, listener: Callable[[JobEvent], None]) -> None:
         """Calls ``listener(event)`` for every later change made by this process."""
         self._listeners.append(listener)

@@ -320,6 +320,25 @@ class MemoryJobStore(JobStore):
         if worker is not None and worker is not threading.current_thread():
             worker.join()
 
+    def reset(self) -> int:
+        """See :meth:`JobStore.reset`."""
+        with self._cond:
+            gone = [job for job in self._jobs.values() if job.job_id != self.default_job_id]
+            for job in gone:
+                del self._jobs[job.job_id]
+                if job.idempotency_key is not None:
+                    self._keys.pop(job.idempotency_key, None)
+                if job.event is not None:
+                    job.event.set()  # a held long-poll answers (a 404 now: the job is gone)
+            self._due = [entry for entry in self._due if entry[2].job_id in self._jobs]
+            heapq.heapify(self._due)
+            self._queue = collections.deque(j for j in self._queue if j.job_id in self._jobs)
+            self._expiry = collections.deque(e for e in self._expiry if e[1].job_id in self._jobs)
+            self._running = sum(1 for job in self._jobs.values() if job.phase is JobPhase.RUNNING)
+            self._queue_view = None
+            self._cond.notify()
+        return len(gone)
+
     def event_snapshot(self, job_ids: Sequence[str]) -> tuple[list[dict[str, Any] | None], int]:
         """See :meth:`JobStore.event_snapshot`."""
         with self._cond:
