@@ -221,6 +221,12 @@ class VtServer:
         self._admin.close()
         self.process.stop()
 
+    def kill(self) -> None:
+        """Kills the server at once (SIGKILL to its process group): a test server has nothing to
+        save, and a polite stop takes gunicorn seconds."""
+        self._admin.close()
+        self.process.kill()
+
     def __enter__(self) -> VtServer:
         return self
 
