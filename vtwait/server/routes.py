@@ -19,6 +19,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 import vtwait.server.webhooks as webhooks
+from vtwait.server.admin.scripts import Script, ScriptBook, ScriptError
 from vtwait.server.errors import ApiError
 from vtwait.server.settings import Settings
 from vtwait.server.state import current_state
@@ -47,7 +48,7 @@ OPEN_ENDPOINTS = frozenset({"api.healthz", "metrics", "api.openapi", "api.openap
 _IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9_:.-]{1,255}")
 # A wait is plain decimal digits: no sign, exponent, "_", "inf" or "nan" (float() takes them all).
 _WAIT_RE = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
-_START_KEYS = frozenset({"delay", "outcome", "callback_url", "callback_id"})
+_START_KEYS = frozenset({"delay", "outcome", "callback_url", "callback_id", "script"})
 
 
 @api.get("/healthz")
@@ -82,8 +83,11 @@ def start() -> Response:
         raise ApiError(
             400, "bad_request", "Idempotency-Key must be 1 to 255 characters of [A-Za-z0-9_:.-]"
         )
-    delay, outcome, callback_url, callback_id = _parse_start_body(
-        _read_body(), settings.webhook_hosts)
+    raw = _read_body()
+    delay, outcome, callback_url, callback_id = _parse_start_body(raw, settings.webhook_hosts)
+    script = None if state.admin is None else _start_script(state.admin.scripts, raw)
+    if script is not None:  # a scripted job: its timeline fixes the duration and the result
+        delay, outcome = script.delay, script.outcome
     try:
         doc, created = state.store.start(delay=delay, outcome=outcome, idempotency_key=key,
                                          callback_url=callback_url, callback_id=callback_id)
@@ -94,6 +98,8 @@ def start() -> Response:
             f"{settings.max_jobs} live jobs already; retry later",
             headers={"Retry-After": str(exc.retry_after)},
         ) from exc
+    if script is not None and created and state.admin is not None:
+        state.admin.scripts.attach(doc["job_id"], script)
     response = _status_answer(doc, settings, 201 if created else 200)
     response.headers["Location"] = f"/status/{doc['job_id']}"
     if not created:
@@ -124,9 +130,6 @@ def cancel_job(job_id: str) -> Response:
 def _status(job_id: str) -> Response:
     state = current_state()
     settings = state.settings
-    fault = state.faults.inject()
-    if fault is not None:
-        return fault
     wait = None if settings.plain else _requested_wait()
     if not JOB_ID_RE.fullmatch(job_id):
         raise ApiError(404, "not_found", "no such job")
@@ -147,6 +150,9 @@ def _status(job_id: str) -> Response:
 
 def _status_answer(doc: dict[str, Any], settings: Settings, status: int) -> Response:
     """The status document as a response, with hints on a pending job unless PLAIN."""
+    admin = current_state().admin
+    if admin is not None:  # a scripted job shows its timeline's phase and progress
+        doc = admin.scripts.overlay(doc)
     if settings.plain:
         doc.pop("eta_seconds", None)
     eta = doc.get("eta_seconds")
@@ -155,6 +161,14 @@ def _status_answer(doc: dict[str, Any], settings: Settings, status: int) -> Resp
     if eta is not None:
         response.headers["Retry-After"] = str(max(1, math.ceil(eta)))
     return response
+
+
+def _start_script(book: ScriptBook, raw: bytes) -> Script | None:
+    """The start's script (its body's ``script``, else one set by ``POST /_admin/scripts``)."""
+    try:
+        return book.script_for(raw)
+    except ScriptError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
 
 
 def _read_body() -> bytes:

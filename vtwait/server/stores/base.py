@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from vtwait.server.clock import Clock
 from vtwait.server.settings import Settings
 
 __all__ = [
@@ -242,6 +243,12 @@ class JobStore(abc.ABC):
     def start_worker(self) -> None:
         """Starts the background timer that finishes due jobs on time."""
 
+    def follow(self, clock: Clock) -> None:
+        """Lets a virtual ``clock`` run the due work when it is advanced (instead of a timer
+        thread). Only the memory store can: Redis keeps time on the real clock its processes
+        share (``CLOCK=virtual`` with a Redis store is refused by the settings)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot follow a virtual clock")
+
     @abc.abstractmethod
     def shutdown(self) -> None:
         """Stops the timer and releases every held request (long-polls with the job's current
@@ -277,6 +284,15 @@ class JobStore(abc.ABC):
             EventIdExpiredError: as :meth:`events_after` (a reader that fell too far behind).
             StoreClosedError: the store is shutting down (at once, or while holding).
         """
+
+    def reset(self) -> int:
+        """Forgets every job but the default one, at once (``POST /_admin/reset``): held
+        long-polls on them answer, their idempotency keys are free again; the event log stays.
+
+        Returns:
+            How many jobs were forgotten.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot reset")
 
     def add_listener(self, listener: Callable[[JobEvent], None]) -> None:
         """Calls ``listener(event)`` for every later change made by this process."""

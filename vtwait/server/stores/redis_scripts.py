@@ -400,3 +400,28 @@ local result = def and redis.call('HGET', P .. 'job:' .. def, 'result')
 if result and result ~= 'pending' then n = n + 1 end
 return n
 """
+
+# Forgets every job but the default one (POST /_admin/reset): the job hashes, their idempotency
+# keys, and their places in due, queue and expiry. The event log stays. Returns how many went.
+# ARGV: prefix.
+RESET = """
+local P = ARGV[1]
+local def = redis.call('GET', P .. 'default')
+local ids = redis.call('ZRANGE', P .. 'due', 0, -1)
+for _, id in ipairs(redis.call('ZRANGE', P .. 'expiry', 0, -1)) do ids[#ids + 1] = id end
+for _, id in ipairs(redis.call('LRANGE', P .. 'queue', 0, -1)) do ids[#ids + 1] = id end
+local n = 0
+for _, id in ipairs(ids) do
+  if id ~= def then
+    local key = redis.call('HGET', P .. 'job:' .. id, 'key')
+    if key and redis.call('GET', P .. 'idem:' .. key) == id then
+      redis.call('DEL', P .. 'idem:' .. key)
+    end
+    n = n + redis.call('DEL', P .. 'job:' .. id)
+    redis.call('ZREM', P .. 'due', id)
+    redis.call('ZREM', P .. 'expiry', id)
+    redis.call('LREM', P .. 'queue', 0, id)
+  end
+end
+return n
+"""

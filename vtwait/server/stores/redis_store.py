@@ -220,6 +220,7 @@ class RedisJobStore(JobStore):
         self._cancel_script = self._redis.register_script(scripts.CANCEL)
         self._events_after_script = self._redis.register_script(scripts.EVENTS_AFTER)
         self._len_script = self._redis.register_script(scripts.LEN)
+        self._reset_script = self._redis.register_script(scripts.RESET)
         try:
             self._redis.ping()
             self._pubsub = self._subscribe()
@@ -302,6 +303,13 @@ class RedisJobStore(JobStore):
         data, raw_events = self._call(self._cancel_script, self._clock(), job_id)
         self._report(self._events(raw_events))
         return json.loads(data) if data else None
+
+    def reset(self) -> int:
+        """See :meth:`JobStore.reset`; this process's held long-polls reread their jobs at once
+        (another worker's answer when their wait ends)."""
+        forgotten = int(self._guard(self._reset_script, keys=[], args=[self._prefix]))
+        self._wake_all()
+        return forgotten
 
     def event_snapshot(self, job_ids: Sequence[str]) -> tuple[list[dict[str, Any] | None], int]:
         """See :meth:`JobStore.event_snapshot`: one script reads the jobs and the last id."""
