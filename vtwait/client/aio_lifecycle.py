@@ -33,6 +33,7 @@ from vtwait.core.batch_state import BatchState
 from vtwait.core.download import Action, Download, DownloadProgress, Step, error_code
 from vtwait.core.errors import UnsupportedFeatureError, VideoTranslationError, WaitTimeout
 from vtwait.core.lifecycle import (
+    OUTPUT_WAIT,
     JobOutput,
     OutputWait,
     StartAnswer,
@@ -59,6 +60,8 @@ class AsyncLifecycle(ClientBase):
     #: Cancel the server's job when a wait gives up (each wait may say otherwise).
     cancel_on_timeout = False
     jobs_url = JOBS_URL
+    #: Seconds a download waits for a completed job's output to appear (the late-output race).
+    output_wait = OUTPUT_WAIT
     _watcher: AsyncCallbackWatcher | None = None
 
     if TYPE_CHECKING:  # the transport's part, in AsyncVideoTranslationClient
@@ -251,7 +254,7 @@ class AsyncLifecycle(ClientBase):
         return target
 
     async def _output(self, job_id: str, status: JobStatus) -> JobOutput:
-        wait = OutputWait(job_id)
+        wait = OutputWait(job_id, limit=self.output_wait)
         while True:
             found = wait.on_status(status, wall_now=time.time())
             if isinstance(found, JobOutput):

@@ -36,6 +36,7 @@ from vtwait.core.errors import (
     WaitTimeout,
 )
 from vtwait.core.lifecycle import (
+    OUTPUT_WAIT,
     JobOutput,
     OutputWait,
     StartAnswer,
@@ -98,6 +99,8 @@ class SyncLifecycle(ClientBase):
     #: Cancel the server's job when a wait gives up (each wait may say otherwise).
     cancel_on_timeout = False
     jobs_url = JOBS_URL
+    #: Seconds a download waits for a completed job's output to appear (the late-output race).
+    output_wait = OUTPUT_WAIT
     _waiter: CallbackWaiter | None = None
 
     # ---------------------------------------------------------------------- start and run
@@ -288,7 +291,7 @@ class SyncLifecycle(ClientBase):
 
     def _output(self, job_id: str, status: JobStatus) -> JobOutput:
         """The job's output, waiting out the late-output race (:class:`OutputWait`)."""
-        wait = OutputWait(job_id)
+        wait = OutputWait(job_id, limit=self.output_wait)
         while True:
             found = wait.on_status(status, wall_now=time.time())
             if isinstance(found, JobOutput):
