@@ -55,6 +55,8 @@ import vtwait.server.webhooks as webhooks
 from vtwait.server.errors import ApiError, code_for_status, error_body, error_response
 from vtwait.server.events import register_event_stream
 from vtwait.server.faults import Faults
+from vtwait.server.listing import listing_api
+from vtwait.server.outputs import Outputs, outputs_api
 from vtwait.server.routes import MAX_CONTENT_LENGTH, OPEN_ENDPOINTS, api
 from vtwait.server.settings import ConfigError, Settings
 from vtwait.server.state import EXTENSION_KEY, AppState, app_state
@@ -125,11 +127,19 @@ def create_app(
     limiter = None
     if settings.rate_limit:
         limiter = rate_limits.install(app, settings.rate_limit, settings.rate_capacity, clock=clock)
+    signing_secret = outputs = None
+    if not settings.plain:  # issue 16's lifecycle: outputs, GET /jobs (PLAIN: as before them)
+        signing_secret = (store.shared_secret() if settings.output_secret is None
+                          else settings.output_secret.encode())
+        outputs = Outputs(settings, signing_secret, wall_clock=wall_clock)
     app.extensions[EXTENSION_KEY] = AppState(
         settings=settings, store=store, webhooks=sender, webhook_secret=secret, metrics=measured,
         faults=Faults(settings), rate_limiter=limiter,
-        streams=register_event_stream(app, store, settings))
+        streams=register_event_stream(app, store, settings), outputs=outputs,
+        signing_secret=signing_secret)
     app.register_blueprint(api)
+    app.register_blueprint(listing_api)
+    app.register_blueprint(outputs_api)
     _add_hooks(app, settings, limiter)
     _add_error_handlers(app)
     return app

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # only types: this module stays a leaf of the server package
     from vtwait.server.events import EventStreams
     from vtwait.server.faults import Faults
     from vtwait.server.metrics import Metrics
+    from vtwait.server.outputs import Outputs
     from vtwait.server.ratelimit import RequestLimiter
     from vtwait.server.webhooks import WebhookSender
 
@@ -44,6 +45,8 @@ class AppState:
         faults: the fault injection of status requests.
         rate_limiter: the per-credential limiter, or None when ``RATE_LIMIT`` is off.
         streams: the ``GET /events`` streams, or None when the route is off.
+        outputs: job outputs (``GET /outputs``), or None when PLAIN.
+        signing_secret: the key of output URLs and ``GET /jobs`` cursors, or None when PLAIN.
     """
 
     settings: Settings
@@ -54,6 +57,8 @@ class AppState:
     faults: Faults
     rate_limiter: RequestLimiter | None = None
     streams: EventStreams | None = None
+    outputs: Outputs | None = None
+    signing_secret: bytes | None = dataclasses.field(default=None, repr=False)
 
 
 def app_state(app: Flask) -> AppState:
