@@ -24,8 +24,9 @@ MAX_CANCEL_AFTER = 7 * 86400.0
 #: The start body's key for the deadline.
 CANCEL_AFTER_KEY = "cancel_after"
 
-# Plain decimal seconds: no sign, exponent, "_", "inf" or "nan" (float() takes them all).
-_SECONDS_RE = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+# A JSON-style number: no sign, "_", "inf" or "nan" (float() takes them all); an exponent is
+# allowed, as generic HTTP clients write small and large numbers that way (1e-05).
+_SECONDS_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,4})?")
 
 
 def requested_cancel_after(header: str | None, raw_body: bytes) -> float | None:
