@@ -76,15 +76,21 @@ def test_callbacks_on_a_thousand_jobs_use_a_bounded_number_of_threads(make_serve
 
 
 # ---------------------------------------------------------------------- run and timeouts
-def test_run_with_a_server_that_ignores_prefer_costs_one_more_request(make_server):
-    """A server without the held start (PLAIN): run() still returns the final status; the
-    start, then status requests (PLAIN has no long-poll: the backoff's few)."""
+def test_the_plain_simulator_runs_and_names_what_it_lacks(make_server, tmp_path):
+    """PLAIN=1 (no held start, no outputs, no GET /jobs): run() still returns the final status
+    (the start, then status requests); download() and jobs() raise UnsupportedFeatureError."""
     live = make_server(fast_settings(min_delay=0.1, max_delay=0.1, plain=True))
     session, seen = counting_session()
     with VideoTranslationClient(live.url, session=session, sleep=lambda s: None) as api:
         status = api.run(timeout=30)
-    assert status.result is JobResult.COMPLETED
-    assert seen[0].startswith("POST /start") and len(seen) >= 2
+        assert status.result is JobResult.COMPLETED
+        assert seen[0].startswith("POST /start") and len(seen) >= 2
+        api.output_wait = 0.2
+        with pytest.raises(UnsupportedFeatureError, match="outputs"):
+            api.download(status.job_id, tmp_path / "out.bin")
+        with pytest.raises(UnsupportedFeatureError, match="list jobs"):
+            next(iter(api.jobs()))
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("client_wide", [False, True])
@@ -98,6 +104,7 @@ def test_cancel_on_timeout_cancels_the_job_and_says_so(make_server, client_wide)
             job.result(timeout=0.2, cancel_on_timeout=None if client_wide else True)
         assert caught.value.cancelled is True
         assert caught.value.cancel_status.phase == "canceled"
+        assert job.done() and job.last_status.phase == "canceled"
         assert api.get_status(job.id).phase == "canceled"
         other = api.submit()
         with pytest.raises(WaitTimeout) as caught:

@@ -236,16 +236,19 @@ def test_jobs_pages():
 
 # ------------------------------------------------------------------------- batch state
 def test_a_batch_state_follows_its_batch_and_round_trips():
-    """A bound state reads the live batch: what ended, what is pending, the stream's place;
-    its JSON resumes a new batch from that place."""
+    """A bound state reads the stream's place from the live batch and counts a job finished
+    once its status is handed out; its JSON resumes a new batch from that place."""
     state = BatchState.new(["a", "b", "c"])
     batch = ManyJobs(state.pending)
     state.bind(batch)
     chunk = batch.chunks[0]
     batch.on_event(chunk, SSEEvent("status", json.dumps({"job_id": "a", "result": "completed"}),
                                    "17", True))
-    assert state.pending == ["b", "c"] and state.last_event_id == "17"
-    assert state.finished["a"]["result"] == "completed"
+    assert state.last_event_id == "17"
+    assert state.pending == ["a", "b", "c"]  # ended, but not handed out yet: learned again
+    for status in batch.take_ready():
+        state.record(status)
+    assert state.pending == ["b", "c"] and state.finished["a"]["result"] == "completed"
 
     again = BatchState.from_json(state.to_json())
     assert again.pending == ["b", "c"] and again.job_ids == ("a", "b", "c")

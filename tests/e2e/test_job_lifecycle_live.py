@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from tests.helpers import fast_settings
-from vtwait import AsyncVideoTranslationClient, JobResult, VideoTranslationClient
+from vtwait import AsyncVideoTranslationClient, BatchState, JobResult, VideoTranslationClient
 from vtwait.client.job import Job
 from vtwait.core.errors import ChecksumMismatchError, NoOutputError
 from vtwait.core.lifecycle import output_of
@@ -204,3 +204,27 @@ def test_cli_download(make_server, tmp_path):
     out, err = run.communicate(timeout=30)
     assert run.returncode == 0, err
     assert target.stat().st_size == 5000 and "output saved" in err
+
+
+def test_the_async_client_resumes_a_saved_batch(make_server):
+    """watch_batch on asyncio: a state saved mid-batch and loaded again (as another process
+    would) learns the remaining ends, including those that happened meanwhile."""
+    live = make_server(fast_settings(min_delay=0.2, max_delay=0.6))
+
+    async def main():
+        async with AsyncVideoTranslationClient(live.url) as api:
+            state = BatchState.new(await api.start_jobs(6))
+            first = []
+            async for status in api.watch_batch(state, timeout=10):
+                first.append(status.job_id)
+                break  # "killed" after the first end
+            saved = state.to_json()
+        await asyncio.sleep(0.7)  # the others end while nobody watches
+        resumed = BatchState.from_json(saved)
+        async with AsyncVideoTranslationClient(live.url) as api:
+            rest = [s.job_id async for s in api.watch_batch(resumed, timeout=10)]
+        return state, first, rest, resumed
+
+    state, first, rest, resumed = asyncio.run(main())
+    assert sorted(first + rest) == sorted(state.job_ids) and resumed.pending == []
+    assert set(resumed.finished) == set(state.job_ids)

@@ -216,6 +216,7 @@ class AsyncLifecycle(ClientBase):
                                        timeout=self._checked_timeout(timeout), state=state)
         try:
             async for status in statuses:
+                state.record(status)
                 yield status
         finally:
             await statuses.aclose()

@@ -85,6 +85,12 @@ class _Handle:
                 return None
             return self._final
 
+    def _record_timeout(self, timeout: WaitTimeout) -> None:
+        """Remember what a given-up wait saw: the cancel's final answer, else the last status."""
+        seen = timeout.cancel_status or timeout.last_status
+        if seen is not None:
+            self._record(seen)
+
     def _record(self, status: JobStatus) -> None:
         """Remember a status; the first final one calls the callbacks."""
         with self._lock:
@@ -128,8 +134,12 @@ class Job(_Handle):
         """
         if self._final is not None:
             return self._final
-        status = self._client.wait_for_completion(self.id, timeout=timeout,
-                                                  cancel_on_timeout=cancel_on_timeout)
+        try:
+            status = self._client.wait_for_completion(self.id, timeout=timeout,
+                                                      cancel_on_timeout=cancel_on_timeout)
+        except WaitTimeout as exc:
+            self._record_timeout(exc)
+            raise
         self._record(status)
         return status
 
@@ -173,8 +183,12 @@ class AsyncJob(_Handle):
         """Wait for the final status (at once if known); see ``Job.result``."""
         if self._final is not None:
             return self._final
-        status = await self._client.wait_for_completion(self.id, timeout=timeout,
-                                                        cancel_on_timeout=cancel_on_timeout)
+        try:
+            status = await self._client.wait_for_completion(self.id, timeout=timeout,
+                                                            cancel_on_timeout=cancel_on_timeout)
+        except WaitTimeout as exc:
+            self._record_timeout(exc)
+            raise
         self._record(status)
         return status
 

@@ -239,8 +239,9 @@ class SyncLifecycle(ClientBase):
         pending = state.pending
         if not pending:
             return iter(())
-        return threads.as_completed(self._transport, pending,
-                                    timeout=self._checked_timeout(timeout), state=state)
+        return _recording(threads.as_completed(self._transport, pending,
+                                               timeout=self._checked_timeout(timeout),
+                                               state=state), state)
 
     # ---------------------------------------------------------------------------- download
     def download(self, job_or_id: Job | str,
@@ -328,6 +329,13 @@ class SyncLifecycle(ClientBase):
                 logger.debug("job %s: output body broke off: %s", plan.job_id, exc)
                 return plan.on_drop()
         return plan.on_body_end()
+
+
+def _recording(statuses: Iterator[JobStatus], state: BatchState) -> Iterator[JobStatus]:
+    """``statuses``, each recorded in ``state`` as handed out just before it is yielded."""
+    for status in statuses:
+        state.record(status)
+        yield status
 
 
 def _json(response: requests.Response, job_id: str | None) -> Any:

@@ -5,11 +5,13 @@
     text = state.to_json()                           # write it anywhere, any time
 
 What is kept is what a new process needs to learn of every end, including those that happened
-while no process was watching: the jobs still pending, the final documents of those that ended, and
-the event stream's last event id (sent as ``Last-Event-ID``: the server replays what its event log
-still holds, and every stream opens with a snapshot of its jobs, so an end is never missed). A
-bound state (:meth:`BatchState.bind`) reads the live :class:`~vtwait.core.batch.ManyJobs`, so
-saving costs O(jobs) and nothing is copied between saves.
+while no process was watching: the jobs still pending, the final documents of those whose end was
+handed to the caller (:meth:`BatchState.record`), and the event stream's last event id (sent as
+``Last-Event-ID``: the server replays what its event log still holds, and every stream opens with
+a snapshot of its jobs, so an end is never missed). A job counts as finished only once its status
+was handed out: one that ended but was not yet yielded when the process died is learned again by
+the next (at least once, never lost). A bound state (:meth:`BatchState.bind`) reads the stream's
+place from the live :class:`~vtwait.core.batch.ManyJobs`; saving costs O(jobs).
 
 The format (version 1)::
 
@@ -63,13 +65,14 @@ class BatchState:
 
     @property
     def finished(self) -> dict[str, dict[str, Any]]:
-        """``{job_id: final status document}`` of the jobs known to have ended."""
-        finished = dict(self._finished)
-        if self._batch is not None:
-            finished.update((job_id, dict(status.raw) or {"job_id": job_id,
-                                                           "result": status.result.value})
-                            for job_id, status in self._batch.finished.items())
-        return finished
+        """``{job_id: final status document}`` of the jobs whose end was handed out."""
+        return dict(self._finished)
+
+    def record(self, status: JobStatus) -> None:
+        """Count a final status as handed to the caller (the clients call it before yielding)."""
+        if status.job_id in self.job_ids and status.done:
+            self._finished[status.job_id] = dict(status.raw) or {
+                "job_id": status.job_id, "result": status.result.value}
 
     @property
     def last_event_id(self) -> str:
@@ -93,7 +96,6 @@ class BatchState:
     def bind(self, batch: ManyJobs) -> None:
         """Follow ``batch`` (made of :attr:`pending`) from now on; its streams resume from
         :attr:`last_event_id`."""
-        self._finished = self.finished
         self._batch = batch
         if self._last_event_id:
             for chunk in batch.chunks:
