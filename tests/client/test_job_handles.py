@@ -75,6 +75,20 @@ def test_callbacks_on_a_thousand_jobs_use_a_bounded_number_of_threads(make_serve
     assert peak[0] - baseline <= 6, (baseline, peak[0])
 
 
+def test_a_callback_added_during_a_round_is_waited_for_at_once(make_server):
+    """A job whose callback is added while the waiter waits for another (a round of up to
+    300 s) is taken in at once: its callback comes when it ends, not at the round's end."""
+    live = make_server(fast_settings(min_delay=0.2, max_delay=0.2))
+    with VideoTranslationClient(live.url) as api:
+        slow = api.submit(delay=60)
+        slow.add_done_callback(lambda status: None)
+        ended = threading.Event()
+        api.submit().add_done_callback(lambda status: ended.set())
+        assert ended.wait(20)
+        assert not slow.done()
+        slow.cancel()
+
+
 # ---------------------------------------------------------------------- run and timeouts
 def test_the_plain_simulator_runs_and_names_what_it_lacks(make_server, tmp_path):
     """PLAIN=1 (no held start, no outputs, no GET /jobs): run() still returns the final status
@@ -190,6 +204,8 @@ def test_async_handles_wait_cancel_and_call_back(make_server):
 
     async def main() -> None:
         async with AsyncVideoTranslationClient(live.url) as api:
+            slow = await api.submit(delay=60)
+            slow.add_done_callback(lambda status: None)  # a round of up to 300 s begins
             jobs = [await api.submit() for _ in range(5)]
             ended: list[str] = []
             everything = asyncio.Event()
@@ -205,6 +221,8 @@ def test_async_handles_wait_cancel_and_call_back(make_server):
             assert sorted(ended) == sorted(j.id for j in jobs)
             assert all(job.done() for job in jobs)
             assert (await jobs[0]).result is JobResult.COMPLETED
+            assert not slow.done()
+            await slow.cancel()
 
             slow = await api.run(delay=0.05, timeout=10)
             assert slow.result is JobResult.COMPLETED

@@ -11,28 +11,33 @@
 A handle remembers the last status it saw; ``done()`` asks nothing. Callbacks are called once,
 with the final status, also when the job had already ended. The sync client waits for every
 pending callback of one client from one thread (:class:`CallbackWaiter`: the client's batch wait,
-an event stream for all of them, in rounds), never a thread per job; the asyncio client from one
-task. A callback that raises is logged and does not stop the others.
+one event stream for all of them, restarted when a job is added), never a thread per job; the
+asyncio client from one task. A callback that raises is logged and does not stop the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vtwait.core.batch import unique_job_ids
+import vtwait.client._threads as threads
+from vtwait.core.batch import ManyJobs, unique_job_ids
 from vtwait.core.download import DownloadProgress
 from vtwait.core.errors import BatchError, VideoTranslationError, WaitTimeout
 from vtwait.core.lifecycle import JobOutput, output_of
+from vtwait.core.planner import JobWait
 from vtwait.core.status import JobStatus
 
 if TYPE_CHECKING:
     import os
 
+    from vtwait.client._threads import Transport
     from vtwait.client.aio_lifecycle import AsyncLifecycle
     from vtwait.client.sync_lifecycle import SyncLifecycle
 
@@ -40,9 +45,9 @@ __all__ = ["CALLBACK_ROUND", "AsyncJob", "CallbackWaiter", "Job"]
 
 logger = logging.getLogger(__name__)
 
-#: Seconds one round of the callback waiter waits for its jobs before it takes in the jobs whose
-#: callbacks were added since (at once, when one of its jobs ends first).
-CALLBACK_ROUND = 2.0
+#: Seconds one round of the callback waiter lasts at most (a job added meanwhile starts the next
+#: round at once).
+CALLBACK_ROUND = 300.0
 
 Callback = Callable[[JobStatus], Any]
 
@@ -219,9 +224,10 @@ class AsyncJob(_Handle):
 class CallbackWaiter:
     """The one thread of a sync client that waits for every job with a pending callback.
 
-    Each round is one batch wait (``as_completed``: an event stream for all of them) of at most
-    :data:`CALLBACK_ROUND` seconds; jobs added meanwhile join the next round, which starts at
-    once when one of the round's jobs ends. The thread ends when no job is left.
+    Each round is one batch wait (:func:`vtwait.client._threads.as_completed`: an event stream
+    for all of the round's jobs, or the per-job fallback) of at most :data:`CALLBACK_ROUND`
+    seconds. A job added meanwhile interrupts the round (its stream is shut, so the wait wakes)
+    and the next round takes every pending job in. The thread ends when no job is left.
     """
 
     def __init__(self, client: SyncLifecycle, *, round_seconds: float = CALLBACK_ROUND):
@@ -229,14 +235,15 @@ class CallbackWaiter:
         self._round = round_seconds
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
-        self._added = threading.Event()
         self._thread: threading.Thread | None = None
+        self._current: _Interruptible | None = None
 
     def watch(self, job: Job) -> None:
         """Wait for ``job`` (its callbacks are called from this waiter's thread)."""
         with self._lock:
             self._jobs[job.id] = job
-            self._added.set()
+            if self._current is not None:
+                self._current.interrupt()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="vtwait-callbacks",
                                                 daemon=True)
@@ -247,54 +254,106 @@ class CallbackWaiter:
             with self._lock:
                 self._jobs = {i: j for i, j in self._jobs.items() if not j.done()}
                 if not self._jobs:
-                    self._thread = None
+                    self._thread = self._current = None
                     return
                 jobs = dict(self._jobs)
-                self._added.clear()
-            self._one_round(jobs)
+                self._current = transport = _Interruptible(self._client._transport)
+            self._one_round(jobs, transport)
 
-    def _one_round(self, jobs: dict[str, Job]) -> None:
-        statuses = self._client.as_completed(list(jobs), timeout=self._round,
-                                             cancel_on_timeout=False)
+    def _one_round(self, jobs: dict[str, Job], transport: _Interruptible) -> None:
+        statuses = threads.as_completed(transport, list(jobs), timeout=self._round)
         try:
             for status in statuses:
                 jobs[str(status.job_id)]._record(status)
-                if self._added.is_set():
-                    return  # take the new jobs in now
         except WaitTimeout:
-            return
+            return  # the round's end, or interrupted: the next round
         except BatchError as exc:
-            self._drop(exc.failed)
+            with self._lock:
+                for job_id, error in exc.failed.items():
+                    logger.warning("job %s: its done callbacks are dropped: %s", job_id, error)
+                    self._jobs.pop(job_id, None)
         except VideoTranslationError as exc:  # the server is down or refuses: try again later
-            logger.warning("callback waiter: %s; retrying in %g s", exc, self._round)
-            self._added.wait(self._round)
+            logger.warning("callback waiter: %s; retrying in %g s", exc, _RETRY_PAUSE)
+            transport.sleep(_RETRY_PAUSE)
         finally:
-            close = getattr(statuses, "close", None)  # a generator: stop its streams now
-            if close is not None:
-                close()
+            statuses.close()  # type: ignore[attr-defined]  # a generator: its streams close now
 
-    def _drop(self, failed: dict[str, VideoTranslationError]) -> None:
+
+#: Seconds the callback waiter pauses after a round failed (server down, say).
+_RETRY_PAUSE = 1.0
+
+
+class _Interruptible:
+    """A batch driver's transport (:class:`vtwait.client._threads.Transport`) whose wait can be
+    ended from another thread: :meth:`interrupt` makes its clock run out (the deadline is
+    reached) and wakes whatever the driver blocks on (its streams' reads, its sleeps)."""
+
+    def __init__(self, inner: Transport) -> None:
+        self._inner = inner
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._streams: list[Any] = []
+
+    def interrupt(self) -> None:
         with self._lock:
-            for job_id, error in failed.items():
-                logger.warning("job %s: its done callbacks are dropped: %s", job_id, error)
-                self._jobs.pop(job_id, None)
+            self._stopped.set()
+            for response in self._streams:
+                _shut(response)
+
+    def new_batch(self, job_ids: Iterable[str]) -> ManyJobs:
+        return self._inner.new_batch(job_ids)
+
+    def clock(self) -> float:
+        return math.inf if self._stopped.is_set() else self._inner.clock()
+
+    def sleep(self, seconds: float) -> None:
+        self._stopped.wait(seconds)
+
+    def open_stream(self, params: list[tuple[str, str]], headers: dict[str, str], *,
+                    deadline: float) -> Any:
+        response = self._inner.open_stream(params, headers, deadline=deadline)
+        with self._lock:
+            self._streams.append(response)
+            if self._stopped.is_set():
+                _shut(response)
+        return response
+
+    def poll(self, job_id: str, *, deadline: float) -> tuple[JobStatus, float, float]:
+        return self._inner.poll(job_id, deadline=deadline)
+
+    def get_status(self, job_id: str) -> JobStatus:
+        return self._inner.get_status(job_id)
+
+    def new_wait(self, job_id: str, *, started: float, timeout: float) -> JobWait:
+        return self._inner.new_wait(job_id, started=started, timeout=timeout)
+
+    def observe_final(self, status: JobStatus, *, waited: float) -> None:
+        self._inner.observe_final(status, waited=waited)
+
+
+def _shut(response: Any) -> None:
+    """Wake a read blocked on a streamed response (as the stream reader's own close does)."""
+    with contextlib.suppress(ValueError, RuntimeError, OSError, AttributeError):
+        response.raw.shutdown()
 
 
 class AsyncCallbackWatcher:
-    """The asyncio twin of :class:`CallbackWaiter`: one task per client, in rounds."""
+    """The asyncio twin of :class:`CallbackWaiter`: one task per client; a job added during a
+    round cancels the round, and the next takes every pending job in."""
 
     def __init__(self, client: AsyncLifecycle, *,
                  round_seconds: float = CALLBACK_ROUND) -> None:
         self._client = client
         self._round = round_seconds
         self._jobs: dict[str, AsyncJob] = {}
-        self._added = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._current: asyncio.Task[None] | None = None
 
     def watch(self, job: AsyncJob) -> None:
         """Wait for ``job`` (its callbacks are called from this watcher's task)."""
         self._jobs[job.id] = job
-        self._added.set()
+        if self._current is not None:
+            self._current.cancel()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -303,9 +362,16 @@ class AsyncCallbackWatcher:
             self._jobs = {i: j for i, j in self._jobs.items() if not j.done()}
             if not self._jobs:
                 return
-            jobs = dict(self._jobs)
-            self._added.clear()
-            await self._one_round(jobs)
+            self._current = asyncio.get_running_loop().create_task(
+                self._one_round(dict(self._jobs)))
+            try:
+                await self._current
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this watcher itself is being cancelled
+            finally:
+                self._current = None
 
     async def _one_round(self, jobs: dict[str, AsyncJob]) -> None:
         statuses = self._client.as_completed(unique_job_ids(jobs), timeout=self._round,
@@ -313,8 +379,6 @@ class AsyncCallbackWatcher:
         try:
             async for status in statuses:
                 jobs[str(status.job_id)]._record(status)
-                if self._added.is_set():
-                    return
         except WaitTimeout:
             return
         except BatchError as exc:
@@ -322,10 +386,7 @@ class AsyncCallbackWatcher:
                 logger.warning("job %s: its done callbacks are dropped: %s", job_id, error)
                 self._jobs.pop(job_id, None)
         except VideoTranslationError as exc:
-            logger.warning("callback watcher: %s; retrying in %g s", exc, self._round)
-            try:
-                await asyncio.wait_for(self._added.wait(), self._round)
-            except TimeoutError:
-                pass
+            logger.warning("callback watcher: %s; retrying in %g s", exc, _RETRY_PAUSE)
+            await asyncio.sleep(_RETRY_PAUSE)
         finally:
             await statuses.aclose()  # type: ignore[attr-defined]
