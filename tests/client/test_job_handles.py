@@ -224,8 +224,8 @@ def test_async_handles_wait_cancel_and_call_back(make_server):
             assert not slow.done()
             await slow.cancel()
 
-            slow = await api.run(delay=0.05, timeout=10)
-            assert slow.result is JobResult.COMPLETED
+            quick = await api.run(delay=0.05, timeout=10)
+            assert quick.result is JobResult.COMPLETED
             long = await api.submit(delay=30)
             with pytest.raises(WaitTimeout) as caught:
                 await long.result(timeout=0.2, cancel_on_timeout=True)

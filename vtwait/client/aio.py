@@ -108,7 +108,7 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
                  rng: random.Random | None = None, connection_limit: int | None = 0,
                  trace_configs: Sequence[aiohttp.TraceConfig] | None = (),
                  history_path: str | os.PathLike[str] | None = None,
-                 history: DurationHistory | None = None, cancel_on_timeout: bool = False):
+                 history: DurationHistory | None = None, cancel_on_timeout: bool | None = False):
         config = ClientConfig.from_args(
             base_url, username, password, auth=auth, policy=policy, retry=retry,
             wait_timeout=wait_timeout, request_timeout=request_timeout, status_url=status_url,

@@ -33,6 +33,7 @@ from vtwait.core.batch_state import BatchState
 from vtwait.core.download import Action, Download, DownloadProgress, Step, error_code
 from vtwait.core.errors import UnsupportedFeatureError, VideoTranslationError, WaitTimeout
 from vtwait.core.lifecycle import (
+    JOBS_PAGE_SIZE,
     OUTPUT_WAIT,
     JobOutput,
     OutputWait,
@@ -183,13 +184,14 @@ class AsyncLifecycle(ClientBase):
 
     # ----------------------------------------------------------------------------- listing
     async def jobs(self, result: str | None = None, phase: str | None = None, *,
-                   page_size: int = 100) -> AsyncIterator[JobStatus]:
+                   page_size: int | None = JOBS_PAGE_SIZE) -> AsyncIterator[JobStatus]:
         """Every job the server keeps, newest first (see the sync ``jobs``)."""
         cursor: str | None = None
         url = self.base_url + self.jobs_url
+        limit = JOBS_PAGE_SIZE if page_size is None else page_size
         while True:
             answer = await self._send("GET", url, params=jobs_query(
-                result=None if result is None else str(result), phase=phase, limit=page_size,
+                result=None if result is None else str(result), phase=phase, limit=limit,
                 cursor=cursor), accept=(404, 405))
             if answer.status in (404, 405):
                 raise UnsupportedFeatureError(

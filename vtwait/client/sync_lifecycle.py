@@ -36,6 +36,7 @@ from vtwait.core.errors import (
     WaitTimeout,
 )
 from vtwait.core.lifecycle import (
+    JOBS_PAGE_SIZE,
     OUTPUT_WAIT,
     JobOutput,
     OutputWait,
@@ -199,7 +200,7 @@ class SyncLifecycle(ClientBase):
 
     # ----------------------------------------------------------------------------- listing
     def jobs(self, result: str | None = None, phase: str | None = None,
-             *, page_size: int = 100) -> Iterator[JobStatus]:
+             *, page_size: int | None = JOBS_PAGE_SIZE) -> Iterator[JobStatus]:
         """Every job the server keeps, newest first (``GET /jobs``, following its cursor).
 
         Args:
@@ -212,9 +213,10 @@ class SyncLifecycle(ClientBase):
         """
         cursor: str | None = None
         url = self.base_url + self.jobs_url
+        limit = JOBS_PAGE_SIZE if page_size is None else page_size
         while True:
             response = self._send("GET", url, params=jobs_query(
-                result=None if result is None else str(result), phase=phase, limit=page_size,
+                result=None if result is None else str(result), phase=phase, limit=limit,
                 cursor=cursor), accept=(404, 405), timeout=self.request_timeout)
             if response.status_code in (404, 405):
                 raise UnsupportedFeatureError(

@@ -44,6 +44,7 @@ from vtwait.core.status import (
 )
 
 __all__ = [
+    "JOBS_PAGE_SIZE",
     "OUTPUT_WAIT",
     "JobOutput",
     "JobsPage",
