@@ -39,10 +39,10 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 import vtwait.client._tasks as _tasks
+from vtwait.client.aio_lifecycle import AsyncLifecycle
 from vtwait.client.base import (
     STREAM_READ_TIMEOUT,
     BatchAdapter,
-    ClientBase,
     ClientConfig,
     start_body,
 )
@@ -51,6 +51,7 @@ from vtwait.core.batch import unique_job_ids
 from vtwait.core.errors import (
     ServerUnreachableError,
     VideoTranslationError,
+    WaitTimeout,
 )
 from vtwait.core.planner import Done, JobWait, Sleep, Step
 from vtwait.core.policy import (
@@ -82,15 +83,15 @@ class _Answer:
     body: bytes
 
 
-class AsyncVideoTranslationClient(ClientBase):
+class AsyncVideoTranslationClient(AsyncLifecycle):
     """Starts video-translation jobs and waits for their final status, on asyncio.
 
     Takes the arguments of :class:`client.VideoTranslationClient`; differences: ``session`` is an
     ``aiohttp.ClientSession``, ``auth`` a ``(user, password)`` pair, ``sleep`` a coroutine function,
     ``connection_limit`` bounds open connections (0: none; many held long-polls need many), and
     ``trace_configs`` are aiohttp ``TraceConfig`` objects for the session it makes (to observe its
-    requests). Use it as ``async with``, or call :meth:`close`. Every optional argument's None
-    means its default.
+    requests); ``cancel_on_timeout`` is the sync client's. Use it as ``async with``, or call
+    :meth:`close`. Every optional argument's None means its default.
     """
 
     def __init__(self, base_url: str | None = DEFAULT_BASE_URL, username: str | None = None,
@@ -108,7 +109,7 @@ class AsyncVideoTranslationClient(ClientBase):
                  rng: random.Random | None = None, connection_limit: int | None = 0,
                  trace_configs: Sequence[aiohttp.TraceConfig] | None = (),
                  history_path: str | os.PathLike[str] | None = None,
-                 history: DurationHistory | None = None):
+                 history: DurationHistory | None = None, cancel_on_timeout: bool | None = False):
         config = ClientConfig.from_args(
             base_url, username, password, auth=auth, policy=policy, retry=retry,
             wait_timeout=wait_timeout, request_timeout=request_timeout, status_url=status_url,
@@ -118,6 +119,7 @@ class AsyncVideoTranslationClient(ClientBase):
         trace_configs = () if trace_configs is None else trace_configs
         require(connection_limit >= 0, "connection_limit", connection_limit, "must be >= 0")
         super().__init__(config, history=history, history_path=history_path)  # one pacer: no lock
+        self.cancel_on_timeout = bool(cancel_on_timeout)
         self._sleep = asyncio.sleep if sleep is None else sleep
         self._connection_limit = connection_limit
         self._trace_configs = [_headers_sent_trace(), *trace_configs]
@@ -200,12 +202,23 @@ class AsyncVideoTranslationClient(ClientBase):
 
     async def wait_for_completion(self, job_id: str | None = None, *,
                                   timeout: float | None = None, max_attempts: int | None = None,
-                                  on_update: Callable[[JobStatus], None] | None = None
-                                  ) -> JobStatus:
+                                  on_update: Callable[[JobStatus], None] | None = None,
+                                  cancel_on_timeout: bool | None = None) -> JobStatus:
         """Wait until the job is ``completed`` or ``error`` and return that final status.
 
         Same arguments, decisions and errors as ``VideoTranslationClient.wait_for_completion``.
         """
+        try:
+            return await self._wait_for_completion(job_id, timeout=timeout,
+                                                   max_attempts=max_attempts, on_update=on_update)
+        except WaitTimeout as exc:
+            if job_id is None or not self._cancel_on(cancel_on_timeout):
+                raise
+            raise await self._cancel_after_timeout(exc, [job_id]) from None
+
+    async def _wait_for_completion(self, job_id: str | None, *, timeout: float | None,
+                                   max_attempts: int | None,
+                                   on_update: Callable[[JobStatus], None] | None) -> JobStatus:
         wait = self._new_wait(job_id, started=self._clock(),
                               timeout=self._checked_timeout(timeout),
                               max_attempts=self._checked_max_attempts(max_attempts),
@@ -216,8 +229,8 @@ class AsyncVideoTranslationClient(ClientBase):
                                            received_at=done.received_at)
         return done.status
 
-    async def as_completed(self, job_ids: Iterable[str], *,
-                           timeout: float | None = None) -> AsyncIterator[JobStatus]:
+    async def as_completed(self, job_ids: Iterable[str], *, timeout: float | None = None,
+                           cancel_on_timeout: bool | None = None) -> AsyncIterator[JobStatus]:
         """Yield each job's final status the moment this client learns of it.
 
         Same strategy and errors as ``VideoTranslationClient.as_completed``; per-job waits (a
@@ -227,14 +240,20 @@ class AsyncVideoTranslationClient(ClientBase):
         statuses = _tasks.as_completed(self._transport, job_ids,
                                        timeout=self._checked_timeout(timeout))
         async with contextlib.aclosing(statuses):  # an early stop closes the streams at once
-            async for status in statuses:
-                yield status
+            try:
+                async for status in statuses:
+                    yield status
+            except WaitTimeout as exc:
+                if not self._cancel_on(cancel_on_timeout):
+                    raise
+                raise await self._cancel_after_timeout(exc, list(exc.pending)) from None
 
-    async def wait_many(self, job_ids: Iterable[str], *,
-                        timeout: float | None = None) -> dict[str, JobStatus]:
+    async def wait_many(self, job_ids: Iterable[str], *, timeout: float | None = None,
+                        cancel_on_timeout: bool | None = None) -> dict[str, JobStatus]:
         """Wait for every job; ``{job_id: final JobStatus}`` in the order given."""
         ids = unique_job_ids(job_ids)
-        ended = {status.job_id: status async for status in self.as_completed(ids, timeout=timeout)}
+        ended = {status.job_id: status async for status in self.as_completed(
+            ids, timeout=timeout, cancel_on_timeout=cancel_on_timeout)}
         return {job_id: ended[job_id] for job_id in ids}
 
     # -------------------------------------------------------------------------------- internals
