@@ -71,8 +71,7 @@ def rules(url: str) -> list[dict[str, Any]]:
 ADMIN_ROUTES = [("POST", "/_admin/reset"), ("GET", "/_admin/faults"), ("POST", "/_admin/faults"),
                 ("DELETE", "/_admin/faults"), ("DELETE", "/_admin/faults/r1"),
                 ("GET", "/_admin/requests"), ("DELETE", "/_admin/requests"),
-                ("POST", "/_admin/scripts"), ("GET", "/_admin/clock"), ("POST", "/_admin/clock"),
-                ("GET", "/_admin/nothing-here")]
+                ("POST", "/_admin/scripts"), ("GET", "/_admin/clock"), ("POST", "/_admin/clock")]
 
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
@@ -89,6 +88,14 @@ def test_control_api_is_404_when_off_401_without_token_403_when_remote(
     remote = on.open(path, method=method, headers=ADMIN,
                      environ_base={"REMOTE_ADDR": "192.0.2.7"})
     assert remote.status_code == 403 and remote.get_json()["error"]["code"] == "forbidden"
+
+
+def test_unknown_control_paths_are_404_even_with_api_auth_on(
+        make_app: Callable[..., Flask]) -> None:
+    client = make_app(admin_settings(api_username="u", api_password="api-pw-123")).test_client()
+    for headers in ({}, ADMIN):
+        reply = client.get("/_admin/nothing-here", headers=headers)
+        assert reply.status_code == 404 and reply.get_json()["error"]["code"] == "not_found"
 
 
 def test_remote_clients_pass_with_admin_allow_remote(make_app: Callable[..., Flask]) -> None:
@@ -434,3 +441,40 @@ def test_admin_state_is_reachable(make_app: Callable[..., Flask]) -> None:
     """The app state carries the control API's parts (the pytest plugin reads them)."""
     state = app_state(make_app(admin_settings()))
     assert state.admin is not None and state.admin.faults is state.faults
+
+
+def test_control_api_answers_conform_to_the_document(make_app: Callable[..., Flask]) -> None:
+    """Each control-API answer, success and error, is as openapi.yaml documents it."""
+    from tests.server.test_contract import RESPONSE_CHECKS, schema
+
+    def conforms(response: Any, path: str, method: str) -> None:
+        params = {"rule_id": "r1"} if "{rule_id}" in path else None
+        case = schema[path][method].Case(path_parameters=params)
+        case.validate_response(response, checks=RESPONSE_CHECKS)
+
+    client = make_app(admin_settings()).test_client()
+    client.get("/status")
+    rule = {"route": "status", "action": "status", "status": 502, "retry_after": 1, "times": 1}
+    timeline = {"timeline": [{"at": 1, "progress": 0.5}, {"at": 2, "result": "completed"}]}
+    calls = [
+        ("/_admin/faults", "post", lambda: client.post("/_admin/faults", json=rule, headers=ADMIN)),
+        ("/_admin/faults", "post", lambda: client.post("/_admin/faults", json={}, headers=ADMIN)),
+        ("/_admin/faults", "get", lambda: client.get("/_admin/faults", headers=ADMIN)),
+        ("/_admin/faults", "get", lambda: client.get("/_admin/faults")),
+        ("/_admin/faults/{rule_id}", "delete",
+         lambda: client.delete("/_admin/faults/r1", headers=ADMIN)),
+        ("/_admin/requests", "get", lambda: client.get("/_admin/requests", headers=ADMIN)),
+        ("/_admin/requests", "delete", lambda: client.delete("/_admin/requests", headers=ADMIN)),
+        ("/_admin/scripts", "post", lambda: client.post("/_admin/scripts", json=timeline,
+                                                        headers=ADMIN)),
+        ("/_admin/clock", "get", lambda: client.get("/_admin/clock", headers=ADMIN)),
+        ("/_admin/clock", "post", lambda: client.post("/_admin/clock", json={"advance": 1},
+                                                      headers=ADMIN)),
+        ("/_admin/reset", "post", lambda: client.post("/_admin/reset", headers=ADMIN)),
+        ("/_admin/reset", "post", lambda: client.post("/_admin/reset", headers=ADMIN,
+                                                      environ_base={"REMOTE_ADDR": "192.0.2.1"})),
+    ]
+    for path, method, send in calls:
+        conforms(send(), path, method)
+    off = make_app(fast_settings()).test_client()
+    conforms(off.get("/_admin/faults", headers=ADMIN), "/_admin/faults", "get")

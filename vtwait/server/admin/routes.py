@@ -231,8 +231,3 @@ def _is_virtual(clock: Any) -> bool:
     except (ImportError, AttributeError):
         return False
     return isinstance(clock, virtual_class)
-
-
-@admin_api.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"])
-def unknown_admin_route(rest: str) -> Response:
-    raise ApiError(404, "not_found", "no such control API route")
