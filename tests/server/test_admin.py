@@ -90,12 +90,13 @@ def test_control_api_is_404_when_off_401_without_token_403_when_remote(
     assert remote.status_code == 403 and remote.get_json()["error"]["code"] == "forbidden"
 
 
-def test_unknown_control_paths_are_404_even_with_api_auth_on(
+def test_unknown_control_paths_are_404_for_callers_with_the_token(
         make_app: Callable[..., Flask]) -> None:
     client = make_app(admin_settings(api_username="u", api_password="api-pw-123")).test_client()
-    for headers in ({}, ADMIN):
-        reply = client.get("/_admin/nothing-here", headers=headers)
-        assert reply.status_code == 404 and reply.get_json()["error"]["code"] == "not_found"
+    assert client.get("/_admin/nothing-here").status_code == 401  # only callers who may call
+    reply = client.get("/_admin/nothing-here", headers=ADMIN)
+    assert reply.status_code == 404 and reply.get_json()["error"]["code"] == "not_found"
+    assert client.put("/_admin/faults", headers=ADMIN).status_code == 405
 
 
 def test_remote_clients_pass_with_admin_allow_remote(make_app: Callable[..., Flask]) -> None:
