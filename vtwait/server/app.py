@@ -54,6 +54,7 @@ import vtwait.server.cors as cors
 import vtwait.server.metrics as metrics
 import vtwait.server.ratelimit as rate_limits
 import vtwait.server.webhooks as webhooks
+from vtwait.server.clock import Clock, SystemClock, VirtualClock
 from vtwait.server.errors import ApiError, code_for_status, error_body, error_response
 from vtwait.server.events import register_event_stream
 from vtwait.server.faults import Faults
@@ -88,6 +89,7 @@ def create_app(
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
     start_worker: bool = True,
+    timebase: Clock | None = None,
 ) -> Flask:
     """Builds the Flask app with its own job store and starts the default job.
 
@@ -97,6 +99,9 @@ def create_app(
         wall_clock: Unix seconds for ``created_at`` / ``finished_at``; the Redis store's only clock.
         start_worker: start the timer thread; tests with a fake clock pass ``False`` and call
             ``app_state(app).store.process_due()`` instead.
+        timebase: the clock everything waits on (``app_state(app).clock``); ``None`` builds one
+            from ``CLOCK``. A virtual one replaces ``clock`` and ``wall_clock`` and runs the
+            store's due work itself when advanced (no timer thread).
 
     Returns:
         The app. Its parts are ``app_state(app)``; call ``store.shutdown()`` and
@@ -109,12 +114,18 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    store = open_store(settings, clock=clock, wall_clock=wall_clock)
+    if timebase is None:
+        timebase = VirtualClock() if settings.clock == "virtual" else SystemClock()
+    if timebase.virtual:
+        clock, wall_clock = timebase.monotonic, timebase.time
+    store = open_store(settings, clock=clock, wall_clock=wall_clock, timebase=timebase)
     measured = metrics.install(app, store)  # before the default job, so that it is counted
     if (settings.api_username is None) != (settings.api_password is None):
         logger.warning("only one of API_USERNAME / API_PASSWORD is set: authentication is OFF")
     store.start(default=True)
-    if start_worker:
+    if timebase.virtual:
+        store.follow(timebase)
+    elif start_worker:
         store.start_worker()
     secret = settings.webhook_secret
     if secret is None:  # main() passes the one it printed; an app built otherwise makes its own
@@ -123,7 +134,7 @@ def create_app(
                     "app_state(app).webhook_secret (python server.py prints it)")
     sender = webhooks.WebhookSender(
         secret, max_attempts=settings.webhook_max_attempts, timeout=settings.webhook_timeout,
-        retry_delay=settings.webhook_retry_delay)
+        retry_delay=settings.webhook_retry_delay, clock=timebase.monotonic, timebase=timebase)
     store.add_listener(sender.on_event)
     limiter = None
     if settings.rate_limit:
@@ -134,7 +145,8 @@ def create_app(
     app.extensions[EXTENSION_KEY] = AppState(
         settings=settings, store=store, webhooks=sender, webhook_secret=secret, metrics=measured,
         faults=faults, rate_limiter=limiter,
-        streams=register_event_stream(app, store, settings), admin=control)
+        streams=register_event_stream(app, store, settings, timebase), admin=control,
+        clock=timebase)
     app.register_blueprint(api)
     cors.install(app, settings.cors_origin_set)  # before auth: preflights carry no credentials
     _add_hooks(app, settings, limiter)

@@ -65,6 +65,8 @@ DEFAULT_MAX_STREAMS = 1000
 DEFAULT_MAX_STREAM_JOBS = 1000
 #: Requests kept by the request journal of the control API (``GET /_admin/requests``).
 DEFAULT_JOURNAL_SIZE = 1000
+#: What the server's time is: ``system`` (real) or ``virtual`` (moves only when told; tests).
+CLOCK_KINDS = ("system", "virtual")
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -123,6 +125,7 @@ class Settings:
     admin_allow_remote: bool = False
     journal_size: int = DEFAULT_JOURNAL_SIZE
     cors_origins: str | None = None
+    clock: str = "system"
 
     def __post_init__(self) -> None:
         for name in ("api_username", "api_password", "log_file", "webhook_secret"):
@@ -164,6 +167,7 @@ class Settings:
             )
         _check_job_store(self.job_store)
         self._check_control_settings()
+        _check_clock(self.clock, self.job_store)
 
     def _check_control_settings(self) -> None:
         """ADMIN_TOKEN, ADMIN_ALLOW_REMOTE, JOURNAL_SIZE, CORS_ORIGINS (the test-tool settings)."""
@@ -302,6 +306,7 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("ADMIN_ALLOW_REMOTE", "bool", "let non-loopback clients use the control API"),
     _Option("JOURNAL_SIZE", "int", "requests kept by the control API's request journal"),
     _Option("CORS_ORIGINS", "str", "origins allowed by CORS, comma-separated, or *; off when unset"),
+    _Option("CLOCK", "str", "system, or virtual: time moves only when told (POST /_admin/clock)"),
 )
 
 # (field, maximum, maximum excluded); every number is finite and at least 0.
@@ -355,6 +360,15 @@ def _check_job_store(value: Any) -> None:
     database = parts.path.strip("/") if parts.scheme != "unix" else ""
     if database and not database.isdigit():
         raise ConfigError(f"JOB_STORE database must be a number, got {mask_url(value)!r}")
+
+
+def _check_clock(value: Any, job_store: str) -> None:
+    if value not in CLOCK_KINDS:
+        raise ConfigError(f"CLOCK must be one of {', '.join(CLOCK_KINDS)}, got {value!r}")
+    if value == "virtual" and job_store != "memory":
+        # Redis keeps due times on the real clock its processes and hosts share.
+        raise ConfigError("CLOCK=virtual needs JOB_STORE=memory: a Redis store runs on the "
+                          "real clock its processes share")
 
 
 def _check_number(name: str, value: Any, maximum: float, open_top: bool) -> float:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
+from vtwait.server.clock import Clock, SystemClock
 from vtwait.server.settings import Settings
 from vtwait.server.stores.base import JobStore
 
@@ -46,6 +47,8 @@ class AppState:
         rate_limiter: the per-credential limiter, or None when ``RATE_LIMIT`` is off.
         streams: the ``GET /events`` streams, or None when the route is off.
         admin: what the control API drives (journal, scripts, fault rules); see ``admin/``.
+        clock: the time everything time-driven follows (``CLOCK=virtual``: a ``VirtualClock``
+            that ``POST /_admin/clock`` advances).
     """
 
     settings: Settings
@@ -57,6 +60,7 @@ class AppState:
     rate_limiter: RequestLimiter | None = None
     streams: EventStreams | None = None
     admin: AdminState | None = None
+    clock: Clock = dataclasses.field(default_factory=SystemClock)
 
 
 def app_state(app: Flask) -> AppState:

@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from vtwait.server.clock import Clock
 from vtwait.server.settings import Settings
 
 __all__ = [
@@ -241,6 +242,12 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def start_worker(self) -> None:
         """Starts the background timer that finishes due jobs on time."""
+
+    def follow(self, clock: Clock) -> None:
+        """Lets a virtual ``clock`` run the due work when it is advanced (instead of a timer
+        thread). Only the memory store can: Redis keeps time on the real clock its processes
+        share (``CLOCK=virtual`` with a Redis store is refused by the settings)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot follow a virtual clock")
 
     @abc.abstractmethod
     def shutdown(self) -> None:

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from vtwait.server.clock import Clock, SystemClock
 from vtwait.server.settings import Settings
 from vtwait.server.stores.base import (
     FINAL_RESULTS,
@@ -106,6 +107,8 @@ class MemoryJobStore(JobStore):
         settings: delays, error rate, limits.
         clock: monotonic seconds, for durations and expiry.
         wall_clock: Unix seconds, for ``created_at`` and ``finished_at``.
+        timebase: what long-poll holds and event reads wait on (real time by default; a virtual
+            clock ends a hold when it passes the hold's end).
     """
 
     def __init__(
@@ -114,10 +117,12 @@ class MemoryJobStore(JobStore):
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        timebase: Clock | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
         self._clock = clock
+        self._timebase = SystemClock() if timebase is None else timebase
         self._wall_clock = wall_clock
         self._rng = random.Random(settings.seed)
         lock = threading.Lock()
@@ -222,7 +227,7 @@ class MemoryJobStore(JobStore):
         if event is None:
             return doc, False
         try:
-            event.wait(timeout)
+            self._timebase.wait(event, timeout)
         finally:
             with self._cond:
                 self._waiters -= 1
@@ -285,6 +290,23 @@ class MemoryJobStore(JobStore):
             self._worker = threading.Thread(target=self._run, name="job-timer", daemon=True)
         self._worker.start()
 
+    def follow(self, clock: Clock) -> None:
+        """See :meth:`JobStore.follow`: ``clock.advance`` stops at each due time and eviction and
+        finishes what is due there (no timer thread)."""
+        clock.add_schedule(self.next_due, self.process_due)
+
+    def next_due(self) -> float | None:
+        """The earliest time (``clock``) a job is due or a finished job expires, or None."""
+        with self._cond:
+            pending = [due for due, _, job in self._due[:1] if job.result is JobResult.PENDING]
+            if self._due and not pending:  # a lazy entry of a job a read finished: look further
+                pending = [min((due for due, _, job in self._due
+                                if job.result is JobResult.PENDING), default=math.inf)]
+            deadlines = [d for d in pending if d != math.inf]
+            if self._expiry:
+                deadlines.append(self._expiry[0][0])
+            return min(deadlines, default=None)
+
     def shutdown(self) -> None:
         """Stops the worker thread (joins it) and releases every held request."""
         with self._cond:
@@ -341,12 +363,13 @@ class MemoryJobStore(JobStore):
 
     def wait_events(self, event_id: int, limit: int, timeout: float) -> list[LoggedEvent]:
         """See :meth:`JobStore.wait_events`; the change that logs an event wakes its readers."""
-        deadline = time.monotonic() + timeout  # a real wait, whatever clock the jobs run on
+        # On the timebase: real time even for tests that run the jobs on a fake clock.
+        deadline = self._timebase.monotonic() + timeout
         with self._cond:
             events = self._advance(self._clock())
             while not self._stopping and event_id == self._last_event_id:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._new_events.wait(left):
+                left = deadline - self._timebase.monotonic()
+                if left <= 0 or not self._timebase.wait_for(self._new_events, left):
                     break
             found = None if self._stopping else self._read_log(event_id, limit)
         self._publish(events)
