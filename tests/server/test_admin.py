@@ -393,6 +393,23 @@ def test_clock_is_real_and_cannot_be_advanced_without_virtual_time(
     assert reply.status_code == 409 and reply.get_json()["error"]["code"] == "conflict"
 
 
+def test_scripted_job_and_clock_routes_under_virtual_time(
+        make_app: Callable[..., Flask]) -> None:
+    """CLOCK=virtual: POST /_admin/clock moves the clock, and a scripted hour-long job follows it
+    (memory store only: the Redis store refuses a virtual clock)."""
+    client = make_app(admin_settings(clock="virtual")).test_client()
+    before = client.get("/_admin/clock", headers=ADMIN).get_json()
+    assert before["virtual"] is True
+    timeline = [{"at": 1800, "progress": 0.5}, {"at": 3600, "result": "completed"}]
+    job_id = client.post("/start", json={"script": {"timeline": timeline}}).get_json()["job_id"]
+    after = client.post("/_admin/clock", json={"advance": 1800}, headers=ADMIN).get_json()
+    assert after["time"] == before["time"] + 1800
+    assert after["monotonic"] == before["monotonic"] + 1800
+    doc = client.get(f"/status/{job_id}").get_json()
+    assert (doc["result"], doc["progress"], doc["eta_seconds"]) == ("pending", 0.5, 1800)
+    client.post("/_admin/clock", json={"advance": 1800}, headers=ADMIN)
+    assert client.get(f"/status/{job_id}").get_json()["result"] == "completed"
+
 # ------------------------------------------------------------------------------ CORS
 
 

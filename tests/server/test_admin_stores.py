@@ -78,3 +78,4 @@ def test_a_start_body_script_without_result_runs_forever(make_app: Callable[...,
     assert "eta_seconds" not in doc
     cancelled = client.post(f"/status/{job['job_id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.get_json()["phase"] == "canceled"
+
