@@ -61,6 +61,7 @@ from vtwait.core.policy import (
     RetryPolicy,
     require,
 )
+from vtwait.core.quiet import RepeatedWarnings
 from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
 from vtwait.core.status import JobStatus, decode_json, start_answer_job_id
 
@@ -126,6 +127,8 @@ class AsyncVideoTranslationClient(ClientBase):
         self._owns_session = session is None
         self._session = session
         self._transport = _Transport(self)  # what the batch tasks (_tasks.py) use
+        # One line per kind of transient fault, then a count (a storm of 503s is one line).
+        self._fault_warnings = RepeatedWarnings(logger)
 
     async def __aenter__(self) -> Self:
         return self
@@ -135,6 +138,7 @@ class AsyncVideoTranslationClient(ClientBase):
 
     async def close(self) -> None:
         """Close the connections this client opened."""
+        self._fault_warnings.flush(self._clock())
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -379,7 +383,8 @@ class AsyncVideoTranslationClient(ClientBase):
                     if delay is None:
                         raise self._error(method, url, answer, job_id, retries)
                     fault = f"HTTP {answer.status}"
-            logger.warning("transient fault (%s); retrying in %.3f s", fault, delay)
+            self._fault_warnings.warning(fault, self._clock(),
+                                         "transient fault (%s); retrying in %.3f s", fault, delay)
             ticket = None  # the retry is booked like any request
             if delay > 0:
                 slept_until = self._clock() + delay

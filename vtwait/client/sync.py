@@ -75,6 +75,7 @@ from vtwait.core.policy import (
     RetryPolicy,
     require,
 )
+from vtwait.core.quiet import RepeatedWarnings
 from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
 from vtwait.core.status import (
     JobStatus,
@@ -145,6 +146,8 @@ class VideoTranslationClient(ClientBase):
         # Per thread: the booking of the request being sent, and when its last sleep ended.
         self._local = threading.local()
         self._transport = _Transport(self)  # what the batch drivers (_threads.py) use
+        # One line per kind of transient fault, then a count (a storm of 503s is one line).
+        self._fault_warnings = RepeatedWarnings(logger)
         auth = config.auth
         self._owns_session = session is None
         self.session = session or requests.Session()
@@ -164,6 +167,7 @@ class VideoTranslationClient(ClientBase):
 
     def close(self) -> None:
         """Close the connections this client opened."""
+        self._fault_warnings.flush(self._clock())
         if self._owns_session:
             self.session.close()
 
@@ -384,7 +388,8 @@ class VideoTranslationClient(ClientBase):
                                            job_id=job_id, retries=retries.retries if retries else 0)
                 response.close()
                 fault = f"HTTP {code}"
-            logger.warning("transient fault (%s); retrying in %.3f s", fault, delay)
+            self._fault_warnings.warning(fault, self._clock(),
+                                         "transient fault (%s); retrying in %.3f s", fault, delay)
             if delay > 0:
                 self._nap(delay)
 

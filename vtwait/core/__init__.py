@@ -36,6 +36,7 @@ from vtwait.core.policy import (
     full_jitter,
     scaled_jitter,
 )
+from vtwait.core.quiet import RepeatedWarnings
 from vtwait.core.ratelimit import RateLimit, RatePacer, parse_rate_limit
 from vtwait.core.retry import RetryState, error_for_answer
 from vtwait.core.sse import SSEEvent, SSEParser
@@ -88,6 +89,7 @@ __all__ = [
     "ManyJobs",
     "RateLimit",
     "RatePacer",
+    "RepeatedWarnings",
     "RetryState",
     "Sleep",
     "SSEEvent",
