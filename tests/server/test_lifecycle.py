@@ -269,6 +269,29 @@ def test_a_drop_fault_cuts_one_download_per_job(lifecycle_app, fake_clock) -> No
     assert hashlib.sha256(first + rest.data).hexdigest() == _output(client, job)["sha256"]
 
 
+@pytest.mark.parametrize(("range_header", "status"), [
+    ("bytes=" + "9" * 5000 + "-", 200),  # malformed (too many digits): ignored
+    ("bytes=99999999999999999-", 416),
+    ("bytes=-0", 416),
+    ("bytes=-99999999999999999", 206),  # a suffix longer than the artifact: all of it
+    ("bytes=0-0,5-6", 200),  # several ranges: ignored
+    ("bytes=abc", 200),
+    ("items=0-5", 200),
+    ("bytes=-", 200),
+    ("bytes=0-99999999999999999", 206),
+])
+def test_hostile_ranges_get_a_documented_answer(lifecycle_app, fake_clock, range_header,
+                                                status) -> None:
+    """Absurd, malformed and out-of-range Range headers: 200 (ignored), 206 or 416, never 5xx."""
+    client, store, _ = lifecycle_app(output_size=1000)
+    job = start(client, 1)
+    tick(fake_clock, store, 1)
+    reply = client.get(_path(_output(client, job)["url"]), headers={"Range": range_header})
+    assert reply.status_code == status
+    if status != 416:
+        assert int(reply.headers["Content-Length"]) == len(reply.data) > 0
+
+
 @pytest.mark.parametrize("size", [0, 1, TAIL, TAIL + 1, BLOCK, BLOCK + TAIL, 3 * BLOCK - 1])
 def test_artifact_ranges_are_slices_of_the_whole(size) -> None:
     """Any [start, end) read equals the same slice of the whole artifact."""
@@ -396,3 +419,22 @@ def test_plain_turns_the_lifecycle_off(lifecycle_app, fake_clock) -> None:
     assert client.get("/jobs").status_code == 404
     assert client.delete(f"/jobs/{job}").status_code == 404
     assert client.get(f"/outputs/{job}?expires=1&signature={'0' * 64}").status_code == 404
+
+
+# --- Prefer: wait on POST /start (the holds themselves: test_lifecycle_live.py) --------------
+
+
+def test_prefer_wait_on_start_counts_against_max_waiters(lifecycle_app) -> None:
+    """No waiter place left: the start answers at once, 201 pending, no Preference-Applied."""
+    client, _, _ = lifecycle_app(max_waiters=0)
+    reply = client.post("/start", json={"delay": 10}, headers={"Prefer": "wait=5"})
+    assert reply.status_code == 201 and reply.get_json()["result"] == "pending"
+    assert "Preference-Applied" not in reply.headers
+
+
+def test_prefer_wait_on_a_job_final_at_once_is_a_200(lifecycle_app) -> None:
+    """A zero delay is final before any hold: 200, the final document, the wait echoed."""
+    client, _, _ = lifecycle_app()
+    reply = client.post("/start", json={"delay": 0}, headers={"Prefer": "wait=5"})
+    assert reply.status_code == 200 and reply.get_json()["phase"] == "completed"
+    assert reply.headers["Preference-Applied"] == "wait=5" and "output" in reply.get_json()

@@ -68,7 +68,9 @@ _DROPPED_MEMORY = 100_000
 _BASE_BLOCK = random.Random("vtwait-output-block").randbytes(BLOCK)
 _EXPIRES_RE = re.compile(r"[0-9]{1,12}")
 _SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
-_RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+# At most 19 digits a bound (int() refuses over 4,300, and no artifact is 10**19 bytes): a
+# longer one makes the header malformed, and a malformed Range is ignored.
+_RANGE_RE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")
 
 outputs_api = Blueprint("outputs", __name__)
 
