@@ -11,6 +11,7 @@ property test over the status-document and header parsers and the whole answer p
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import socket
@@ -34,6 +35,8 @@ from vtwait import JobResult, JobStatus, VideoTranslationClient, VideoTranslatio
 USERNAME, PASSWORD = "hostile", "hostile-pw"
 MAX_WAIT = 0.1
 MEGABYTE = 1024 * 1024
+#: FAULT_OUTPUT_DROP of the module's server: each job's first download is cut after this.
+DROP_AFTER = 100_000
 
 
 def basic(raw: bytes) -> str:
@@ -47,7 +50,8 @@ GOOD_AUTH = basic(f"{USERNAME}:{PASSWORD}".encode())
 def live() -> Iterator[testing.ServerProcess]:
     """One ``python server.py`` for the module: auth on, long-poll cut to MAX_WAIT."""
     with start_server_process(fast_settings(api_username=USERNAME, api_password=PASSWORD,
-                                            max_wait=MAX_WAIT)) as srv:
+                                            max_wait=MAX_WAIT,
+                                            fault_output_drop=DROP_AFTER)) as srv:
         yield srv
 
 
@@ -271,6 +275,26 @@ def test_every_route_answers_hostile_input_as_documented(live: testing.ServerPro
     if status == 200 and ("wait=" in path or "Prefer" in extra):  # held, and cut to MAX_WAIT
         assert reply.headers["Preference-Applied"] == f"wait={MAX_WAIT}"
     assert_still_serving(live.url)
+
+
+def test_a_download_cut_by_the_server_resumes_with_range(live: testing.ServerProcess) -> None:
+    """gunicorn + gevent, as shipped: FAULT_OUTPUT_DROP shuts the socket mid-body (the client
+    sees fewer bytes than Content-Length), the server keeps serving, and a Range resume with the
+    ETag gives exactly the rest."""
+    output = requests.post(f"{live.url}/start", json={"delay": 0},
+                           headers={"Authorization": GOOD_AUTH, "Prefer": "wait=1"},
+                           timeout=10).json()["output"]
+    received = bytearray()
+    with pytest.raises(requests.exceptions.RequestException), \
+            requests.get(output["url"], stream=True, timeout=10) as first:
+        for chunk in first.iter_content(1000):  # small reads: a short one loses its data
+            received += chunk
+    assert len(received) == DROP_AFTER
+    assert_still_serving(live.url)
+    rest = requests.get(output["url"], timeout=10, headers={
+        "Range": f"bytes={len(received)}-", "If-Range": f'"{output["sha256"]}"'})
+    assert rest.status_code == 206
+    assert hashlib.sha256(bytes(received) + rest.content).hexdigest() == output["sha256"]
 
 
 def test_wrong_method_without_credentials_is_a_401_not_a_405(live: testing.ServerProcess) -> None:
