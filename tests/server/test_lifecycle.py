@@ -428,6 +428,8 @@ def test_plain_turns_the_lifecycle_off(lifecycle_app, fake_clock) -> None:
     assert client.get("/jobs").status_code == 404
     assert client.delete(f"/jobs/{job}").status_code == 404
     assert client.get(f"/outputs/{job}?expires=1&signature={'0' * 64}").status_code == 404
+    refused = client.post("/start", json={"cancel_after": 5})  # as an older server: unknown key
+    assert refused.status_code == 400 and "cancel_after" in refused.get_json()["error"]["message"]
 
 
 # --- Prefer: wait on POST /start (the holds themselves: test_lifecycle_live.py) --------------
