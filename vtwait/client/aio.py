@@ -48,6 +48,7 @@ from vtwait.client.base import (
 )
 from vtwait.client.history import DurationHistory
 from vtwait.core.batch import unique_job_ids
+from vtwait.core.dialects import JobRef, StatusReader
 from vtwait.core.errors import (
     ServerUnreachableError,
     VideoTranslationError,
@@ -62,7 +63,7 @@ from vtwait.core.policy import (
     require,
 )
 from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
-from vtwait.core.status import JobStatus, decode_json, start_answer_job_id
+from vtwait.core.status import JobStatus, decode_json
 
 __all__ = ["AsyncVideoTranslationClient"]
 
@@ -79,6 +80,7 @@ class _Answer:
     status: int
     headers: CIMultiDictProxy[str]
     body: bytes
+    url: str | None = None  #: where it came from (after redirects)
 
 
 class AsyncVideoTranslationClient(ClientBase):
@@ -107,12 +109,16 @@ class AsyncVideoTranslationClient(ClientBase):
                  rng: random.Random | None = None, connection_limit: int | None = 0,
                  trace_configs: Sequence[aiohttp.TraceConfig] | None = (),
                  history_path: str | os.PathLike[str] | None = None,
-                 history: DurationHistory | None = None):
+                 history: DurationHistory | None = None, bearer_token: str | None = None,
+                 api_key: str | None = None, api_key_header: str | None = None,
+                 status_reader: StatusReader | None = None):
         config = ClientConfig.from_args(
             base_url, username, password, auth=auth, policy=policy, retry=retry,
             wait_timeout=wait_timeout, request_timeout=request_timeout, status_url=status_url,
             single_status_url=single_status_url, start_url=start_url, cancel_url=cancel_url,
-            respect_rate_limits=respect_rate_limits, clock=clock, rng=rng)
+            respect_rate_limits=respect_rate_limits, clock=clock, rng=rng,
+            bearer_token=bearer_token, api_key=api_key, api_key_header=api_key_header,
+            status_reader=status_reader)
         connection_limit = 0 if connection_limit is None else connection_limit
         trace_configs = () if trace_configs is None else trace_configs
         require(connection_limit >= 0, "connection_limit", connection_limit, "must be >= 0")
@@ -159,10 +165,11 @@ class AsyncVideoTranslationClient(ClientBase):
                                   headers={"Idempotency-Key": uuid.uuid4().hex}, ticket=ticket)
         received_at = self._clock()
         document = _json(answer, job_id=None)
-        job_id = start_answer_job_id(document, answer.headers.get("Location", ""))
+        start_url = answer.url or self.base_url + self.start_url
+        job_id = self._start_ref(document, answer.headers, answer.status, start_url).job_id
         logger.info("started job %s", job_id)
         self._note_start(job_id, document, answer.headers.get("Retry-After"), sent_at,
-                         received_at)
+                         received_at, start_url)
         return job_id
 
     async def start_jobs(self, count: int, *, delay: float | None = None,
@@ -179,22 +186,24 @@ class AsyncVideoTranslationClient(ClientBase):
 
         return list(await asyncio.gather(*(start() for _ in range(count))))
 
-    async def get_status(self, job_id: str | None = None) -> JobStatus:
+    async def get_status(self, job_id: str | JobRef | None = None) -> JobStatus:
         """One status request. ``job_id=None`` asks the server's single-job ``GET /status``."""
-        return (await self._poll(job_id, None, math.inf))[0]
+        return (await self._poll(self._job_key(job_id), None, math.inf))[0]
 
-    async def cancel(self, job_id: str) -> JobStatus:
+    async def cancel(self, job_id: str | JobRef) -> JobStatus:
         """Cancel a queued or running job; its final status (see ``VideoTranslationClient.cancel``:
         a job that had already ended returns its final status, 404 is JobNotFoundError)."""
+        job_id = self.track(job_id) if isinstance(job_id, JobRef) else job_id
         answer = await self._send("POST", self._cancel_url(job_id), job_id=job_id, accept=(409,))
-        status = self._cancel_answer(job_id, _json(answer, job_id=job_id), answer.headers,
-                                     answer.status, observe=False)
-        if not status.done:
+        document = _json(answer, job_id=job_id) if answer.body.strip() else None
+        status = self._cancel_answer(job_id, document, answer.headers, answer.status,
+                                     observe=False, url=answer.url)
+        if status is None or not status.done:
             return await self.wait_for_completion(job_id)
         await self._observe_final_off_loop(job_id, status)
         return status
 
-    async def wait_for_completion(self, job_id: str | None = None, *,
+    async def wait_for_completion(self, job_id: str | JobRef | None = None, *,
                                   timeout: float | None = None, max_attempts: int | None = None,
                                   on_update: Callable[[JobStatus], None] | None = None
                                   ) -> JobStatus:
@@ -202,6 +211,7 @@ class AsyncVideoTranslationClient(ClientBase):
 
         Same arguments, decisions and errors as ``VideoTranslationClient.wait_for_completion``.
         """
+        job_id = self._job_key(job_id)
         wait = self._new_wait(job_id, started=self._clock(),
                               timeout=self._checked_timeout(timeout),
                               max_attempts=self._checked_max_attempts(max_attempts),
@@ -283,7 +293,7 @@ class AsyncVideoTranslationClient(ClientBase):
                                   deadline=deadline, on_sent=on_sent, ticket=ticket)
         received_at = self._clock()
         return self._read_status(_json(answer, job_id=job_id), answer.headers,
-                                 job_id), sent_at, received_at
+                                 job_id, answer.url), sent_at, received_at
 
     async def _pace(self, deadline: float, not_before: float = -math.inf) -> int | None:
         """Sleep until the next request may go (the rate limit) and book it; its ticket.
@@ -338,6 +348,9 @@ class AsyncVideoTranslationClient(ClientBase):
         retries = RetryState(self.retry, rng=self._rng)
         if self._auth_header is not None:
             kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": self._auth_header}
+        elif self._credentials.headers:
+            kwargs["headers"] = {**kwargs.get("headers", {}),
+                                 **self._credentials.headers_for(url)}
         if on_sent is not None:
             kwargs["trace_request_ctx"] = _SentHook(on_sent)
         slept_until = -math.inf
@@ -369,7 +382,7 @@ class AsyncVideoTranslationClient(ClientBase):
                                                      job_id=job_id) from exc
                     fault = type(exc).__name__
                 else:
-                    answer = _Answer(response.status, response.headers, body)
+                    answer = _Answer(response.status, response.headers, body, str(response.url))
                     if answer.status < 400 or answer.status in accept:
                         return answer
                     if not is_transient(answer.status):
