@@ -29,6 +29,7 @@ PUBLIC = [
     "FINAL_RESULTS",
     "InvalidRequestError",
     "JobNotFoundError",
+    "JobRef",
     "JobResult",
     "JobStatus",
     "PollingPolicy",
@@ -36,6 +37,7 @@ PUBLIC = [
     "RetryPolicy",
     "ServerError",
     "ServerUnreachableError",
+    "StatusMapping",
     "TranslationStatusClient",
     "VideoTranslationClient",
     "VideoTranslationError",
@@ -51,7 +53,7 @@ PUBLIC = [
 INTERNAL = ["Decision", "DurationModel", "JobWait", "LearnedPlanner", "ManyJobs", "RateLimit",
             "RatePacer", "RetryState", "SSEParser", "Schedule", "WaitPlanner", "error_for_answer",
             "parse_rate_limit", "parse_retry_after", "parse_status_document",
-            "read_status_answer"]
+            "read_status_answer", "read_job_status", "start_answer_ref", "detect_dialect"]
 
 
 def test_the_public_names_are_pinned():

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         BatchError,
         InvalidRequestError,
         JobNotFoundError,
+        JobRef,
         JobResult,
         JobStatus,
         PollingPolicy,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
         RetryPolicy,
         ServerError,
         ServerUnreachableError,
+        StatusMapping,
         VideoTranslationError,
         WaitTimeout,
         WebhookVerificationError,
@@ -71,6 +73,9 @@ __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_WAIT_TIMEOUT",
     "DEFAULT_WEBHOOK_TOLERANCE",
+    # other APIs: where a job's status monitor is, how to read an unknown status shape
+    "JobRef",
+    "StatusMapping",
     # exceptions
     "VideoTranslationError",
     "AuthenticationError",

@@ -11,6 +11,14 @@ rule is in its ``README.md``. The imports below are the one table of where each 
 """
 
 from vtwait.core.batch import ManyJobs, StreamAction, StreamChunk, unique_job_ids
+from vtwait.core.dialects import (
+    DIALECTS,
+    JobRef,
+    StatusMapping,
+    detect_dialect,
+    read_job_status,
+    start_answer_ref,
+)
 from vtwait.core.durations import DurationModel, Schedule
 from vtwait.core.errors import (
     AuthenticationError,
@@ -62,6 +70,7 @@ __all__ = [
     "BatchError",
     "InvalidRequestError",
     "JobNotFoundError",
+    "JobRef",
     "JobResult",
     "JobStatus",
     "PollingPolicy",
@@ -69,6 +78,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "ServerUnreachableError",
+    "StatusMapping",
     "VideoTranslationError",
     "WaitTimeout",
     "WebhookVerificationError",
@@ -78,6 +88,7 @@ __all__ = [
     "verify_webhook",
     # Internals for transports: public here, not in vtwait.
     "Ask",
+    "DIALECTS",
     "Decision",
     "Done",
     "DurationLearner",
@@ -96,6 +107,7 @@ __all__ = [
     "StreamAction",
     "StreamChunk",
     "WaitPlanner",
+    "detect_dialect",
     "error_for_answer",
     "exponential_delays",
     "parse_preference_applied",
@@ -103,6 +115,8 @@ __all__ = [
     "parse_retry_after",
     "parse_status_document",
     "parse_structured_list",
+    "read_job_status",
     "read_status_answer",
+    "start_answer_ref",
     "unique_job_ids",
 ]
