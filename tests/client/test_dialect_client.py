@@ -221,8 +221,9 @@ def server(served) -> Iterator[tuple[str, Backend]]:
 
 def call_sync(url: str, action: Callable[[Any], Any], **kwargs: Any) -> Any:
     clock = FakeClock()
-    with VideoTranslationClient(url, clock=clock, sleep=clock.sleep, policy=POLICY,
-                                retry=QUICK_RETRY, **kwargs) as api:
+    kwargs = {"policy": POLICY, **kwargs}
+    with VideoTranslationClient(url, clock=clock, sleep=clock.sleep, retry=QUICK_RETRY,
+                                **kwargs) as api:
         return action(api)
 
 
@@ -232,9 +233,11 @@ def call_async(url: str, action: Callable[[Any], Any], **kwargs: Any) -> Any:
     async def sleep(seconds: float) -> None:
         clock.sleep(seconds)
 
+    kwargs = {"policy": POLICY, **kwargs}
+
     async def run() -> Any:
-        async with AsyncVideoTranslationClient(url, clock=clock, sleep=sleep, policy=POLICY,
-                                               retry=QUICK_RETRY, **kwargs) as api:
+        async with AsyncVideoTranslationClient(url, clock=clock, sleep=sleep, retry=QUICK_RETRY,
+                                               **kwargs) as api:
             return await action(api)
 
     return asyncio.run(run())
@@ -293,6 +296,17 @@ def test_the_status_monitor_is_discovered_with_no_template(call, server, shape, 
     assert ref.status_url is not None and ref.status_url.endswith(want)
     if output_path:
         assert status.output_url == url + output_path.format(id=job_id)
+
+
+def test_a_long_poll_keeps_the_monitor_s_own_query(call, server):
+    """The long-poll's ?wait= is added to Operation-Location's ?api-version=, not put in its
+    place."""
+    url, backend = server
+    job_id, status, _ = call(url, start_and_wait(), start_url="/azure/translations",
+                             policy=PollingPolicy(jitter=None, learn=False, max_long_poll=5))
+    assert status.done
+    polled = {path for method, path, _ in backend.seen if method == "GET"}
+    assert polled == {f"/azure/operations/{job_id}?api-version=1&wait=5"}
 
 
 def test_an_explicit_template_beats_the_monitor(call, server):
@@ -365,8 +379,14 @@ def test_a_saved_job_ref_resumes_the_wait_in_another_client(call, server):
     assert {p for m, p, _ in backend.seen} == {f"/azure/operations/{ref.job_id}?api-version=1"}
 
 
-def test_batch_waits_follow_each_job_s_monitor(call, server):
-    """wait_many on jobs with discovered monitors (no event stream here: the per-job fallback)."""
+@pytest.mark.parametrize("start_url,status_path,stream", [
+    ("/replicate/v1/predictions", "/replicate/v1/predictions/{id}", False),
+    ("/native/start", "/native/s/{id}", True),
+])
+def test_batch_waits_follow_each_job_s_monitor(call, server, start_url, status_path, stream):
+    """wait_many on jobs with discovered monitors: each job asked at its own; the event stream
+    (this API's own) is tried only when the monitors are the template's URLs, here the native
+    Location (this backend has none: 404, then per-job waits)."""
     url, backend = server
 
     async def run_async(api: Any) -> Any:
@@ -379,10 +399,12 @@ def test_batch_waits_follow_each_job_s_monitor(call, server):
         ids = [api.start_job() for _ in range(3)]
         return ids, api.wait_many(ids, timeout=60)
 
-    ids, ended = call(url, action, start_url="/replicate/v1/predictions")
+    ids, ended = call(url, action, start_url=start_url,
+                      status_url="/native/s/{job_id}" if stream else None)
     assert list(ended) == ids and all(s.result is JobResult.COMPLETED for s in ended.values())
-    polled = {p for m, p, _ in backend.seen if m == "GET" and "predictions" in p}
-    assert polled == {f"/replicate/v1/predictions/{job_id}" for job_id in ids}
+    polled = {p for m, p, _ in backend.seen if m == "GET" and not p.startswith("/events")}
+    assert polled == {status_path.format(id=job_id) for job_id in ids}
+    assert any(p.startswith("/events") for m, p, _ in backend.seen) is stream
 
 
 # ------------------------------------------------------------------------------------ auth

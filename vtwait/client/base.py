@@ -247,6 +247,9 @@ class ClientBase:
             return known.status_url
         return self.base_url + self.status_url.format(job_id=quote(str(job_id), safe=""))
 
+    def _template_status_url(self, job_id: str) -> str:
+        return self.base_url + self.status_url.format(job_id=quote(str(job_id), safe=""))
+
     def _cancel_url(self, job_id: str) -> str:
         known = self._refs.get(job_id) if self._follow_cancel else None
         if known is not None and known.cancel_url:
@@ -432,7 +435,12 @@ class BatchAdapter(Generic[_Client]):
 
     def new_batch(self, job_ids: Iterable[str]) -> ManyJobs:
         client = self._client
-        return ManyJobs(job_ids, use_stream=client.use_event_stream, rng=client._rng)
+        ids = list(job_ids)
+        # The event stream is this API's own: jobs whose monitor is elsewhere (another dialect's
+        # route) are waited for one by one.
+        native = all(client._status_url(job_id) == client._template_status_url(job_id)
+                     for job_id in ids)
+        return ManyJobs(ids, use_stream=client.use_event_stream and native, rng=client._rng)
 
     def clock(self) -> float:
         return self._client._clock()
