@@ -63,6 +63,10 @@ DEFAULT_EVENT_SEND_TIMEOUT = 30.0
 DEFAULT_MAX_STREAMS = 1000
 #: Most ``job_id`` values in one ``GET /events``; past it the request is a 400.
 DEFAULT_MAX_STREAM_JOBS = 1000
+#: The API shapes the simulator can answer in (``DIALECT``): ``native`` is its own API; each other
+#: one is a public service's long-running-operation API (``vtwait/server/dialects/``).
+DIALECTS = ("native", "azure", "google", "replicate", "openai", "heygen")
+DEFAULT_DIALECT = "native"
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -116,6 +120,10 @@ class Settings:
     event_send_timeout: float = DEFAULT_EVENT_SEND_TIMEOUT
     max_streams: int = DEFAULT_MAX_STREAMS
     max_stream_jobs: int = DEFAULT_MAX_STREAM_JOBS
+    strict_body: bool = False
+    # Not in repr, never logged: a secret like API_PASSWORD.
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+    dialect: str = DEFAULT_DIALECT
 
     def __post_init__(self) -> None:
         for name in ("api_username", "api_password", "log_file", "webhook_secret"):
@@ -156,6 +164,7 @@ class Settings:
                 f"MIN_DELAY must not exceed MAX_DELAY, got {self.min_delay:g} > {self.max_delay:g}"
             )
         _check_job_store(self.job_store)
+        _check_dialect_and_key(self)
 
     @property
     def webhook_hosts(self) -> frozenset[str]:
@@ -257,6 +266,10 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("EVENT_SEND_TIMEOUT", "float", "seconds a stalled event stream write waits, then drops"),
     _Option("MAX_STREAMS", "int", "most event streams open at once; past it GET /events is a 429"),
     _Option("MAX_STREAM_JOBS", "int", "most job_id values in one GET /events (more is a 400)"),
+    _Option("STRICT_BODY", "bool", "unknown POST /start body keys are a 400 (off: ignored, logged)"),
+    _Option("API_KEY", "str", "key accepted as Bearer or X-Api-Key beside Basic (env or .env only)",
+            False),
+    _Option("DIALECT", "str", "API shape: native, azure, google, replicate, openai or heygen"),
 )
 
 # (field, maximum, maximum excluded); every number is finite and at least 0.
@@ -292,6 +305,22 @@ def mask_url(url: str) -> str:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _check_dialect_and_key(settings: Settings) -> None:
+    """DIALECT names a known dialect; API_KEY is a string of printable ASCII (an empty one is
+    unset). STRICT_BODY is a bool."""
+    if not isinstance(settings.strict_body, bool):
+        raise ConfigError(f"STRICT_BODY must be true or false, got {settings.strict_body!r}")
+    if settings.dialect not in DIALECTS:
+        raise ConfigError(f"DIALECT must be one of {', '.join(DIALECTS)}, got {settings.dialect!r}")
+    key = settings.api_key
+    if key == "":
+        object.__setattr__(settings, "api_key", None)
+    elif key is not None and (not isinstance(key, str)
+                              or not all(33 <= ord(c) <= 126 for c in key)):
+        # The message never quotes the value: it is a secret, even when malformed.
+        raise ConfigError("API_KEY must be printable ASCII without spaces")
 
 
 def _check_job_store(value: Any) -> None:
