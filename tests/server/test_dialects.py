@@ -296,7 +296,7 @@ def test_dialect_views_never_see_the_native_long_poll_parameters() -> None:
     """What a dialect lacks is not offered: ``?wait=`` and ``Prefer`` are gone for the native
     view it calls."""
     app = Flask(__name__)
-    seen = {}
+    seen: dict[str, Any] = {}
 
     def view() -> Any:
         seen.update(args=dict(request.args), prefer=request.headers.get("Prefer"),
