@@ -249,8 +249,10 @@ def test_replicate_urls_cancel_the_prediction(make_dialect_app) -> None:
     shape = SHAPES["replicate"]
     app, _ = make_dialect_app("replicate")
     client = app.test_client()
-    created = client.post(shape.start, json={"version": "v1", "input": {"delay": 100}},
-                          headers=shape.auth).get_json()
+    answer = client.post(shape.start, json={"version": "v1", "input": {"delay": 100}},
+                         headers=shape.auth)
+    created = answer.get_json()
+    assert answer.headers["Location"] == created["urls"]["get"]
     assert created["urls"]["cancel"].startswith("http://localhost/v1/predictions/")
     cancelled = client.post(created["urls"]["cancel"], headers=shape.auth)
     assert cancelled.status_code == 200
