@@ -8,15 +8,17 @@ the start answer (``Operation-Location``, ``urls.get``, the id in the body), as 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask, request
 from flask.testing import FlaskClient
 
 import vtwait.server.app as server
-from tests.helpers import FakeClock, fast_settings
+from tests.helpers import FakeClock, fast_settings, start_server_process
 from vtwait.server.dialects import DIALECT_CLASSES
 from vtwait.server.dialects.base import call_native
 from vtwait.server.settings import DIALECTS, ConfigError, Settings
@@ -249,8 +251,10 @@ def test_replicate_urls_cancel_the_prediction(make_dialect_app) -> None:
     shape = SHAPES["replicate"]
     app, _ = make_dialect_app("replicate")
     client = app.test_client()
-    created = client.post(shape.start, json={"version": "v1", "input": {"delay": 100}},
-                          headers=shape.auth).get_json()
+    answer = client.post(shape.start, json={"version": "v1", "input": {"delay": 100}},
+                         headers=shape.auth)
+    created = answer.get_json()
+    assert answer.headers["Location"] == created["urls"]["get"]
     assert created["urls"]["cancel"].startswith("http://localhost/v1/predictions/")
     cancelled = client.post(created["urls"]["cancel"], headers=shape.auth)
     assert cancelled.status_code == 200
@@ -296,7 +300,7 @@ def test_dialect_views_never_see_the_native_long_poll_parameters() -> None:
     """What a dialect lacks is not offered: ``?wait=`` and ``Prefer`` are gone for the native
     view it calls."""
     app = Flask(__name__)
-    seen = {}
+    seen: dict[str, Any] = {}
 
     def view() -> Any:
         seen.update(args=dict(request.args), prefer=request.headers.get("Prefer"),
@@ -334,3 +338,50 @@ def test_replicate_prefer_wait_holds_the_create_until_the_end(make_app) -> None:
     assert held.get_json()["completed_at"] is not None
     not_held = client.post("/v1/predictions", json={"input": {"delay": 100}})
     assert not_held.get_json()["status"] == "processing"
+
+
+def test_a_status_fault_comes_in_the_dialects_envelope(make_dialect_app) -> None:
+    """FAULT_503 on a status monitor: the service's envelope, the native Retry-After kept."""
+    shape = SHAPES["google"]
+    app, _ = make_dialect_app("google", fault_503=1.0)
+    client = app.test_client()
+    answer = client.get(start(client, shape, {"delay": 10}), headers=shape.auth)
+    assert answer.status_code == 503
+    assert answer.get_json()["error"]["status"] == "UNAVAILABLE"
+    assert answer.headers["Retry-After"] == "1"
+
+
+def test_a_dialect_through_gunicorn_with_a_chunked_body() -> None:
+    """``python server.py`` with DIALECT and API_KEY from its environment: create with a chunked
+    body, the long-poll of Replicate's sync mode, read (a ``?wait`` is not a long-poll here),
+    cancel, a wrong key."""
+    settings = fast_settings(dialect="replicate", api_key=KEY)
+    auth = {"Authorization": f"Bearer {KEY}"}
+    with start_server_process(settings) as srv:
+        created = requests.post(f"{srv.url}/v1/predictions", headers=auth,
+                                data=iter([b'{"input": ', b'{"delay": 100}}']), timeout=10)
+        assert created.status_code == 201, created.text
+        prediction = created.json()
+        assert prediction["status"] == "processing"
+        assert prediction["urls"]["get"].startswith(srv.url)
+        read = requests.get(prediction["urls"]["get"] + "?wait=5", headers=auth, timeout=10)
+        assert read.json()["status"] == "processing"
+        cancelled = requests.post(prediction["urls"]["cancel"], headers=auth, timeout=10)
+        assert cancelled.json()["status"] == "canceled"
+        held = requests.post(f"{srv.url}/v1/predictions", json={"input": {"delay": 0.05}},
+                             headers={**auth, "Prefer": "wait=5"}, timeout=10)
+        assert held.json()["status"] == "succeeded"
+        refused = requests.get(prediction["urls"]["get"], headers={"X-Api-Key": "nope"},
+                               timeout=10)
+        assert refused.status_code == 401
+        assert refused.headers["Content-Type"] == "application/problem+json"
+
+
+def test_the_request_log_shows_the_query_as_sent(make_dialect_app, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="vtwait.server.app")
+    shape = SHAPES["openai"]
+    app, _ = make_dialect_app("openai")
+    client = app.test_client()
+    url = start(client, shape, {"delay": 10})
+    assert client.get(url + "?wait=5&x=1", headers=shape.auth).status_code == 200
+    assert any(f"GET {url}?wait=5&x=1 200" in r.getMessage() for r in caplog.records)

@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from flask import Blueprint, Flask, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 
 from vtwait.server.errors import ApiError
 from vtwait.server.state import current_state
@@ -83,8 +83,6 @@ class Dialect:
             ours = request.blueprint == bp_name or request.url_rule is None
             if not ours or response.status_code < 400 or response.mimetype != "application/json":
                 return response
-            if g.get("dialect_error_done"):
-                return response
             error = (response.get_json(silent=True) or {}).get("error")
             if not (isinstance(error, dict) and set(error) == {"code", "message"}
                     and isinstance(error["code"], str)):
@@ -107,7 +105,6 @@ def read_object() -> dict[str, Any]:
     from vtwait.server.routes import _read_body  # the native reader: size limit, chunked bodies
 
     raw = _read_body()
-    g.dialect_body = raw
     if not raw.strip():
         return {}
     try:
@@ -131,14 +128,17 @@ def call_native(view: Callable[..., Response], *args: Any,
     environ.pop("wsgi.input_terminated", None)
     environ.pop("HTTP_PREFER", None)
     current = request._get_current_object()  # type: ignore[attr-defined]
-    query = b"&".join(part for part in current.query_string.split(b"&")
-                      if part and part.split(b"=", 1)[0] != b"wait")
-    current.query_string = query
-    environ["QUERY_STRING"] = query.decode("latin-1")
+    sent = current.query_string
+    current.query_string = b"&".join(part for part in sent.split(b"&")
+                                     if part and part.split(b"=", 1)[0] != b"wait")
     # werkzeug caches the stream, the data and the query arguments on first use.
     for cached in ("stream", "_cached_data", "args", "form", "files"):
         current.__dict__.pop(cached, None)
-    return view(*args)
+    try:
+        return view(*args)
+    finally:
+        current.query_string = sent  # the request log shows what the client sent
+        current.__dict__.pop("args", None)
 
 
 def job_document(response: Response) -> JobDocument | None:

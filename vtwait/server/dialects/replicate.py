@@ -1,10 +1,11 @@
 """Replicate: the HTTP API's predictions.
 
-``POST /v1/predictions`` answers ``201`` with a prediction ``{"id", "status", "urls": {"get",
-"cancel"}, "input", "output", "error", "logs", "metrics", "created_at", "started_at",
-"completed_at"}``; ``status`` is ``starting | processing | succeeded | failed | canceled``. With
-``Prefer: wait`` (or ``wait=N``, 1 to 60 s; capped by MAX_WAIT) the create request is held until the
-prediction ends or the time passes (Replicate's sync mode): the one long-poll this dialect has.
+``POST /v1/predictions`` answers ``201`` (``Location``: the prediction's URL) with a prediction
+``{"id", "status", "urls": {"get", "cancel"}, "input", "output", "error", "logs", "metrics",
+"created_at", "started_at", "completed_at"}``; ``status`` is ``starting | processing |
+succeeded | failed | canceled``. With ``Prefer: wait`` (or ``wait=N``, 1 to 60 s; capped by
+MAX_WAIT) the create request is held until the prediction ends or the time passes (Replicate's
+sync mode): the one long-poll this dialect has.
 ``GET /v1/predictions/<id>`` answers the prediction; ``POST /v1/predictions/<id>/cancel`` cancels
 it (``200`` with the prediction, whatever its state). Errors are problem details ``{"title",
 "detail", "status"}``. Credentials: ``Authorization: Bearer``.
@@ -121,7 +122,9 @@ def create_prediction() -> Response:
         return answer
     if wait is not None:
         doc = hold(doc, wait)
-    return json_answer(prediction(doc, input_), 201)
+    body = prediction(doc, input_)
+    # The docs name both: "the URL provided in the Location header, or the urls.get field".
+    return json_answer(body, 201, {"Location": body["urls"]["get"]})
 
 
 def _answer(native_answer: Response) -> Response:
