@@ -477,3 +477,19 @@ def test_two_credential_schemes_at_once_are_refused():
         VideoTranslationClient("http://127.0.0.1:1", api_key="b", api_key_header="bad header")
     with pytest.raises(ValueError, match="line breaks"):
         VideoTranslationClient("http://127.0.0.1:1", bearer_token="a\r\nX-Evil: 1")
+
+
+@pytest.mark.parametrize("start_url", ["/heygen/v2/video/generate", "/google/v1/videos:translate"])
+def test_a_start_answer_without_a_state_counts_as_a_silent_pending_start(server, start_url):
+    """HeyGen's start answer names the video but not its state: like AIP-151's pending
+    operation, a just-created job with no hint, so the learned schedule sleeps before the
+    first ask instead of spending it at once."""
+    from vtwait.core.planner import Sleep
+
+    url, _ = server
+    clock = FakeClock()
+    with VideoTranslationClient(url, clock=clock, sleep=clock.sleep, start_url=start_url,
+                                policy=PollingPolicy(jitter=None)) as api:
+        job_id = api.start_job()
+        wait = api._new_wait(job_id, started=clock(), timeout=60)
+        assert isinstance(wait.next(clock()), Sleep)

@@ -46,7 +46,7 @@ from vtwait.core.policy import (
 )
 from vtwait.core.ratelimit import RateLimit, RatePacer, parse_rate_limit
 from vtwait.core.retry import asked_delay
-from vtwait.core.status import JobStatus, parse_retry_after, with_answer_headers
+from vtwait.core.status import JobResult, JobStatus, parse_retry_after, with_answer_headers
 
 __all__ = ["DEFAULT_CANCEL_URL", "DEFAULT_STATUS_URL", "STREAM_READ_TIMEOUT", "BatchAdapter",
            "ClientBase", "ClientConfig", "start_body"]
@@ -414,13 +414,15 @@ class ClientBase:
     def _note_start(self, job_id: str, document: Any, retry_after: str | None,
                     sent_at: float, received_at: float, url: str | None = None) -> None:
         """Tell the duration model a job started (its start answer and ``Retry-After`` header)."""
+        hint = parse_retry_after(retry_after, maximum=self.policy.max_hint_delay)
         try:
-            status: JobStatus | None = replace(
-                read_job_status(document, job_id=job_id, url=url, reader=self._status_reader),
-                retry_after=parse_retry_after(retry_after, maximum=self.policy.max_hint_delay))
-        except ProtocolError:  # a bare job id: nothing to learn from
-            status = None
-        self._learner.note_start(job_id, status, sent_at=sent_at, received_at=received_at)
+            status = read_job_status(document, job_id=job_id, url=url, reader=self._status_reader)
+        except ProtocolError:
+            # The answer names the job but not its state (a bare id, HeyGen's {"data":
+            # {"video_id"}}): a job just created is pending, and said nothing of when to ask.
+            status = JobStatus(job_id, JobResult.PENDING)
+        self._learner.note_start(job_id, replace(status, retry_after=hint), sent_at=sent_at,
+                                 received_at=received_at)
 
 
 _Client = TypeVar("_Client", bound=ClientBase)
