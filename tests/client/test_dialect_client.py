@@ -200,6 +200,17 @@ def build_app(backend: Backend) -> Flask:
         return {"job_id": job_id, "result": "pending"}, 202, {
             "Location": f"http://localhost:{port}/native/s/{job_id}"}
 
+    # A monitor that redirects to another origin (localhost, not 127.0.0.1)
+    @app.post("/redir/start")
+    def redir_start() -> Any:
+        job_id = backend.new()
+        return {"job_id": job_id, "result": "pending"}, 201, {"Location": f"/redir/s/{job_id}"}
+
+    @app.get("/redir/s/<job_id>")
+    def redir_status(job_id: str) -> Any:
+        port = request.host.rsplit(":", 1)[1]
+        return "", 302, {"Location": f"http://localhost:{port}/native/s/{job_id}"}
+
     return app
 
 
@@ -467,6 +478,18 @@ def test_a_token_never_goes_to_a_monitor_on_another_origin(call, server, monkeyp
     sent = {(method, path): headers.get("X-Api-Key") for method, path, headers in backend.seen}
     assert sent[("POST", "/elsewhere/start")] == SECRET
     assert [key for (method, _), key in sent.items() if method == "GET"] == [None]
+
+
+def test_a_redirect_to_another_origin_drops_the_key(call, server, monkeypatch):
+    """The monitor answers 302 to another origin: the key went to the monitor, not on to the
+    redirect's target (the HTTP libraries strip only Authorization on a change of host)."""
+    monkeypatch.delenv("API_KEY", raising=False)
+    url, backend = server
+    job_id, status, _ = call(url, start_and_wait(), start_url="/redir/start", api_key=SECRET)
+    assert status.done
+    keys = {path.split("/")[1]: headers.get("X-Api-Key")
+            for method, path, headers in backend.seen if method == "GET"}
+    assert keys == {"redir": SECRET, "native": None}
 
 
 def test_two_credential_schemes_at_once_are_refused():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import math
 import os
@@ -73,6 +74,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_START_CONCURRENCY = 64
 # Errors that mean "no answer" (retried like the sync client's connection errors and timeouts).
 _NO_ANSWER = _tasks.NO_ANSWER
+# Client middlewares (each request of a redirect chain) came with aiohttp 3.12.
+_HAS_MIDDLEWARES = "middlewares" in inspect.signature(aiohttp.ClientSession).parameters
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,10 @@ class AsyncVideoTranslationClient(ClientBase):
         auth = config.auth
         # aiohttp 3.14 deprecates BasicAuth objects; the header it recommends instead:
         self._auth_header = aiohttp.encode_basic_auth(*auth) if auth is not None else None
+        # A bearer token or API key goes on each hop (redirects too) to base_url's origin only:
+        # a client middleware (aiohttp >= 3.12) on the session this client makes; else headers.
+        self._credential_middleware = bool(self._credentials.headers) and session is None \
+            and _HAS_MIDDLEWARES
         self._owns_session = session is None
         self._session = session
         self._transport = _Transport(self)  # what the batch tasks (_tasks.py) use
@@ -149,9 +156,13 @@ class AsyncVideoTranslationClient(ClientBase):
     def session(self) -> aiohttp.ClientSession:
         """The aiohttp session (made on first use, inside the running loop)."""
         if self._session is None:
+            extra: dict[str, Any] = {}
+            if self._credential_middleware:
+                extra["middlewares"] = (self._add_credentials,)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connection_limit, limit_per_host=0),
-                headers={"Accept": "application/json"}, trace_configs=self._trace_configs)
+                headers={"Accept": "application/json"}, trace_configs=self._trace_configs,
+                **extra)
         return self._session
 
     # ------------------------------------------------------------------------------ public API
@@ -348,7 +359,7 @@ class AsyncVideoTranslationClient(ClientBase):
         retries = RetryState(self.retry, rng=self._rng)
         if self._auth_header is not None:
             kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": self._auth_header}
-        elif self._credentials.headers:
+        elif self._credentials.headers and not self._credential_middleware:
             kwargs["headers"] = {**kwargs.get("headers", {}),
                                  **self._credentials.headers_for(url)}
         if on_sent is not None:
@@ -397,6 +408,13 @@ class AsyncVideoTranslationClient(ClientBase):
             if delay > 0:
                 slept_until = self._clock() + delay
                 await self._sleep(delay)
+
+    async def _add_credentials(self, request: Any, handler: Any) -> Any:
+        """The session's middleware: each hop's credential headers, by its origin."""
+        for name in self._credentials.headers:
+            request.headers.popall(name, None)
+        request.headers.update(self._credentials.headers_for(str(request.url)))
+        return await handler(request)
 
     @staticmethod
     def _error(method: str, url: str, answer: _Answer, job_id: str | None,

@@ -48,6 +48,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -437,14 +438,26 @@ class _Transport(BatchAdapter[VideoTranslationClient]):
 
 
 class _HeaderAuth(AuthBase):
-    """A bearer token or API key, on requests to ``base_url``'s origin only; no secret in repr."""
+    """A bearer token or API key, on requests to ``base_url``'s origin only (a redirect to
+    another origin drops it); no secret in repr."""
 
     def __init__(self, credentials: Credentials) -> None:
         self._credentials = credentials
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers.update(self._credentials.headers_for(request.url or ""))
+        request.register_hook("response", self._on_response)
         return request
+
+    def _on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        # requests copies a request's headers onto its redirect and strips only Authorization
+        # on a change of host: drop the credential headers before a hop to another origin.
+        if response.is_redirect and response.request is not None:
+            target = urljoin(response.url, response.headers.get("location", ""))
+            if not self._credentials.headers_for(target):
+                for name in self._credentials.headers:
+                    response.request.headers.pop(name, None)
+        return response
 
     def __repr__(self) -> str:
         return f"<{self._credentials.scheme} credentials>"
