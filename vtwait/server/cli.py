@@ -49,7 +49,7 @@ WEBHOOK_SECRET_LINE = "Webhook signing secret for this run (set WEBHOOK_SECRET t
 CONSOLE_SCRIPT = "vtwait-server"
 # Settings the banner never lists: credentials (auth and store have their own words).
 _NOT_IN_BANNER = frozenset({"api_username", "api_password", "webhook_secret", "job_store",
-                            "api_key"})
+                            "admin_token", "api_key"})
 
 
 def program_name(argv0: str | None = None) -> str:
