@@ -20,6 +20,7 @@ from tests.helpers import LiveServer, fast_settings, start_live_server
 from vtwait import (
     AsyncVideoTranslationClient,
     AuthenticationError,
+    JobRef,
     JobResult,
     PollingPolicy,
     VideoTranslationClient,
@@ -143,3 +144,29 @@ def test_cancel_follows_the_dialect_s_link(live, run, monkeypatch):
 
     status = run(server.url, action, start_url=start_url, **credentials)
     assert (status.result, status.phase) == (JobResult.ERROR, "canceled")
+
+
+def test_job_handles_carry_the_discovered_monitor(live, run, monkeypatch):
+    """submit() in a dialect: the handle's ref is the dialect's monitor, its result comes from
+    there, and a handle made from the saved ref in another client waits at the same place."""
+    for name in ("API_USERNAME", "API_PASSWORD", "API_KEY", "API_BEARER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    dialect, server = live
+    start_url, monitor, credentials = DIALECTS[dialect]
+
+    async def in_async(api: Any) -> Any:
+        job = await api.submit()
+        return job.ref, await job.result(timeout=30)
+
+    def action(api: Any) -> Any:
+        if isinstance(api, AsyncVideoTranslationClient):
+            return in_async(api)
+        job = api.submit()
+        return job.ref, job.result(timeout=30)
+
+    ref, status = run(server.url, action, start_url=start_url, **credentials)
+    assert status.result is JobResult.COMPLETED
+    assert ref.status_url is not None and ref.status_url.startswith(server.url + monitor)
+    again = run_sync(server.url, lambda api: api.job(JobRef.from_dict(ref.to_dict())).result(
+        timeout=30), **credentials)
+    assert again.result is JobResult.COMPLETED and again.job_id == status.job_id
