@@ -319,7 +319,9 @@ def test_real_answers_conform_to_the_document(make_app, name: str) -> None:
         assert "RateLimit" in response.headers and "RateLimit-Policy" in response.headers
 
 
-@schema.exclude(path=EVENTS_PATH).parametrize()
+# The control API (tag "control") is left out: its rules and resets would change what the other
+# operations answer mid-run; tests/server/test_admin.py covers it, and its answers conform below.
+@schema.exclude(path=EVENTS_PATH).exclude(tag="control").parametrize()
 @hypothesis.settings(deadline=None, max_examples=MAX_EXAMPLES)
 def test_every_operation_keeps_the_contract(case, contract_server: LiveServer) -> None:
     """Schemathesis, valid and invalid requests: no 5xx, no hang (10 s timeout per request),

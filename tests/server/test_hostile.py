@@ -41,13 +41,15 @@ def basic(raw: bytes) -> str:
 
 
 GOOD_AUTH = basic(f"{USERNAME}:{PASSWORD}".encode())
+ADMIN_TOKEN = "hostile-admin-token"
+ADMIN_AUTH = f"Bearer {ADMIN_TOKEN}"
 
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[testing.ServerProcess]:
     """One ``python server.py`` for the module: auth on, long-poll cut to MAX_WAIT."""
     with start_server_process(fast_settings(api_username=USERNAME, api_password=PASSWORD,
-                                            max_wait=MAX_WAIT)) as srv:
+                                            max_wait=MAX_WAIT, admin_token=ADMIN_TOKEN)) as srv:
         yield srv
 
 
@@ -187,6 +189,63 @@ CASES: list[tuple[str, str, dict[str, Any], bytes | None, int, str | None]] = [
     ("GET", "/status/{job}/cancel", {}, None, 405, "method_not_allowed"),
     ("PUT", "/status/{job}/cancel", {}, None, 405, "method_not_allowed"),
     ("POST", "/status/{job}/cancel", {"Authorization": None}, None, 401, "unauthorized"),
+    # the control API: its own bearer token (the API's Basic credentials are not it), bad bodies
+    # and queries named by field, unknown routes and methods only for a caller who may call
+    ("GET", "/_admin/faults", {"Authorization": None}, None, 401, "unauthorized"),
+    ("GET", "/_admin/faults", {}, None, 401, "unauthorized"),
+    ("GET", "/_admin/faults", {"Authorization": "Bearer " + "t" * 60_000}, None, 401,
+     "unauthorized"),
+    ("GET", "/_admin/faults", {"Authorization": "Bearer \xe9".encode("latin-1")}, None, 401,
+     "unauthorized"),
+    ("PUT", "/_admin/faults", {"Authorization": None}, None, 401, "unauthorized"),
+    ("GET", "/_admin/nope", {"Authorization": None}, None, 401, "unauthorized"),
+    ("PUT", "/_admin/faults", {"Authorization": ADMIN_AUTH}, None, 405, "method_not_allowed"),
+    ("GET", "/_admin/nope", {"Authorization": ADMIN_AUTH}, None, 404, "not_found"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH}, None, 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH}, b"not json", 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH}, b"[" * 50_000, 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH}, b"x" * MEGABYTE, 413,
+     "payload_too_large"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH},
+     b'{"action": "drop", "probability": 1e999}', 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH},
+     b'{"action": "drop", "probability": NaN}', 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH},
+     b'{"action": "status", "status": ' + b"9" * 5000 + b"}", 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH},
+     b'{"action": "latency", "latency": 1e300}', 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH},
+     b'{"action": "drop", "route": "nowhere"}', 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH},
+     b'{"action": "drop", "times": -1}', 400, "bad_request"),
+    ("DELETE", f"/_admin/faults/{LONG_ID}", {"Authorization": ADMIN_AUTH}, None, 404,
+     "not_found"),
+    ("GET", "/_admin/requests?limit=99999999999", {"Authorization": ADMIN_AUTH}, None, 400,
+     "bad_request"),
+    ("GET", "/_admin/requests?status=-1", {"Authorization": ADMIN_AUTH}, None, 400,
+     "bad_request"),
+    ("GET", "/_admin/requests?since=inf", {"Authorization": ADMIN_AUTH}, None, 400,
+     "bad_request"),
+    ("GET", "/_admin/requests?route=%00", {"Authorization": ADMIN_AUTH}, None, 400,
+     "bad_request"),
+    ("GET", f"/_admin/requests?job_id={LONG_ID}", {"Authorization": ADMIN_AUTH}, None, 400,
+     "bad_request"),
+    ("POST", "/_admin/scripts", {"Authorization": ADMIN_AUTH},
+     b'{"timeline": [{"at": 2, "progress": 0.5}, {"at": 1, "progress": 0.6}]}', 400,
+     "bad_request"),
+    ("POST", "/_admin/scripts", {"Authorization": ADMIN_AUTH},
+     b'{"timeline": [{"at": 1e999, "result": "error"}]}', 400, "bad_request"),
+    ("POST", "/_admin/scripts", {"Authorization": ADMIN_AUTH},
+     json.dumps({"timeline": [{"at": n, "progress": 0} for n in range(1000)]}).encode(), 400,
+     "bad_request"),
+    ("POST", "/_admin/clock", {"Authorization": ADMIN_AUTH}, b'{"advance": -1}', 400,
+     "bad_request"),
+    ("POST", "/_admin/clock", {"Authorization": ADMIN_AUTH}, b'{"advance": 1e309}', 400,
+     "bad_request"),
+    ("POST", "/_admin/clock", {"Authorization": ADMIN_AUTH}, b'{"advance": 1}', 409, "conflict"),
+    ("POST", "/start", {}, b'{"script": {"timeline": "soon"}}', 400, "bad_request"),
+    ("POST", "/start", {}, b'{"script": {"timeline": [{"at": 5, "result": "maybe"}]}}', 400,
+     "bad_request"),
 ]
 
 
@@ -219,7 +278,9 @@ def test_every_route_answers_hostile_input_as_documented(live: testing.ServerPro
         assert document["error"]["code"] == code and document["error"]["message"]
         assert set(document) == {"error"}
     if status == 401:
-        assert reply.headers["WWW-Authenticate"] == 'Basic realm="video-translation"'
+        realm = 'Bearer realm="vtwait-admin"' if path.startswith("/_admin/") \
+            else 'Basic realm="video-translation"'
+        assert reply.headers["WWW-Authenticate"] == realm
     if status == 405:
         assert reply.headers["Allow"]
     if status == 200 and ("wait=" in path or "Prefer" in extra):  # held, and cut to MAX_WAIT

@@ -63,6 +63,7 @@ from vtwait.server.events import register_event_stream
 from vtwait.server.faults import Faults
 from vtwait.server.listing import listing_api
 from vtwait.server.outputs import Outputs, outputs_api
+from vtwait.server.routenames import ADMIN_PREFIX
 from vtwait.server.routes import MAX_CONTENT_LENGTH, OPEN_ENDPOINTS, api
 from vtwait.server.settings import ConfigError, Settings
 from vtwait.server.state import EXTENSION_KEY, AppState, app_state
@@ -177,7 +178,7 @@ def _add_hooks(app: Flask, settings: Settings, limiter: rate_limits.RequestLimit
 
     @app.before_request
     def _authenticate() -> None:
-        if request.blueprint == admin.ADMIN_BLUEPRINT:
+        if request.path.startswith(ADMIN_PREFIX):
             return  # the control API has its own credential, and no rate limit
         needs_auth = auth_required(settings) and request.endpoint not in OPEN_ENDPOINTS
         authenticated = settings.auth_enabled and credentials_ok(

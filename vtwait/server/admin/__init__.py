@@ -20,7 +20,7 @@ from collections.abc import Callable
 from flask import Flask, Response, g, request
 
 from vtwait.server.admin.journal import Journal
-from vtwait.server.admin.routes import ADMIN_BLUEPRINT, admin_api
+from vtwait.server.admin.routes import ADMIN_BLUEPRINT, admin_api, check_caller
 from vtwait.server.admin.scripts import ScriptBook
 from vtwait.server.faults import Faults
 from vtwait.server.routenames import ADMIN_PREFIX, job_id_of, route_of
@@ -66,6 +66,7 @@ class AdminState:
 def install(app: Flask, admin: AdminState) -> None:
     """Registers the control API and the hooks it drives (faults before views, the journal)."""
     app.register_blueprint(admin_api)
+    app.before_request(check_caller)
     faults, journal, wall_clock = admin.faults, admin.journal, admin.wall_clock
 
     @app.before_request

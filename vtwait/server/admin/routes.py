@@ -16,12 +16,12 @@
 ==========================================  =====================================================
 
 Every answer but 204 is JSON; a bad body or query is a 400 whose message starts with the field's
-name. Who may call is ``auth.py``'s business (checked before each route, unknown ones included).
+name. Who may call is ``auth.py``'s business (checked before routing, so an unknown route or
+method under ``/_admin/`` is a 404 or 405 only for a caller who may call).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import re
@@ -33,11 +33,11 @@ from vtwait.server.admin.auth import check_admin
 from vtwait.server.admin.scripts import MAX_COUNT, Script, ScriptError, parse_timeline
 from vtwait.server.errors import ApiError
 from vtwait.server.faults import RuleError
-from vtwait.server.routenames import ROUTE_NAMES
+from vtwait.server.routenames import ADMIN_PREFIX, ROUTE_NAMES
 from vtwait.server.state import AppState, current_state
 from vtwait.server.stores.base import JOB_ID_RE
 
-__all__ = ["ADMIN_BLUEPRINT", "MAX_ADVANCE", "admin_api"]
+__all__ = ["ADMIN_BLUEPRINT", "MAX_ADVANCE", "admin_api", "check_caller"]
 
 #: The Blueprint's name: the app's own auth and rate limit skip its endpoints.
 ADMIN_BLUEPRINT = "admin"
@@ -52,11 +52,13 @@ _QUERY_KEYS = frozenset({"route", "method", "job_id", "status", "since", "limit"
 _METHOD_RE = re.compile(r"[A-Z]{1,16}")
 
 
-@admin_api.before_request
-def _check_caller() -> None:
-    settings = current_state().settings
-    check_admin(settings.admin_token, settings.admin_allow_remote, request.remote_addr,
-                request.headers.get("Authorization"))
+def check_caller() -> None:
+    """before_request (app-wide, for every ``/_admin/`` path, before routing answers a 404 or
+    405): see ``auth.py``."""
+    if request.path.startswith(ADMIN_PREFIX):
+        settings = current_state().settings
+        check_admin(settings.admin_token, settings.admin_allow_remote, request.remote_addr,
+                    request.headers.get("Authorization"))
 
 
 def _admin(state: AppState | None = None) -> Any:
@@ -218,21 +220,12 @@ def advance_clock() -> Response:
 
 
 def _clock_document(state: AppState) -> dict[str, Any]:
-    clock = getattr(state, "clock", None)
-    if clock is None:  # no clock object: the app's own clock functions, real time
-        admin = _admin(state)
-        return {"virtual": False, "time": admin.wall_clock(), "monotonic": admin.clock()}
-    return {"virtual": _is_virtual(clock), "time": clock.time(), "monotonic": clock.monotonic()}
+    # The app's clock functions: the virtual clock's own when CLOCK=virtual (create_app binds
+    # them to it), else the real ones (or a test's fakes).
+    admin = _admin(state)
+    return {"virtual": _is_virtual(getattr(state, "clock", None)), "time": admin.wall_clock(),
+            "monotonic": admin.clock()}
 
 
 def _is_virtual(clock: Any) -> bool:
-    try:  # the virtual clock's module, once it is there (vtwait/server/clock.py)
-        virtual_class = importlib.import_module("vtwait.server.clock").VirtualClock
-    except (ImportError, AttributeError):
-        return False
-    return isinstance(clock, virtual_class)
-
-
-@admin_api.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"])
-def unknown_admin_route(rest: str) -> Response:
-    raise ApiError(404, "not_found", "no such control API route")
+    return bool(getattr(clock, "virtual", False))

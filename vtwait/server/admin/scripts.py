@@ -165,8 +165,6 @@ def parse_timeline(value: Any, where: str = "timeline") -> tuple[Step, ...]:
             raise ScriptError(f"{field}.result", "must be " + " or ".join(_RESULTS))
         if result is not None and index != len(value) - 1:
             raise ScriptError(f"{field}.result", "only the last step may end the job")
-        if phase is None and progress is None and result is None:
-            raise ScriptError(field, "a step sets phase, progress or result")
         steps.append(Step(float(at), phase, None if progress is None else float(progress),
                           result))
     return tuple(steps)

@@ -362,16 +362,12 @@ class MemoryJobStore(JobStore):
         clock.add_schedule(self.next_due, self.process_due)
 
     def next_due(self) -> float | None:
-        """The earliest time (``clock``) a job is due or a finished job expires, or None."""
+        """The next time (``clock``) the timer thread would wake: a job due, a finished job
+        expiring, or anything else it waits for; None when nothing is scheduled. At most an
+        hour ahead (the timer's own cap), so a long advance also stops once an hour."""
         with self._cond:
-            pending = [due for due, _, job in self._due[:1] if job.result is JobResult.PENDING]
-            if self._due and not pending:  # a lazy entry of a job a read finished: look further
-                pending = [min((due for due, _, job in self._due
-                                if job.result is JobResult.PENDING), default=math.inf)]
-            deadlines = [d for d in pending if d != math.inf]
-            if self._expiry:
-                deadlines.append(self._expiry[0][0])
-            return min(deadlines, default=None)
+            timeout = self._next_timeout()
+            return None if timeout is None else self._clock() + timeout
 
     def shutdown(self) -> None:
         """Stops the worker thread (joins it) and releases every held request."""
