@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import vtwait.client._threads as threads
 from vtwait.core.batch import ManyJobs, unique_job_ids
+from vtwait.core.dialects import JobRef
 from vtwait.core.download import DownloadProgress
 from vtwait.core.errors import BatchError, VideoTranslationError, WaitTimeout
 from vtwait.core.lifecycle import JobOutput, output_of
@@ -123,6 +124,12 @@ class Job(_Handle):
         self._client = client
         super().__init__(job_id, status)
 
+    @property
+    def ref(self) -> JobRef:
+        """Where the client asks about this job (the status monitor its start answer named):
+        save ``ref.to_dict()`` to resume the wait in another process."""
+        return self._client.job_ref(self.id)
+
     def status(self) -> JobStatus:
         """One status request; the status."""
         status = self._client.get_status(self.id)
@@ -176,6 +183,12 @@ class AsyncJob(_Handle):
                  status: JobStatus | None = None) -> None:
         self._client = client
         super().__init__(job_id, status)
+
+    @property
+    def ref(self) -> JobRef:
+        """Where the client asks about this job (the status monitor its start answer named):
+        save ``ref.to_dict()`` to resume the wait in another process."""
+        return self._client.job_ref(self.id)
 
     async def status(self) -> JobStatus:
         """One status request; the status."""
