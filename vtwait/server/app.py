@@ -52,6 +52,7 @@ from werkzeug.exceptions import HTTPException
 import vtwait.server.metrics as metrics
 import vtwait.server.ratelimit as rate_limits
 import vtwait.server.webhooks as webhooks
+from vtwait.server.dashboard import register_dashboard
 from vtwait.server.errors import ApiError, code_for_status, error_body, error_response
 from vtwait.server.events import register_event_stream
 from vtwait.server.faults import Faults
@@ -108,6 +109,7 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     store = open_store(settings, clock=clock, wall_clock=wall_clock)
     measured = metrics.install(app, store)  # before the default job, so that it is counted
+    register_dashboard(app, store, settings, wall_clock=wall_clock)  # GET /: the live page
     if (settings.api_username is None) != (settings.api_password is None):
         logger.warning("only one of API_USERNAME / API_PASSWORD is set: authentication is OFF")
     store.start(default=True)

@@ -116,6 +116,7 @@ class Settings:
     event_send_timeout: float = DEFAULT_EVENT_SEND_TIMEOUT
     max_streams: int = DEFAULT_MAX_STREAMS
     max_stream_jobs: int = DEFAULT_MAX_STREAM_JOBS
+    event_max_age: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("api_username", "api_password", "log_file", "webhook_secret"):
@@ -257,6 +258,7 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("EVENT_SEND_TIMEOUT", "float", "seconds a stalled event stream write waits, then drops"),
     _Option("MAX_STREAMS", "int", "most event streams open at once; past it GET /events is a 429"),
     _Option("MAX_STREAM_JOBS", "int", "most job_id values in one GET /events (more is a 400)"),
+    _Option("EVENT_MAX_AGE", "float", "seconds until the server ends an event stream (it resumes); 0: never"),
 )
 
 # (field, maximum, maximum excluded); every number is finite and at least 0.
@@ -277,6 +279,7 @@ _NUMBER_RANGES: tuple[tuple[str, float, bool], ...] = (
     ("webhook_retry_delay", math.inf, False),
     ("event_heartbeat", math.inf, False),
     ("event_send_timeout", math.inf, False),
+    ("event_max_age", math.inf, False),
 )
 
 
