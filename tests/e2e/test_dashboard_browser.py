@@ -11,18 +11,22 @@ installs both).
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import logging
 import shutil
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.helpers import ROOT
 from vtwait.testing import ServerProcess
@@ -37,6 +41,8 @@ pytestmark = [
 ]
 
 USER, PASSWORD = "dash", "board-secret"
+#: The control API's token (issue 17's ADMIN_TOKEN; a server without the control API ignores it).
+ADMIN_TOKEN = "admin-token-for-the-dashboard"
 #: The server ends each event stream after this many seconds; the page must resume.
 MAX_AGE = 2.0
 #: Bound for conditions that take a job's life or a reconnect (the machine is shared and busy).
@@ -49,7 +55,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    env = {"API_USERNAME": USER, "API_PASSWORD": PASSWORD, "SEED": "7"}
+    env = {"API_USERNAME": USER, "API_PASSWORD": PASSWORD, "SEED": "7", "ADMIN_TOKEN": ADMIN_TOKEN}
     srv = ServerProcess.start("--event-max-age", str(MAX_AGE), "--concurrency", "3",
                               "--min-delay", "1", "--max-delay", "3", env=env)
     yield srv
@@ -65,9 +71,6 @@ def api(server: ServerProcess) -> Iterator[requests.Session]:
 
 def launch_chromium(profile: str) -> Any:
     """Debian's chromium through chromedriver (both from the system: nothing is downloaded)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     logging.getLogger("selenium").setLevel(logging.INFO)  # not every WebDriver call in the log
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM or ""
@@ -85,13 +88,10 @@ def browser(request: pytest.FixtureRequest) -> Iterator[Any]:
         server: ServerProcess = request.getfixturevalue("server")
         driver = launching.result()
     try:
-        # The API's HTTP Basic credentials on every request of the page (page, script, fetches
-        # and the EventSource), as the browser sends them once a person has typed them in.
-        token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-        driver.execute_cdp_cmd("Network.enable", {})
-        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders",
-                               {"headers": {"Authorization": f"Basic {token}"}})
-        driver.get(server.url + "/")
+        # The API's HTTP Basic credentials in the URL: the browser answers the server's 401 with
+        # them and then sends them on the page's own requests (script, fetches, the EventSource),
+        # as it does once a person has typed them into its prompt.
+        driver.get(server.url.replace("http://", f"http://{USER}:{PASSWORD}@") + "/")
         wait(driver, PATIENCE).until(lambda d: stream_state(d) == "live")
         driver.execute_script("window.vtwaitNotReloaded = true;")
         yield driver
@@ -101,8 +101,6 @@ def browser(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 def wait(driver: Any, seconds: float) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
     return WebDriverWait(driver, seconds, poll_frequency=0.05)
 
 
@@ -148,7 +146,11 @@ def test_the_page_is_behind_the_api_auth_and_loads_only_from_its_server(browser,
     urls = browser.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name);")
     assert any(url.endswith("/dashboard/app.js") for url in urls)
-    assert all(url.startswith(server.url + "/") for url in urls), urls
+    assert browser.execute_script("return location.origin;") == server.url
+    netloc = urllib.parse.urlsplit(server.url).netloc
+    for url in urls:  # the page's own files carry the credentials it was opened with
+        parts = urllib.parse.urlsplit(url)
+        assert (parts.scheme, parts.netloc.rpartition("@")[2]) == ("http", netloc), url
 
 
 def test_a_job_started_through_the_api_appears_within_1s_and_completes_live(
@@ -173,8 +175,6 @@ def test_the_cancel_button_cancels_a_job(browser, api, server) -> None:
 
 
 def test_the_start_form_works_from_the_keyboard(browser, api, server) -> None:
-    from selenium.webdriver.common.keys import Keys
-
     before = set(browser.execute_script(
         "return [...document.querySelectorAll('#jobs-body tr')].map(r => r.dataset.jobId);"))
     delay = browser.find_element("id", "start-delay")
@@ -202,6 +202,34 @@ def test_the_page_resumes_after_the_server_drops_its_stream_and_misses_no_end(
     wait(browser, PATIENCE).until(lambda d: [phase_of(d, j) for j in away] == ["completed", "error"])
     assert stream_state(browser) == "live"
     assert browser.execute_script("return window.vtwaitNotReloaded === true;")
+
+
+def test_the_control_api_panels_add_show_and_remove_a_fault_rule(browser, api, server) -> None:
+    """With ADMIN_TOKEN set the page shows the fault rules and the request journal; a rule added
+    with the form fires on the API and is removed with its button."""
+    if not api.get(server.url + "/dashboard/summary", timeout=10).json()["control_api"]:
+        pytest.skip("this build has no control API (/_admin/, issue 17)")
+    wait(browser, PATIENCE).until(lambda d: d.find_element("id", "admin").is_displayed())
+    browser.find_element("id", "admin-token").send_keys(ADMIN_TOKEN, Keys.ENTER)
+    form = browser.find_element("id", "fault-form")
+    Select(form.find_element("name", "route")).select_by_value("status")
+    Select(form.find_element("name", "action")).select_by_value("status")
+    form.find_element("name", "status").clear()
+    form.find_element("name", "status").send_keys("503")
+    form.find_element("name", "times").send_keys("1")
+    form.find_element("name", "job_id").send_keys("dashboard-fault-target")
+    form.find_element("css selector", "button[type=submit]").click()
+    wait(browser, PATIENCE).until(lambda d: d.find_elements("css selector", "#faults-body tr"))
+    rule_id = browser.find_element("css selector", "#faults-body tr").get_attribute("data-rule-id")
+    answer = api.get(f"{server.url}/status/dashboard-fault-target", timeout=10)
+    assert answer.status_code == 503  # the page's rule, on the server
+    wait(browser, PATIENCE).until(lambda d: "/status/dashboard-fault-target" in d.find_element(
+        "id", "journal-body").text)
+    browser.find_element("css selector", f"#faults-body tr[data-rule-id='{rule_id}'] button").click()
+    wait(browser, PATIENCE).until(lambda d: not d.find_elements("css selector", "#faults-body tr"))
+    faults = requests.get(f"{server.url}/_admin/faults", timeout=10,  # not the API's Basic auth
+                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert faults.json()["rules"] == []
 
 
 def test_narrow_and_dark_then_the_screenshot(browser, api, server) -> None:

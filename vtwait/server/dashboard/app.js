@@ -23,16 +23,18 @@ let streamFailures = 0;
 let renderQueued = false;
 let lastRequests = null;        // {total, at} of the previous summary, for requests/s
 let controlApi = false;
-let journalSince = null;
-const journal = [];
 
 const $ = (id) => document.getElementById(id);
+// Absolute URLs on this origin: a page opened as http://user:password@host/ has a base URL with
+// credentials, against which fetch() refuses to resolve a relative path. The browser still sends
+// the HTTP Basic credentials it was given for the page.
+const here = (path) => new URL(path, location.origin).href;
 const nowSeconds = () => Date.now() / 1000 + clockOffset;
 
 // ---- talking to the server -------------------------------------------------------------------
 
 async function getJson(path, options = {}) {
-  const response = await fetch(path, {credentials: "same-origin", cache: "no-store", ...options});
+  const response = await fetch(here(path), {credentials: "same-origin", cache: "no-store", ...options});
   let body = null;
   if (response.status !== 204) {
     try { body = await response.json(); } catch (_) { body = null; }
@@ -230,7 +232,7 @@ function setStreamState(state) {
 function openStream(after) {
   if (stream) stream.close();
   const query = after === null ? "" : `?last_event_id=${after}`;
-  const source = new EventSource(`/events${query}`);
+  const source = new EventSource(here(`/events${query}`));
   stream = source;
   let opened = false;
   source.addEventListener("open", () => {
@@ -337,20 +339,21 @@ async function refreshAdmin() {
     const faults = await admin("/_admin/faults");
     if (faults.ok && faults.body) renderFaults(faults.body.rules || []);
     else $("admin-result").textContent = `Fault rules: ${errorText(faults)}`;
-    const since = journalSince === null ? "" : `&since=${journalSince}`;
-    const requests = await admin(`/_admin/requests?limit=${JOURNAL_ROWS * 5}${since}`);
-    if (requests.ok && requests.body) addJournal(requests.body.requests || []);
+    const requests = await admin(`/_admin/requests?limit=${JOURNAL_ROWS}`);  // the last ones
+    if (requests.ok && requests.body) renderJournal(requests.body.requests || []);
   } catch (error) {
     $("admin-result").textContent = `Control API: ${error}`;
   }
 }
 
+// Rows are kept by rule id and updated in place, so a focused Remove button keeps its focus.
 function renderFaults(rules) {
   const body = $("faults-body");
-  body.replaceChildren();
-  for (const rule of rules) {
-    const row = document.createElement("tr");
-    row.dataset.ruleId = rule.id;
+  const rows = new Map([...body.rows].map((row) => [row.dataset.ruleId, row]));
+  const keep = new Set();
+  rules.forEach((rule, index) => {
+    let row = rows.get(rule.id);
+    if (!row) row = makeFaultRow(rule.id);
     const detail = [
       rule.status != null ? `status ${rule.status}` : "",
       rule.latency != null ? `latency ${rule.latency} s` : "",
@@ -359,36 +362,41 @@ function renderFaults(rules) {
       rule.times != null ? `${rule.times}×` : "",
       rule.job_id ? `job ${rule.job_id}` : "",
     ].filter(Boolean).join(", ");
-    for (const value of [rule.id, rule.route, rule.method, rule.action, detail, rule.fired]) {
-      const cell = document.createElement("td");
-      cell.textContent = String(value ?? "");
-      row.appendChild(cell);
-    }
-    const cell = document.createElement("td");
-    const remove = document.createElement("button");
-    remove.type = "button";
-    remove.textContent = "Remove";
-    remove.setAttribute("aria-label", `Remove fault rule ${rule.id}`);
-    remove.addEventListener("click", async () => {
-      const reply = await admin(`/_admin/faults/${encodeURIComponent(rule.id)}`, {method: "DELETE"});
-      $("admin-result").textContent = reply.ok ? `Removed rule ${rule.id}` : errorText(reply);
-      refreshAdmin();
+    [rule.id, rule.route, rule.method, rule.action, detail, rule.fired].forEach((value, i) => {
+      const text = String(value ?? "");
+      if (row.cells[i].textContent !== text) row.cells[i].textContent = text;
     });
-    cell.appendChild(remove);
-    row.appendChild(cell);
-    body.appendChild(row);
-  }
+    keep.add(row);
+    if (body.rows[index] !== row) body.insertBefore(row, body.rows[index] || null);
+  });
+  for (const row of [...body.rows]) if (!keep.has(row)) row.remove();
 }
 
-function addJournal(entries) {
-  const known = new Set(journal.map((e) => e.id));
-  for (const entry of entries) if (!known.has(entry.id)) journal.push(entry);
-  journal.sort((a, b) => a.id - b.id);
-  journal.splice(0, Math.max(journal.length - JOURNAL_ROWS, 0));
-  if (journal.length) journalSince = journal[journal.length - 1].time;
+function makeFaultRow(ruleId) {
+  const row = document.createElement("tr");
+  row.dataset.ruleId = ruleId;
+  for (let i = 0; i < 6; i++) row.appendChild(document.createElement("td"));
+  const cell = document.createElement("td");
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.textContent = "Remove";
+  remove.setAttribute("aria-label", `Remove fault rule ${ruleId}`);
+  remove.addEventListener("click", async () => {
+    remove.disabled = true;
+    const reply = await admin(`/_admin/faults/${encodeURIComponent(ruleId)}`, {method: "DELETE"});
+    $("admin-result").textContent = reply.ok ? `Removed rule ${ruleId}` : errorText(reply);
+    remove.disabled = false;
+    refreshAdmin();
+  });
+  cell.appendChild(remove);
+  row.appendChild(cell);
+  return row;
+}
+
+function renderJournal(entries) {
   const body = $("journal-body");
   body.replaceChildren();
-  for (const entry of [...journal].reverse()) {
+  for (const entry of [...entries].reverse()) {  // newest first
     const row = document.createElement("tr");
     const time = new Date(entry.time * 1000).toLocaleTimeString();
     for (const [value, name] of [[time, ""], [entry.method, ""], [entry.path, ""],
