@@ -44,13 +44,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 import vtwait.server.metrics as metrics
 import vtwait.server.ratelimit as rate_limits
+import vtwait.server.tracing as tracing
 import vtwait.server.webhooks as webhooks
 from vtwait.server.dashboard import register_dashboard
 from vtwait.server.errors import ApiError, code_for_status, error_body, error_response
@@ -86,6 +87,7 @@ def create_app(
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
     start_worker: bool = True,
+    tracer_provider: Any = None,
 ) -> Flask:
     """Builds the Flask app with its own job store and starts the default job.
 
@@ -95,6 +97,8 @@ def create_app(
         wall_clock: Unix seconds for ``created_at`` / ``finished_at``; the Redis store's only clock.
         start_worker: start the timer thread; tests with a fake clock pass ``False`` and call
             ``app_state(app).store.process_due()`` instead.
+        tracer_provider: an OpenTelemetry tracer provider to trace with (``tracing.py``); None
+            reads the ``OTEL_*`` environment variables (unset: no tracing, no cost).
 
     Returns:
         The app. Its parts are ``app_state(app)``; call ``store.shutdown()`` and
@@ -131,6 +135,9 @@ def create_app(
         settings=settings, store=store, webhooks=sender, webhook_secret=secret, metrics=measured,
         faults=Faults(settings), rate_limiter=limiter,
         streams=register_event_stream(app, store, settings))
+    tracing.install(app, store, sender, max_jobs=settings.max_jobs,  # first hooks: 401s too
+                    provider=tracing.provider_from_env() if tracer_provider is None
+                    else tracer_provider)
     app.register_blueprint(api)
     _add_hooks(app, settings, limiter)
     _add_error_handlers(app)
