@@ -8,7 +8,8 @@ Usage::
     OTEL_TRACES_EXPORTER=otlp OTEL_SERVICE_NAME=sim python server.py   # needs an OTLP exporter
 
 Configured the standard way, by the ``OTEL_*`` environment variables: ``OTEL_TRACES_EXPORTER``
-(``console``, ``otlp``, ``none``; comma-separated), ``OTEL_SERVICE_NAME`` (default
+(``console``, ``otlp``, ``none``, and ``memory``: this package's, which keeps the last
+spans in memory, for benchmarks; comma-separated), ``OTEL_SERVICE_NAME`` (default
 ``vtwait-server``), ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``, ``OTEL_SDK_DISABLED``,
 and the exporter's own (``OTEL_EXPORTER_OTLP_ENDPOINT``, ...). A process whose global tracer
 provider was already set (``opentelemetry-instrument``, or your own code) is traced with it.
@@ -42,7 +43,7 @@ import os
 import sys
 import threading
 import urllib.parse
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_SERVICE_NAME = "vtwait-server"
 #: The instrumentation scope of every span here.
 SCOPE = "vtwait.server"
+#: Spans kept by the ``memory`` exporter (``OTEL_TRACES_EXPORTER=memory``, for benchmarks).
+LAST_SPANS = 10_000
 
 
 def provider_from_env(environ: Mapping[str, str] | None = None) -> TracerProvider | None:
@@ -113,9 +116,11 @@ def provider_from_env(environ: Mapping[str, str] | None = None) -> TracerProvide
                                "http; spans are not exported there")
                 continue
             sdk.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        elif name == "memory":  # not standard: this package's, for benchmarks (bench.py tracing)
+            sdk.add_span_processor(BatchSpanProcessor(_LastSpans()))
         elif name != "none":
             logger.warning("OTEL_TRACES_EXPORTER: unknown exporter %r ignored "
-                           "(known: console, otlp, none)", name)
+                           "(known: console, otlp, memory, none)", name)
     return sdk
 
 
@@ -278,3 +283,19 @@ class ServerTracing:
             yield record
         finally:
             span.end()
+
+
+def _LastSpans() -> Any:  # noqa: N802 - a class made on first use: the SDK is imported lazily
+    """An exporter that keeps the last ``LAST_SPANS`` spans in memory (``memory``): the cost of
+    recording and exporting every span, without a collector to send them to."""
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    class LastSpans(SpanExporter):
+        def __init__(self) -> None:
+            self.spans: deque[Any] = deque(maxlen=LAST_SPANS)
+
+        def export(self, spans: Any) -> SpanExportResult:
+            self.spans.extend(spans)
+            return SpanExportResult.SUCCESS
+
+    return LastSpans()
