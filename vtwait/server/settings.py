@@ -117,6 +117,7 @@ class Settings:
     max_streams: int = DEFAULT_MAX_STREAMS
     max_stream_jobs: int = DEFAULT_MAX_STREAM_JOBS
     event_max_age: float = 0.0
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         for name in ("api_username", "api_password", "log_file", "webhook_secret"):
@@ -157,6 +158,8 @@ class Settings:
                 f"MIN_DELAY must not exceed MAX_DELAY, got {self.min_delay:g} > {self.max_delay:g}"
             )
         _check_job_store(self.job_store)
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"LOG_FORMAT must be text or json, got {self.log_format!r}")
 
     @property
     def webhook_hosts(self) -> frozenset[str]:
@@ -259,6 +262,7 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("MAX_STREAMS", "int", "most event streams open at once; past it GET /events is a 429"),
     _Option("MAX_STREAM_JOBS", "int", "most job_id values in one GET /events (more is a 400)"),
     _Option("EVENT_MAX_AGE", "float", "seconds until the server ends an event stream (it resumes); 0: never"),
+    _Option("LOG_FORMAT", "str", "text, or json: one JSON object a line (trace ids when tracing)"),
 )
 
 # (field, maximum, maximum excluded); every number is finite and at least 0.
