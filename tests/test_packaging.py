@@ -29,6 +29,8 @@ RUNTIME_EXTRAS = ("server", "async", "cli", "redis", "otel")
 PIN_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)$")
 #: Imported by vtwait only inside ``try/except ImportError`` (the feature degrades without it).
 OPTIONAL_IMPORTS = {"yaml"}  # vtwait/server/app.py: /openapi.json needs PyYAML, /openapi.yaml not
+# vtwait/testing/plugin.py is loaded by pytest itself (the pytest11 entry point): pytest is there.
+OPTIONAL_IMPORTS.add("pytest")
 
 
 def pins(name: str) -> dict[str, Version]:

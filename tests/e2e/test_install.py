@@ -192,3 +192,27 @@ def test_plain_install_is_a_working_client(wheel: Path, work: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     done = run([plain / "bin" / "vtwait", "--help"], cwd=work, venv_dir=plain, timeout=60)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_an_outside_project_tests_its_client_with_the_pytest_plugin(full_venv: Path,
+                                                                     work: Path) -> None:
+    """A throw-away project outside the checkout, with pytest installed beside the package, runs
+    its own suite on the ``vt_server`` fixture (found through the ``pytest11`` entry point): the
+    complete example of docs/testing-your-client.md (a 1-hour job under virtual time among
+    them), and a check that the plugin loaded nothing of the server into the pytest process."""
+    done = run([full_venv / "bin" / "python", "-m", "pip", "install", "--quiet",
+                "--constraint", ROOT / "requirements-dev.txt", "pytest"], cwd=work)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    project = work / "my-client"
+    (project / "tests").mkdir(parents=True)
+    (project / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    page = (ROOT / "docs" / "testing-your-client.md").read_text(encoding="utf-8")
+    example = page.split("## A complete example", 1)[1].split("```python\n", 1)[1].split("```")[0]
+    (project / "tests" / "test_my_client.py").write_text(example)
+    (project / "tests" / "test_zz_light.py").write_text(
+        "import sys\n\n\ndef test_the_plugin_loaded_nothing_of_the_server():\n"
+        "    assert not {'flask', 'gevent', 'werkzeug'} & set(sys.modules)\n")
+    done = run([full_venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:randomly"],
+               cwd=project, venv_dir=full_venv, timeout=300)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "5 passed" in done.stdout, done.stdout[-2000:]

@@ -11,6 +11,7 @@ property test over the status-document and header parsers and the whole answer p
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import socket
@@ -34,6 +35,8 @@ from vtwait import JobResult, JobStatus, VideoTranslationClient, VideoTranslatio
 USERNAME, PASSWORD = "hostile", "hostile-pw"
 MAX_WAIT = 0.1
 MEGABYTE = 1024 * 1024
+#: FAULT_OUTPUT_DROP of the module's server: each job's first download is cut after this.
+DROP_AFTER = 100_000
 
 
 def basic(raw: bytes) -> str:
@@ -41,13 +44,16 @@ def basic(raw: bytes) -> str:
 
 
 GOOD_AUTH = basic(f"{USERNAME}:{PASSWORD}".encode())
+ADMIN_TOKEN = "hostile-admin-token"
+ADMIN_AUTH = f"Bearer {ADMIN_TOKEN}"
 
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[testing.ServerProcess]:
     """One ``python server.py`` for the module: auth on, long-poll cut to MAX_WAIT."""
     with start_server_process(fast_settings(api_username=USERNAME, api_password=PASSWORD,
-                                            max_wait=MAX_WAIT)) as srv:
+                                            max_wait=MAX_WAIT, admin_token=ADMIN_TOKEN,
+                                            fault_output_drop=DROP_AFTER)) as srv:
         yield srv
 
 
@@ -187,6 +193,109 @@ CASES: list[tuple[str, str, dict[str, Any], bytes | None, int, str | None]] = [
     ("GET", "/status/{job}/cancel", {}, None, 405, "method_not_allowed"),
     ("PUT", "/status/{job}/cancel", {}, None, 405, "method_not_allowed"),
     ("POST", "/status/{job}/cancel", {"Authorization": None}, None, 401, "unauthorized"),
+    # the control API: its own bearer token (the API's Basic credentials are not it), bad bodies
+    # and queries named by field, unknown routes and methods only for a caller who may call
+    ("GET", "/_admin/faults", {"Authorization": None}, None, 401, "unauthorized"),
+    ("GET", "/_admin/faults", {}, None, 401, "unauthorized"),
+    ("GET", "/_admin/faults", {"Authorization": "Bearer " + "t" * 60_000}, None, 401,
+     "unauthorized"),
+    ("GET", "/_admin/faults", {"Authorization": "Bearer \xe9".encode("latin-1")}, None, 401,
+     "unauthorized"),
+    ("PUT", "/_admin/faults", {"Authorization": None}, None, 401, "unauthorized"),
+    ("GET", "/_admin/nope", {"Authorization": None}, None, 401, "unauthorized"),
+    ("PUT", "/_admin/faults", {"Authorization": ADMIN_AUTH}, None, 405, "method_not_allowed"),
+    ("GET", "/_admin/nope", {"Authorization": ADMIN_AUTH}, None, 404, "not_found"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH}, None, 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH}, b"not json", 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH}, b"[" * 50_000, 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH}, b"x" * MEGABYTE, 413,
+     "payload_too_large"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH},
+     b'{"action": "drop", "probability": 1e999}', 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH},
+     b'{"action": "drop", "probability": NaN}', 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH},
+     b'{"action": "status", "status": ' + b"9" * 5000 + b"}", 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH},
+     b'{"action": "latency", "latency": 1e300}', 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH},
+     b'{"action": "drop", "route": "nowhere"}', 400, "bad_request"),
+    ("POST", "/_admin/faults", {"Authorization": ADMIN_AUTH},
+     b'{"action": "drop", "times": -1}', 400, "bad_request"),
+    ("DELETE", f"/_admin/faults/{LONG_ID}", {"Authorization": ADMIN_AUTH}, None, 404,
+     "not_found"),
+    ("GET", "/_admin/requests?limit=99999999999", {"Authorization": ADMIN_AUTH}, None, 400,
+     "bad_request"),
+    ("GET", "/_admin/requests?status=-1", {"Authorization": ADMIN_AUTH}, None, 400,
+     "bad_request"),
+    ("GET", "/_admin/requests?since=inf", {"Authorization": ADMIN_AUTH}, None, 400,
+     "bad_request"),
+    ("GET", "/_admin/requests?route=%00", {"Authorization": ADMIN_AUTH}, None, 400,
+     "bad_request"),
+    ("GET", f"/_admin/requests?job_id={LONG_ID}", {"Authorization": ADMIN_AUTH}, None, 400,
+     "bad_request"),
+    ("POST", "/_admin/scripts", {"Authorization": ADMIN_AUTH},
+     b'{"timeline": [{"at": 2, "progress": 0.5}, {"at": 1, "progress": 0.6}]}', 400,
+     "bad_request"),
+    ("POST", "/_admin/scripts", {"Authorization": ADMIN_AUTH},
+     b'{"timeline": [{"at": 1e999, "result": "error"}]}', 400, "bad_request"),
+    ("POST", "/_admin/scripts", {"Authorization": ADMIN_AUTH},
+     json.dumps({"timeline": [{"at": n, "progress": 0} for n in range(1000)]}).encode(), 400,
+     "bad_request"),
+    ("POST", "/_admin/clock", {"Authorization": ADMIN_AUTH}, b'{"advance": -1}', 400,
+     "bad_request"),
+    ("POST", "/_admin/clock", {"Authorization": ADMIN_AUTH}, b'{"advance": 1e309}', 400,
+     "bad_request"),
+    ("POST", "/_admin/clock", {"Authorization": ADMIN_AUTH}, b'{"advance": 1}', 409, "conflict"),
+    ("POST", "/start", {}, b'{"script": {"timeline": "soon"}}', 400, "bad_request"),
+    ("POST", "/start", {}, b'{"script": {"timeline": [{"at": 5, "result": "maybe"}]}}', 400,
+     "bad_request"),
+    # issue 16: Prefer on start, deadlines, listing, DELETE, outputs
+    ("POST", "/start", {"Prefer": "wait=-1"}, None, 400, "bad_request"),
+    ("POST", "/start", {"Prefer": "wait=" + "9" * 400}, None, 400, "bad_request"),
+    ("POST", "/start", {"Prefer": "wait=nan, respond-async"}, None, 400, "bad_request"),
+    ("POST", "/start", {"Prefer": "wait=99999999999"}, b'{"delay": 0}', 200, None),  # capped
+    ("POST", "/start", {"Prefer": "respond-async"}, b'{"delay": 0}', 201, None),
+    ("POST", "/start", {"Cancel-After": "0"}, None, 400, "bad_request"),
+    ("POST", "/start", {"Cancel-After": "-5"}, None, 400, "bad_request"),
+    ("POST", "/start", {"Cancel-After": "1e999"}, None, 400, "bad_request"),
+    ("POST", "/start", {"Cancel-After": "NaN"}, None, 400, "bad_request"),
+    ("POST", "/start", {"Cancel-After": "9" * 5000}, None, 400, "bad_request"),
+    ("POST", "/start", {"Cancel-After": "604801"}, None, 400, "bad_request"),
+    ("POST", "/start", {}, b'{"cancel_after": 1e999}', 400, "bad_request"),
+    ("POST", "/start", {}, b'{"cancel_after": "5"}', 400, "bad_request"),
+    ("POST", "/start", {}, b'{"cancel_after": 0}', 400, "bad_request"),
+    ("POST", "/start", {}, b'{"cancel_after": 1' + b"0" * 400 + b"}", 400, "bad_request"),
+    ("GET", "/jobs?limit=0", {}, None, 400, "bad_request"),
+    ("GET", "/jobs?limit=1001", {}, None, 400, "bad_request"),
+    ("GET", "/jobs?limit=" + "9" * 400, {}, None, 400, "bad_request"),
+    ("GET", "/jobs?limit=1e3", {}, None, 400, "bad_request"),
+    ("GET", "/jobs?limit=-1", {}, None, 400, "bad_request"),
+    ("GET", "/jobs?cursor=" + "A" * 10_000, {}, None, 400, "bad_request"),
+    ("GET", "/jobs?cursor=%00%FF", {}, None, 400, "bad_request"),
+    ("GET", "/jobs?cursor=MDAwMDAwMDAwMDAwMDAwMDow", {}, None, 400, "bad_request"),  # unsigned
+    ("GET", "/jobs?result=%C3%B1", {}, None, 400, "bad_request"),
+    ("GET", "/jobs?phase=" + "x" * 5000, {}, None, 400, "bad_request"),
+    ("GET", "/jobs", {"Authorization": None}, None, 401, "unauthorized"),
+    ("DELETE", "/jobs/{job}", {}, None, 409, None),  # pending: its document
+    ("DELETE", f"/jobs/{LONG_ID}", {}, None, 404, "not_found"),
+    ("DELETE", "/jobs/%00%01", {}, None, 404, "not_found"),
+    ("DELETE", "/jobs", {}, None, 405, "method_not_allowed"),
+    ("POST", "/jobs", {}, None, 405, "method_not_allowed"),
+    ("DELETE", "/jobs/{job}", {"Authorization": None}, None, 401, "unauthorized"),
+    ("GET", "/outputs/{job}", {"Authorization": None}, None, 403, "signature_invalid"),
+    ("GET", "/outputs/{job}?expires=99999999999&signature=" + "0" * 64, {}, None, 403,
+     "signature_invalid"),
+    ("GET", "/outputs/{job}?expires=" + "9" * 400 + "&signature=" + "0" * 64, {}, None, 403,
+     "signature_invalid"),
+    ("GET", "/outputs/{job}?expires=-1&signature=" + "0" * 64, {}, None, 403,
+     "signature_invalid"),
+    ("GET", "/outputs/{job}?expires=1&signature=%00", {}, None, 403, "signature_invalid"),
+    ("GET", f"/outputs/{LONG_ID}?expires=1&signature=" + "0" * 64, {}, None, 403,
+     "signature_invalid"),
+    ("GET", "/outputs/%00?expires=1&signature=" + "0" * 64, {"Range": "bytes=0-" + "9" * 400},
+     None, 403, "signature_invalid"),
+    ("POST", "/outputs/{job}", {}, None, 405, "method_not_allowed"),
 ]
 
 
@@ -219,12 +328,34 @@ def test_every_route_answers_hostile_input_as_documented(live: testing.ServerPro
         assert document["error"]["code"] == code and document["error"]["message"]
         assert set(document) == {"error"}
     if status == 401:
-        assert reply.headers["WWW-Authenticate"] == 'Basic realm="video-translation"'
+        realm = 'Bearer realm="vtwait-admin"' if path.startswith("/_admin/") \
+            else 'Basic realm="video-translation"'
+        assert reply.headers["WWW-Authenticate"] == realm
     if status == 405:
         assert reply.headers["Allow"]
     if status == 200 and ("wait=" in path or "Prefer" in extra):  # held, and cut to MAX_WAIT
         assert reply.headers["Preference-Applied"] == f"wait={MAX_WAIT}"
     assert_still_serving(live.url)
+
+
+def test_a_download_cut_by_the_server_resumes_with_range(live: testing.ServerProcess) -> None:
+    """gunicorn + gevent, as shipped: FAULT_OUTPUT_DROP shuts the socket mid-body (the client
+    sees fewer bytes than Content-Length), the server keeps serving, and a Range resume with the
+    ETag gives exactly the rest."""
+    output = requests.post(f"{live.url}/start", json={"delay": 0},
+                           headers={"Authorization": GOOD_AUTH, "Prefer": "wait=1"},
+                           timeout=10).json()["output"]
+    received = bytearray()
+    with pytest.raises(requests.exceptions.RequestException), \
+            requests.get(output["url"], stream=True, timeout=10) as first:
+        for chunk in first.iter_content(1000):  # small reads: a short one loses its data
+            received += chunk
+    assert len(received) == DROP_AFTER
+    assert_still_serving(live.url)
+    rest = requests.get(output["url"], timeout=10, headers={
+        "Range": f"bytes={len(received)}-", "If-Range": f'"{output["sha256"]}"'})
+    assert rest.status_code == 206
+    assert hashlib.sha256(bytes(received) + rest.content).hexdigest() == output["sha256"]
 
 
 def test_wrong_method_without_credentials_is_a_401_not_a_405(live: testing.ServerProcess) -> None:

@@ -49,14 +49,20 @@ from typing import Any, cast
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+import vtwait.server.admin as admin
+import vtwait.server.cors as cors
 import vtwait.server.metrics as metrics
 import vtwait.server.ratelimit as rate_limits
 import vtwait.server.tracing as tracing
 import vtwait.server.webhooks as webhooks
+from vtwait.server.clock import Clock, SystemClock, VirtualClock
 from vtwait.server.dashboard import register_dashboard
 from vtwait.server.errors import ApiError, code_for_status, error_body, error_response
 from vtwait.server.events import register_event_stream
 from vtwait.server.faults import Faults
+from vtwait.server.listing import listing_api
+from vtwait.server.outputs import Outputs, outputs_api
+from vtwait.server.routenames import ADMIN_PREFIX
 from vtwait.server.routes import MAX_CONTENT_LENGTH, OPEN_ENDPOINTS, api
 from vtwait.server.settings import ConfigError, Settings
 from vtwait.server.state import EXTENSION_KEY, AppState, app_state
@@ -87,6 +93,7 @@ def create_app(
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
     start_worker: bool = True,
+    timebase: Clock | None = None,
     tracer_provider: Any = None,
 ) -> Flask:
     """Builds the Flask app with its own job store and starts the default job.
@@ -97,6 +104,9 @@ def create_app(
         wall_clock: Unix seconds for ``created_at`` / ``finished_at``; the Redis store's only clock.
         start_worker: start the timer thread; tests with a fake clock pass ``False`` and call
             ``app_state(app).store.process_due()`` instead.
+        timebase: the clock everything waits on (``app_state(app).clock``); ``None`` builds one
+            from ``CLOCK``. A virtual one replaces ``clock`` and ``wall_clock`` and runs the
+            store's due work itself when advanced (no timer thread).
         tracer_provider: an OpenTelemetry tracer provider to trace with (``tracing.py``); None
             reads the ``OTEL_*`` environment variables (unset: no tracing, no cost).
 
@@ -111,13 +121,19 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    store = open_store(settings, clock=clock, wall_clock=wall_clock)
+    if timebase is None:
+        timebase = VirtualClock() if settings.clock == "virtual" else SystemClock()
+    if timebase.virtual:
+        clock, wall_clock = timebase.monotonic, timebase.time
+    store = open_store(settings, clock=clock, wall_clock=wall_clock, timebase=timebase)
     measured = metrics.install(app, store)  # before the default job, so that it is counted
     register_dashboard(app, store, settings, wall_clock=wall_clock)  # GET /: the live page
     if (settings.api_username is None) != (settings.api_password is None):
         logger.warning("only one of API_USERNAME / API_PASSWORD is set: authentication is OFF")
     store.start(default=True)
-    if start_worker:
+    if timebase.virtual:
+        store.follow(timebase)
+    elif start_worker:
         store.start_worker()
     secret = settings.webhook_secret
     if secret is None:  # main() passes the one it printed; an app built otherwise makes its own
@@ -126,20 +142,33 @@ def create_app(
                     "app_state(app).webhook_secret (python server.py prints it)")
     sender = webhooks.WebhookSender(
         secret, max_attempts=settings.webhook_max_attempts, timeout=settings.webhook_timeout,
-        retry_delay=settings.webhook_retry_delay)
+        retry_delay=settings.webhook_retry_delay, clock=timebase.monotonic, timebase=timebase)
     store.add_listener(sender.on_event)
     limiter = None
     if settings.rate_limit:
         limiter = rate_limits.install(app, settings.rate_limit, settings.rate_capacity, clock=clock)
+    faults = Faults(settings)
+    control = admin.AdminState.build(settings, faults, clock=clock, wall_clock=wall_clock,
+                                     secrets=(secret,))
+    signing_secret = outputs = None
+    if not settings.plain:  # issue 16's lifecycle: outputs, GET /jobs (PLAIN: as before them)
+        signing_secret = (store.shared_secret() if settings.output_secret is None
+                          else settings.output_secret.encode())
+        outputs = Outputs(settings, signing_secret, wall_clock=wall_clock)
     app.extensions[EXTENSION_KEY] = AppState(
         settings=settings, store=store, webhooks=sender, webhook_secret=secret, metrics=measured,
-        faults=Faults(settings), rate_limiter=limiter,
-        streams=register_event_stream(app, store, settings))
+        faults=faults, rate_limiter=limiter,
+        streams=register_event_stream(app, store, settings, timebase), admin=control,
+        clock=timebase, outputs=outputs, signing_secret=signing_secret)
     tracing.install(app, store, sender, max_jobs=settings.max_jobs,  # first hooks: 401s too
                     provider=tracing.provider_from_env() if tracer_provider is None
                     else tracer_provider)
     app.register_blueprint(api)
+    app.register_blueprint(listing_api)
+    app.register_blueprint(outputs_api)
+    cors.install(app, settings.cors_origin_set)  # before auth: preflights carry no credentials
     _add_hooks(app, settings, limiter)
+    admin.install(app, control)  # after auth: faults play on authenticated requests only
     _add_error_handlers(app)
     return app
 
@@ -153,6 +182,8 @@ def _add_hooks(app: Flask, settings: Settings, limiter: rate_limits.RequestLimit
 
     @app.before_request
     def _authenticate() -> None:
+        if request.path.startswith(ADMIN_PREFIX):
+            return  # the control API has its own credential, and no rate limit
         needs_auth = settings.auth_enabled and request.endpoint not in OPEN_ENDPOINTS
         authenticated = settings.auth_enabled and credentials_ok(
             request.headers.get("Authorization"), settings)

@@ -49,7 +49,8 @@ WEBHOOK_SECRET_LINE = "Webhook signing secret for this run (set WEBHOOK_SECRET t
 #: The program named in error lines, unless it runs as ``server.py`` (the console script).
 CONSOLE_SCRIPT = "vtwait-server"
 # Settings the banner never lists: credentials (auth and store have their own words).
-_NOT_IN_BANNER = frozenset({"api_username", "api_password", "webhook_secret", "job_store"})
+_NOT_IN_BANNER = frozenset({"api_username", "api_password", "webhook_secret", "job_store",
+                            "admin_token"})
 
 
 def program_name(argv0: str | None = None) -> str:

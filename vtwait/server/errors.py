@@ -33,8 +33,10 @@ __all__ = [
 STATUS_CODES: dict[int, str] = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    409: "conflict",
     413: "payload_too_large",
     414: "uri_too_long",
     429: "too_many_requests",
@@ -46,7 +48,8 @@ STATUS_CODES: dict[int, str] = {
 #: Every error code the API answers (the ``Error`` schema's enum in ``openapi.yaml``): the codes
 #: by status, and those a route chooses itself.
 ERROR_CODES: frozenset[str] = frozenset(
-    {*STATUS_CODES.values(), "too_many_jobs", "too_many_streams", "event_id_expired"}
+    {*STATUS_CODES.values(), "too_many_jobs", "too_many_streams", "event_id_expired",
+     "injected_fault", "signature_invalid", "url_expired", "range_not_satisfiable"}
 )
 #: Messages of the errors answered by the HTTP layer, before the app sees a request.
 RAW_ERROR_MESSAGES: dict[int, str] = {

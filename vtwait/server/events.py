@@ -42,12 +42,12 @@ import math
 import re
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from flask import Flask, Response, request
 
+from vtwait.server.clock import Clock, SystemClock
 from vtwait.server.errors import error_body, error_response
 from vtwait.server.settings import Settings
 from vtwait.server.state import state_of
@@ -75,15 +75,18 @@ STREAMS_RETRY_AFTER = 5
 _EVENT_ID_RE = re.compile(r"[0-9]{0,20}")
 
 
-def register_event_stream(app: Flask, store: JobStore, settings: Settings) -> EventStreams | None:
+def register_event_stream(
+    app: Flask, store: JobStore, settings: Settings, clock: Clock | None = None
+) -> EventStreams | None:
     """Adds ``GET /events`` to ``app``, unless ``EVENTS`` is off or the server is ``PLAIN``.
+    Heartbeats follow ``clock`` (real time by default).
 
     Returns:
         The route's state (the app keeps it as ``app_state(app).streams``), or None: no route.
     """
     if not settings.events or settings.plain:
         return None  # no route at all: a 404 like a server that never had one
-    streams = EventStreams(store, settings)
+    streams = EventStreams(store, settings, clock)
     app.add_url_rule("/events", "events", streams.view, methods=["GET"])
     return streams
 
@@ -94,11 +97,13 @@ class EventStreams:
     Args:
         store: where the events come from.
         settings: ``MAX_STREAMS``, ``MAX_STREAM_JOBS``, ``EVENT_HEARTBEAT``, ``EVENT_SEND_TIMEOUT``.
+        clock: what the heartbeat's silence is measured on (real time by default).
     """
 
-    def __init__(self, store: JobStore, settings: Settings) -> None:
+    def __init__(self, store: JobStore, settings: Settings, clock: Clock | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.clock = SystemClock() if clock is None else clock
         self._lock = threading.Lock()
         self._open = 0
 
@@ -180,7 +185,7 @@ class EventStreams:
     ) -> Iterator[bytes]:
         """The body: the opening, then each logged event after ``position`` (of ``wanted`` jobs,
         all if empty), pings in the silences, until the store closes or the client goes."""
-        store, settings = self.store, self.settings
+        store, settings, now = self.store, self.settings, self.clock.monotonic
         heartbeat = settings.event_heartbeat
         old_timeout = sock.gettimeout() if sock is not None else None
         written, ended = 0, "client gone"
@@ -188,10 +193,10 @@ class EventStreams:
             if sock is not None:  # a write that stalls this long raises, and the server drops us
                 sock.settimeout(settings.event_send_timeout)
             yield opening.encode()
-            last_write = time.monotonic()
+            last_write = now()
             # EVENT_MAX_AGE: a stream ends after that long, as behind a proxy that rotates
-            # connections, and its client resumes with Last-Event-ID. Real time, like the
-            # heartbeat: it is about the connection, not about the jobs' clock.
+            # connections, and its client resumes with Last-Event-ID. On the stream's clock, as
+            # the heartbeat.
             ends_at = last_write + settings.event_max_age if settings.event_max_age else math.inf
             while True:
                 if batch:
@@ -200,15 +205,15 @@ class EventStreams:
                     if chosen:
                         yield "".join(chosen).encode()
                         written += len(chosen)
-                        last_write = time.monotonic()
-                elif time.monotonic() - last_write >= heartbeat:
+                        last_write = now()
+                elif now() - last_write >= heartbeat:
                     yield b": ping\n\n"
-                    last_write = time.monotonic()
-                now = time.monotonic()
-                if now >= ends_at:
+                    last_write = now()
+                moment = now()
+                if moment >= ends_at:
                     ended = f"EVENT_MAX_AGE of {settings.event_max_age:g} s reached"
                     break
-                silence = min(max(heartbeat - (now - last_write), 0.0), ends_at - now)
+                silence = min(max(heartbeat - (moment - last_write), 0.0), ends_at - moment)
                 batch = store.wait_events(position, BATCH_EVENTS, silence)
         except StoreClosedError:
             ended = "server stopping"

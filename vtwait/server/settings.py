@@ -63,6 +63,17 @@ DEFAULT_EVENT_SEND_TIMEOUT = 30.0
 DEFAULT_MAX_STREAMS = 1000
 #: Most ``job_id`` values in one ``GET /events``; past it the request is a 400.
 DEFAULT_MAX_STREAM_JOBS = 1000
+#: Requests kept by the request journal of the control API (``GET /_admin/requests``).
+DEFAULT_JOURNAL_SIZE = 1000
+#: What the server's time is: ``system`` (real) or ``virtual`` (moves only when told; tests).
+CLOCK_KINDS = ("system", "virtual")
+
+#: Lifetime of a signed output URL (a status read gives a fresh one).
+DEFAULT_OUTPUT_TTL = 3600.0
+#: Size of each completed job's output artifact, in bytes: 1 MiB.
+DEFAULT_OUTPUT_SIZE = 1 << 20
+#: Largest OUTPUT_SIZE: 16 GiB (the artifact is generated as it is sent, never held whole).
+MAX_OUTPUT_SIZE = 1 << 34
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -116,11 +127,22 @@ class Settings:
     event_send_timeout: float = DEFAULT_EVENT_SEND_TIMEOUT
     max_streams: int = DEFAULT_MAX_STREAMS
     max_stream_jobs: int = DEFAULT_MAX_STREAM_JOBS
+    # The control API's bearer credential: never in repr, never logged.
+    admin_token: str | None = dataclasses.field(default=None, repr=False)
+    admin_allow_remote: bool = False
+    journal_size: int = DEFAULT_JOURNAL_SIZE
+    cors_origins: str | None = None
+    clock: str = "system"
+    output_secret: str | None = dataclasses.field(default=None, repr=False)
+    output_ttl: float = DEFAULT_OUTPUT_TTL
+    output_size: int = DEFAULT_OUTPUT_SIZE
+    fault_output_late: float = 0.0
+    fault_output_drop: int = 0
     event_max_age: float = 0.0
     log_format: str = "text"
 
     def __post_init__(self) -> None:
-        for name in ("api_username", "api_password", "log_file", "webhook_secret"):
+        for name in ("api_username", "api_password", "log_file", "webhook_secret", "output_secret"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{name.upper()} must be a string, got {value!r}")
@@ -147,6 +169,13 @@ class Settings:
                 raise ConfigError(f"{name.upper()} must be more than 0, got 0")
         if self.seed is not None:
             _check_int("seed", self.seed, None)
+        for name, minimum in (("output_size", 0), ("fault_output_drop", 0)):
+            _check_int(name, getattr(self, name), minimum)
+        if self.output_size > MAX_OUTPUT_SIZE:
+            raise ConfigError(f"OUTPUT_SIZE must be at most {MAX_OUTPUT_SIZE}, got "
+                              f"{self.output_size!r}")
+        if self.output_ttl < 1:  # expiry is in whole seconds: a shorter URL could be born dead
+            raise ConfigError(f"OUTPUT_TTL must be at least 1, got {self.output_ttl!r}")
         if self.idle_timeout == 0:
             raise ConfigError("IDLE_TIMEOUT must be more than 0, got 0")
         for name in ("plain", "events"):
@@ -160,6 +189,40 @@ class Settings:
         _check_job_store(self.job_store)
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"LOG_FORMAT must be text or json, got {self.log_format!r}")
+        self._check_control_settings()
+        _check_clock(self.clock, self.job_store)
+
+    def _check_control_settings(self) -> None:
+        """ADMIN_TOKEN, ADMIN_ALLOW_REMOTE, JOURNAL_SIZE, CORS_ORIGINS (the test-tool settings)."""
+        for name in ("admin_token", "cors_origins"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{name.upper()} must be a string, got {type(value).__name__}")
+            if value == "":
+                object.__setattr__(self, name, None)
+        if self.admin_token is not None and (
+                len(self.admin_token) < 8 or any(c.isspace() for c in self.admin_token)):
+            # The message never quotes the value: it is a secret, even when malformed.
+            raise ConfigError("ADMIN_TOKEN must be at least 8 characters without spaces")
+        if not isinstance(self.admin_allow_remote, bool):
+            raise ConfigError(f"ADMIN_ALLOW_REMOTE must be true or false, "
+                              f"got {self.admin_allow_remote!r}")
+        _check_int("journal_size", self.journal_size, 1)
+        _ = self.cors_origin_set  # raises ConfigError on a malformed list
+
+    @property
+    def cors_origin_set(self) -> frozenset[str] | None:
+        """``CORS_ORIGINS`` as a set of origins (``{"*"}`` for any), or None when CORS is off."""
+        if self.cors_origins is None:
+            return None
+        origins = [o.strip().rstrip("/") for o in self.cors_origins.split(",")]
+        for origin in origins:
+            parts = urllib.parse.urlsplit(origin) if origin != "*" else None
+            if parts is not None and (parts.scheme not in ("http", "https") or not parts.netloc
+                                      or parts.path or parts.query or parts.fragment):
+                raise ConfigError("CORS_ORIGINS must be * or origins such as "
+                                  f"https://app.example:8080 separated by commas, got {origin!r}")
+        return frozenset(origins)
 
     @property
     def webhook_hosts(self) -> frozenset[str]:
@@ -236,7 +299,8 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("MAX_JOBS", "int", "most live jobs; past it POST /start answers 429"),
     _Option("SEED", "int", "seed for job durations, outcomes and fault dice (reproducible runs)"),
     _Option("LOG_FILE", "str", "also append logs to this file"),
-    _Option("PLAIN", "bool", "no hints (Retry-After, eta_seconds) and no long-poll"),
+    _Option("PLAIN", "bool", "no hints (Retry-After, eta_seconds), no long-poll, no job lifecycle "
+            "(Prefer on start, Cancel-After, outputs, GET /jobs)"),
     _Option("ETA_NOISE", "float", "relative error in [0, 1) of eta_seconds"),
     _Option("FAULT_503", "float", "rate in [0, 1] of status requests answered 503"),
     _Option("FAULT_429", "float", "rate in [0, 1] of status requests answered 429"),
@@ -261,6 +325,19 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("EVENT_SEND_TIMEOUT", "float", "seconds a stalled event stream write waits, then drops"),
     _Option("MAX_STREAMS", "int", "most event streams open at once; past it GET /events is a 429"),
     _Option("MAX_STREAM_JOBS", "int", "most job_id values in one GET /events (more is a 400)"),
+    _Option("ADMIN_TOKEN", "str", "bearer token of the control API /_admin/ (off when unset; env or "
+            ".env only)", False),
+    _Option("ADMIN_ALLOW_REMOTE", "bool", "let non-loopback clients use the control API"),
+    _Option("JOURNAL_SIZE", "int", "requests kept by the control API's request journal"),
+    _Option("CORS_ORIGINS", "str", "origins allowed by CORS, comma-separated, or *; off when unset"),
+    _Option("CLOCK", "str", "system, or virtual: time moves only when told (POST /_admin/clock)"),
+    _Option("OUTPUT_SECRET", "str", "key that signs output URLs and GET /jobs cursors (default: "
+            "random, shared through the job store; env or .env only)", False),
+    _Option("OUTPUT_TTL", "float", "seconds a signed output URL stays valid (at least 1)"),
+    _Option("OUTPUT_SIZE", "int", "bytes of each completed job's output artifact"),
+    _Option("FAULT_OUTPUT_LATE", "float", "seconds after completed before a job's output exists"),
+    _Option("FAULT_OUTPUT_DROP", "int", "drop an output download's connection once per job after "
+            "this many bytes; 0: off"),
     _Option("EVENT_MAX_AGE", "float", "seconds until the server ends an event stream (it resumes); 0: never"),
     _Option("LOG_FORMAT", "str", "text, or json: one JSON object a line (trace ids when tracing)"),
 )
@@ -283,6 +360,8 @@ _NUMBER_RANGES: tuple[tuple[str, float, bool], ...] = (
     ("webhook_retry_delay", math.inf, False),
     ("event_heartbeat", math.inf, False),
     ("event_send_timeout", math.inf, False),
+    ("output_ttl", math.inf, False),
+    ("fault_output_late", math.inf, False),
     ("event_max_age", math.inf, False),
 )
 
@@ -317,6 +396,15 @@ def _check_job_store(value: Any) -> None:
     database = parts.path.strip("/") if parts.scheme != "unix" else ""
     if database and not database.isdigit():
         raise ConfigError(f"JOB_STORE database must be a number, got {mask_url(value)!r}")
+
+
+def _check_clock(value: Any, job_store: str) -> None:
+    if value not in CLOCK_KINDS:
+        raise ConfigError(f"CLOCK must be one of {', '.join(CLOCK_KINDS)}, got {value!r}")
+    if value == "virtual" and job_store != "memory":
+        # Redis keeps due times on the real clock its processes and hosts share.
+        raise ConfigError("CLOCK=virtual needs JOB_STORE=memory: a Redis store runs on the "
+                          "real clock its processes share")
 
 
 def _check_number(name: str, value: Any, maximum: float, open_top: bool) -> float:

@@ -15,13 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
+from vtwait.server.clock import Clock, SystemClock
 from vtwait.server.settings import Settings
 from vtwait.server.stores.base import JobStore
 
 if TYPE_CHECKING:  # only types: this module stays a leaf of the server package
+    from vtwait.server.admin import AdminState
     from vtwait.server.events import EventStreams
     from vtwait.server.faults import Faults
     from vtwait.server.metrics import Metrics
+    from vtwait.server.outputs import Outputs
     from vtwait.server.ratelimit import RequestLimiter
     from vtwait.server.webhooks import WebhookSender
 
@@ -41,9 +44,14 @@ class AppState:
         webhooks: the webhook sender; call ``webhooks.close()`` when done.
         webhook_secret: the ``whsec_`` secret the sender signs with.
         metrics: the Prometheus metrics of ``/metrics``.
-        faults: the fault injection of status requests.
+        faults: the fault rules, played before every API view.
         rate_limiter: the per-credential limiter, or None when ``RATE_LIMIT`` is off.
         streams: the ``GET /events`` streams, or None when the route is off.
+        admin: what the control API drives (journal, scripts, fault rules); see ``admin/``.
+        clock: the time everything time-driven follows (``CLOCK=virtual``: a ``VirtualClock``
+            that ``POST /_admin/clock`` advances).
+        outputs: job outputs (``GET /outputs``), or None when PLAIN.
+        signing_secret: the key of output URLs and ``GET /jobs`` cursors, or None when PLAIN.
     """
 
     settings: Settings
@@ -54,6 +62,10 @@ class AppState:
     faults: Faults
     rate_limiter: RequestLimiter | None = None
     streams: EventStreams | None = None
+    admin: AdminState | None = None
+    clock: Clock = dataclasses.field(default_factory=SystemClock)
+    outputs: Outputs | None = None
+    signing_secret: bytes | None = dataclasses.field(default=None, repr=False)
 
 
 def app_state(app: Flask) -> AppState:

@@ -43,6 +43,7 @@ from typing import Any
 import requests
 import standardwebhooks
 
+from vtwait.server.clock import Clock, SystemClock
 from vtwait.server.stores.base import JobEvent
 
 __all__ = [
@@ -162,6 +163,9 @@ class WebhookSender:
         max_pending: most webhooks waiting at once.
         workers: most attempts in flight at once (0 queues without ever sending).
         clock: monotonic seconds, for scheduling retries.
+        timebase: what the workers wait on between retries (real time by default). A virtual
+            one waits for attempts due or in flight before it moves on, so each retry counts
+            from its attempt's virtual time.
 
     Raises:
         ValueError: the secret is not a usable key.
@@ -177,6 +181,7 @@ class WebhookSender:
         max_pending: int = DEFAULT_MAX_PENDING,
         workers: int = DEFAULT_WORKERS,
         clock: Callable[[], float] = time.monotonic,
+        timebase: Clock | None = None,
     ) -> None:
         try:
             self._signer = standardwebhooks.Webhook(secret)
@@ -194,6 +199,8 @@ class WebhookSender:
         self._in_flight = 0
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._timebase = SystemClock() if timebase is None else timebase
+        self._timebase.add_busy(self._busy)
         #: Traces each attempt when set (``tracing.ServerTracing``: ``parent_of``, ``attempt``).
         self.tracing: Any = None
 
@@ -267,8 +274,14 @@ class WebhookSender:
                 if self._due and self._due[0][0] <= now:
                     self._in_flight += 1
                     return heapq.heappop(self._due)[2]
-                self._cond.wait(self._due[0][0] - now if self._due else None)
+                self._timebase.wait_for(self._cond, self._due[0][0] - now if self._due else None)
             return None
+
+    def _busy(self) -> bool:
+        """Whether an attempt is due now or in flight (a virtual clock waits for those)."""
+        with self._cond:
+            return not self._closed and (
+                self._in_flight > 0 or bool(self._due) and self._due[0][0] <= self._clock())
 
     def _done(self, delivery: _Delivery, delivered: bool) -> None:
         with self._cond:

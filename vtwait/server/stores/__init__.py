@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from vtwait.server.clock import Clock
 from vtwait.server.settings import Settings
 from vtwait.server.stores.base import JobStore
 
@@ -51,11 +52,12 @@ def open_store(
     *,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
+    timebase: Clock | None = None,
 ) -> JobStore:
     """The store ``settings.job_store`` names: ``memory``, or Redis at a URL.
 
     A Redis store keeps every time on ``wall_clock``, the clock its processes share; ``clock`` is
-    the memory store's.
+    the memory store's. ``timebase`` is what the memory store's waits follow (real by default).
 
     Raises:
         StoreUnavailableError: Redis cannot be reached (the message masks the URL's password).
@@ -63,7 +65,7 @@ def open_store(
     if store_kind(settings) == MEMORY:
         from vtwait.server.stores.memory import MemoryJobStore
 
-        return MemoryJobStore(settings, clock=clock, wall_clock=wall_clock)
+        return MemoryJobStore(settings, clock=clock, wall_clock=wall_clock, timebase=timebase)
     from vtwait.server.stores.redis_store import RedisJobStore
 
     return RedisJobStore(settings, wall_clock=wall_clock)

@@ -20,16 +20,19 @@ import abc
 import dataclasses
 import enum
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from vtwait.server.clock import Clock
 from vtwait.server.settings import Settings
 
 __all__ = [
     "FINAL_EVENT_KINDS",
     "FINAL_RESULTS",
     "JOB_CANCELED_MESSAGE",
+    "JOB_DEADLINE_MESSAGE",
     "JOB_ERROR_MESSAGE",
     "JOB_ID_RE",
     "UNLOGGED_KINDS",
@@ -38,10 +41,13 @@ __all__ = [
     "JobPhase",
     "JobResult",
     "JobStore",
+    "LISTING_ID_OFFSET",
+    "LIST_SCAN_BUDGET",
     "LoggedEvent",
     "StoreClosedError",
     "StoreFullError",
     "StoreUnavailableError",
+    "listing_position",
 ]
 
 logger = logging.getLogger(__name__)
@@ -50,6 +56,13 @@ logger = logging.getLogger(__name__)
 JOB_ERROR_MESSAGE = "translation failed (simulated error)"
 #: Message of a job ended by ``POST /status/<job_id>/cancel``.
 JOB_CANCELED_MESSAGE = "job was cancelled at the caller's request"
+#: Message of a job ended by its deadline (``Cancel-After``).
+JOB_DEADLINE_MESSAGE = "job was cancelled by its deadline (Cancel-After)"
+#: Most jobs one ``list_jobs`` page looks at beyond its ``limit``: a filtered page that finds
+#: fewer matches stops there and gives a cursor, so no page costs O(all jobs).
+LIST_SCAN_BUDGET = 2000
+#: Where the job id starts in a listing position (:func:`listing_position`).
+LISTING_ID_OFFSET = 17
 #: What a job id looks like in the API (``/status/<job_id>``, ``/events?job_id=``): an id of
 #: another form is simply unknown, without asking the store.
 JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -122,6 +135,13 @@ UNLOGGED_KINDS = frozenset({"evicted"})
 FINAL_EVENT_KINDS = frozenset({"completed", "error", "canceled"})
 
 
+def listing_position(created_at: float, job_id: str) -> str:
+    """A job's place in ``GET /jobs``: ``created_at`` in microseconds (16 digits) and its id, so
+    that positions sort as the jobs do (by creation, then id) in a list and in a Redis sorted
+    set (by member, ``ZRANGEBYLEX``)."""
+    return f"{round(created_at * 1_000_000):016d}:{job_id}"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class JobEvent:
     """One change of one job, as a store's listeners hear it.
@@ -159,6 +179,7 @@ class JobStore(abc.ABC):
     settings: Settings
     #: The server's default job (``GET /status``), once started.
     default_job_id: str | None
+    _shared_secret: bytes | None = None
 
     def __init__(self) -> None:
         self._listeners: list[Callable[[JobEvent], None]] = []
@@ -173,6 +194,7 @@ class JobStore(abc.ABC):
         default: bool = False,
         callback_url: str | None = None,
         callback_id: str | None = None,
+        cancel_after: float | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Starts a job, or finds the one started with the same idempotency key.
 
@@ -188,6 +210,9 @@ class JobStore(abc.ABC):
             callback_url: kept in the document (``callback_url``); the webhook sender posts the
                 final document there. Validated by the caller.
             callback_id: kept in the document (``callback_id``), echoed back to the caller.
+            cancel_after: a deadline, seconds from now: a job still queued or running then is
+                cancelled as by :meth:`cancel`, with ``cancel_reason: "deadline"`` and
+                :data:`JOB_DEADLINE_MESSAGE` (a job due no later than its deadline completes).
 
         Returns:
             The status document, and whether a job was created (``False`` for a replay).
@@ -226,6 +251,48 @@ class JobStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def list_jobs(
+        self,
+        *,
+        limit: int,
+        before: str | None = None,
+        result: str | None = None,
+        phase: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Live jobs newest first (by ``created_at``, then job id), filtered, one page at a time.
+
+        Args:
+            limit: most documents returned (at least 1).
+            before: the position (:func:`listing_position`) to continue after, as returned by
+                the previous page; None starts with the newest job.
+            result: only jobs with this ``result``; phase: only jobs in this ``phase``.
+
+        Returns:
+            The documents, and the position to pass as ``before`` for the next page (None when
+            there is none). A filtered page looks at no more than ``limit`` +
+            :data:`LIST_SCAN_BUDGET` jobs, so it may hold fewer than ``limit`` with a position
+            still given. A job started after the first page sorts before every page: a listing
+            neither repeats nor skips a job that lives through it.
+        """
+
+    @abc.abstractmethod
+    def delete(self, job_id: str) -> tuple[str, dict[str, Any] | None]:
+        """Forgets a final job at once, as its expiry would (an ``evicted`` change).
+
+        Returns:
+            ``("deleted", document before)``, ``("pending", document)`` for a job still queued or
+            running (left as it is), ``("default", document)`` for the server's default job
+            (never forgotten), or ``("unknown", None)``.
+        """
+
+    def shared_secret(self) -> bytes:
+        """A random key shared by every process serving these jobs (signed output URLs, listing
+        cursors); the memory store lives in one process, so its own random key is enough."""
+        if self._shared_secret is None:
+            self._shared_secret = os.urandom(32)
+        return self._shared_secret
+
+    @abc.abstractmethod
     def process_due(self) -> int:
         """Finishes the jobs that are due and forgets the expired ones; returns how many changed."""
 
@@ -241,6 +308,12 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def start_worker(self) -> None:
         """Starts the background timer that finishes due jobs on time."""
+
+    def follow(self, clock: Clock) -> None:
+        """Lets a virtual ``clock`` run the due work when it is advanced (instead of a timer
+        thread). Only the memory store can: Redis keeps time on the real clock its processes
+        share (``CLOCK=virtual`` with a Redis store is refused by the settings)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot follow a virtual clock")
 
     @abc.abstractmethod
     def shutdown(self) -> None:
@@ -277,6 +350,15 @@ class JobStore(abc.ABC):
             EventIdExpiredError: as :meth:`events_after` (a reader that fell too far behind).
             StoreClosedError: the store is shutting down (at once, or while holding).
         """
+
+    def reset(self) -> int:
+        """Forgets every job but the default one, at once (``POST /_admin/reset``): held
+        long-polls on them answer, their idempotency keys are free again; the event log stays.
+
+        Returns:
+            How many jobs were forgotten.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot reset")
 
     def add_listener(self, listener: Callable[[JobEvent], None]) -> None:
         """Calls ``listener(event)`` for every later change made by this process."""
