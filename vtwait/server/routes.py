@@ -90,6 +90,8 @@ def start() -> Response:
     # Issue 16: read before the job exists, so that a bad value starts nothing.
     hold = None if settings.plain else _start_hold()
     raw = _read_body()
+    if settings.plain:
+        deadlines.refuse_key(raw)
     cancel_after = None if settings.plain else deadlines.requested_cancel_after(
         request.headers.get("Cancel-After"), raw)
     delay, outcome, callback_url, callback_id = _parse_start_body(raw, settings.webhook_hosts)

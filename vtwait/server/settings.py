@@ -304,7 +304,8 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("MAX_JOBS", "int", "most live jobs; past it POST /start answers 429"),
     _Option("SEED", "int", "seed for job durations, outcomes and fault dice (reproducible runs)"),
     _Option("LOG_FILE", "str", "also append logs to this file"),
-    _Option("PLAIN", "bool", "no hints (Retry-After, eta_seconds) and no long-poll"),
+    _Option("PLAIN", "bool", "no hints (Retry-After, eta_seconds), no long-poll, no job lifecycle "
+            "(Prefer on start, Cancel-After, outputs, GET /jobs)"),
     _Option("ETA_NOISE", "float", "relative error in [0, 1) of eta_seconds"),
     _Option("FAULT_503", "float", "rate in [0, 1] of status requests answered 503"),
     _Option("FAULT_429", "float", "rate in [0, 1] of status requests answered 429"),

@@ -577,8 +577,7 @@ class MemoryJobStore(JobStore):
         heap, budget = self._deadlines, ADVANCE_SLICE
         while budget and heap and heap[0][0] <= now:
             job = heapq.heappop(heap)[2]
-            if job.result is JobResult.PENDING and job.phase is not JobPhase.RUNNING \
-                    or job.result is JobResult.PENDING and job.due > job.deadline:
+            if job.result is JobResult.PENDING and job.due > job.deadline:  # queued: due is inf
                 events += self._cancel(job, now, "deadline")
                 budget -= 1
         wall = None
@@ -639,8 +638,7 @@ class MemoryJobStore(JobStore):
 
     def _finish_if_due(self, job: _Job, now: float) -> list[JobEvent]:
         """Finishes a job a read found due at once (its heap entry stays); logs the changes."""
-        if job.result is JobResult.PENDING and job.deadline <= now and (
-                job.phase is JobPhase.QUEUED or job.due > job.deadline):
+        if job.result is JobResult.PENDING and job.deadline <= now and job.due > job.deadline:
             return self._logged(self._cancel(job, now, "deadline"), now)  # its heap entry stays
         if job.phase is not JobPhase.RUNNING or job.due > now:
             return []
