@@ -101,9 +101,10 @@ SHAPES: dict[str, Shape] = {
 def make_dialect_app() -> Iterator[Callable[..., tuple[Flask, FakeClock]]]:
     apps: list[Flask] = []
 
-    def factory(dialect: str, **overrides: Any) -> tuple[Flask, FakeClock]:
+    def factory(dialect: str, *, store: Callable[[Settings], Settings] = lambda s: s,
+                **overrides: Any) -> tuple[Flask, FakeClock]:
         clock = FakeClock()
-        settings = fast_settings(dialect=dialect, api_key=KEY, **overrides)
+        settings = store(fast_settings(dialect=dialect, api_key=KEY, **overrides))
         app = server.create_app(settings, clock=clock.monotonic, wall_clock=clock.wall,
                                 start_worker=False)
         apps.append(app)
@@ -132,10 +133,12 @@ def test_every_dialect_has_a_shape_here() -> None:
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_each_state_reads_in_the_dialects_words(make_dialect_app, dialect: str) -> None:
-    """Queued, running, succeeded, failed and cancelled jobs, each read from its status monitor."""
+def test_each_state_reads_in_the_dialects_words(make_dialect_app, with_store,
+                                                 dialect: str) -> None:
+    """Queued, running, succeeded, failed and cancelled jobs, each read from its status monitor
+    (on both stores)."""
     shape = SHAPES[dialect]
-    app, clock = make_dialect_app(dialect)
+    app, clock = make_dialect_app(dialect, store=with_store)
     client = app.test_client()
     urls = {
         "succeeded": start(client, shape, {"delay": 1, "outcome": "completed"}),
@@ -147,7 +150,8 @@ def test_each_state_reads_in_the_dialects_words(make_dialect_app, dialect: str) 
     assert store.cancel(job_of(urls["cancelled"])) is not None
     clock.advance(2)
     store.process_due()
-    queued_app, _ = make_dialect_app(dialect, concurrency=1)  # the default job holds the slot
+    # The default job holds the one slot.
+    queued_app, _ = make_dialect_app(dialect, store=with_store, concurrency=1)
     queued_client = queued_app.test_client()
     urls_queued = start(queued_client, shape, {"delay": 1})
     seen = {state: shape.word(client.get(url, headers=shape.auth).get_json())
