@@ -415,3 +415,22 @@ def test_the_output_url_lands_where_each_service_puts_it() -> None:
     assert azure.status_monitor(doc)["result"]["outputUrl"] is None
     assert "outputUri" not in google.operation_of(doc)["response"]
     assert heygen.video_status(doc)["video_url"] is None
+
+
+def test_fault_rules_and_the_journal_name_a_dialects_routes(make_dialect_app) -> None:
+    """A control-API rule on the "status" route fires on the dialect's status monitor, and the
+    journal names the dialect's requests by the native route names and job."""
+    shape = SHAPES["replicate"]
+    app, _ = make_dialect_app("replicate", admin_token="t0ken-for-tests")
+    client = app.test_client()
+    admin = {"Authorization": "Bearer t0ken-for-tests"}
+    rule = client.post("/_admin/faults", json={"route": "status", "action": "status",
+                                               "status": 503, "times": 1}, headers=admin)
+    assert rule.status_code == 201, rule.get_data(as_text=True)
+    monitor = start(client, shape, {"delay": 10})
+    assert client.get(monitor, headers=shape.auth).status_code == 503
+    assert client.get(monitor, headers=shape.auth).status_code == 200
+    journal = client.get("/_admin/requests", headers=admin).get_json()["requests"]
+    assert [(entry["route"], entry["status"]) for entry in journal] == [
+        ("start", 201), ("status", 503), ("status", 200)]
+    assert journal[1]["job_id"] == job_of(monitor)

@@ -152,7 +152,8 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
         await self.close()
 
     async def close(self) -> None:
-        """Close the connections this client opened."""
+        """Close the connections this client opened (and stop waiting for done callbacks)."""
+        self._stop_callbacks()
         self._fault_warnings.flush(self._clock())
         if self._owns_session and self._session is not None:
             await self._session.close()

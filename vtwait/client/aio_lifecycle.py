@@ -184,6 +184,11 @@ class AsyncLifecycle(ClientBase):
                 outcomes[job_id] = exc
         return record_cancel(timeout, outcomes)
 
+    def _stop_callbacks(self) -> None:
+        """Called by ``close()``: the callback watcher's task is cancelled."""
+        if self._watcher is not None:
+            self._watcher.stop()
+
     def _callback_watcher(self) -> AsyncCallbackWatcher:
         if self._watcher is None:
             self._watcher = AsyncCallbackWatcher(self)

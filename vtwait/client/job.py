@@ -262,6 +262,16 @@ class CallbackWaiter:
                                                 daemon=True)
                 self._thread.start()
 
+    def stop(self) -> None:
+        """Stop waiting (the client is closing): pending callbacks are dropped."""
+        with self._lock:
+            if self._jobs:
+                logger.info("client closed: the done callbacks of %d jobs are dropped",
+                            len(self._jobs))
+            self._jobs = {}
+            if self._current is not None:
+                self._current.interrupt()
+
     def _run(self) -> None:
         while True:
             with self._lock:
@@ -369,6 +379,15 @@ class AsyncCallbackWatcher:
             self._current.cancel()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        """Stop waiting (the client is closing): pending callbacks are dropped."""
+        if self._jobs:
+            logger.info("client closed: the done callbacks of %d jobs are dropped",
+                        len(self._jobs))
+        self._jobs = {}
+        if self._task is not None:
+            self._task.cancel()
 
     async def _run(self) -> None:
         while True:

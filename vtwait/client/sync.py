@@ -184,7 +184,8 @@ class VideoTranslationClient(SyncLifecycle):
         self.close()
 
     def close(self) -> None:
-        """Close the connections this client opened."""
+        """Close the connections this client opened (and stop waiting for done callbacks)."""
+        self._stop_callbacks()
         self._fault_warnings.flush(self._clock())
         if self._owns_session:
             self.session.close()

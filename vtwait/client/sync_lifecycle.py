@@ -200,6 +200,11 @@ class SyncLifecycle(ClientBase):
         return record_cancel(timeout, outcomes)
 
     # ------------------------------------------------------------------------- callbacks
+    def _stop_callbacks(self) -> None:
+        """Called by ``close()``: the callback waiter's thread ends."""
+        if self._waiter is not None:
+            self._waiter.stop()
+
     def _callback_waiter(self) -> CallbackWaiter:
         if self._waiter is None:
             self._waiter = CallbackWaiter(self)

@@ -50,6 +50,7 @@ _ERROR_CODES = {"bad_request": "InvalidRequest", "unauthorized": "Unauthorized",
 class AzureDialect(Dialect):
     name = "azure"
     blueprint = blueprint
+    route_names = {"start": "start", "operation": "status"}
     api_key_headers = ("Ocp-Apim-Subscription-Key",)
 
     def error_body(self, status: int, code: str, message: str) -> Any:

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from vtwait.server.errors import ApiError
+from vtwait.server.routenames import endpoint_routes
 from vtwait.server.state import current_state
 from vtwait.server.stores.base import JobPhase
 
@@ -59,6 +60,9 @@ class Dialect:
 
     name: ClassVar[str] = "native"
     blueprint: ClassVar[Blueprint | None] = None
+    #: The control API's route name of each view (fault rules and the journal name requests by
+    #: route, and a dialect's paths are not the native ones).
+    route_names: ClassVar[Mapping[str, str]] = {}
     api_key_headers: ClassVar[tuple[str, ...]] = ()
     challenge: ClassVar[str | None] = None
     error_mimetype: ClassVar[str] = "application/json"
@@ -77,6 +81,8 @@ class Dialect:
             return
         app.register_blueprint(self.blueprint)
         bp_name = self.blueprint.name
+        endpoint_routes(app).update({f"{bp_name}.{view}": route
+                                     for view, route in self.route_names.items()})
 
         @app.after_request
         def _reshape_error(response: Response) -> Response:

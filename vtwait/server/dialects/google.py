@@ -47,6 +47,7 @@ _STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSI
 class GoogleDialect(Dialect):
     name = "google"
     blueprint = blueprint
+    route_names = {"start": "start", "operation": "status", "cancel": "cancel"}
     api_key_headers = ("x-goog-api-key",)
     challenge = 'Bearer realm="video-translation"'
 

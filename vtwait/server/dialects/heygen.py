@@ -48,6 +48,7 @@ CREATE_KEYS = frozenset({"video_inputs", "dimension", "title", "test", "caption"
 class HeyGenDialect(Dialect):
     name = "heygen"
     blueprint = blueprint
+    route_names = {"generate": "start", "status": "status"}
     challenge = 'ApiKey header="X-Api-Key"'
 
     def error_body(self, status: int, code: str, message: str) -> Any:

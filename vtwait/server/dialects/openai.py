@@ -51,6 +51,7 @@ MODEL = "sora-2"
 class OpenAIDialect(Dialect):
     name = "openai"
     blueprint = blueprint
+    route_names = {"create_video": "start", "retrieve_video": "status", "video_content": "outputs"}
     challenge = 'Bearer realm="video-translation"'
 
     def error_body(self, status: int, code: str, message: str) -> Any:

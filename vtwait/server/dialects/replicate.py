@@ -59,6 +59,7 @@ _PREFER_WAIT_RE = re.compile(r"(?:^|[,\s])wait(?:=([0-9]+))?(?:$|[,;\s])", re.IG
 class ReplicateDialect(Dialect):
     name = "replicate"
     blueprint = blueprint
+    route_names = {"create_prediction": "start", "get_prediction": "status", "cancel_prediction": "cancel"}
     challenge = 'Bearer realm="video-translation"'
     error_mimetype = "application/problem+json"
 
