@@ -69,8 +69,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
             "Each setting is also read from the environment and from a .env file in the working "
             "directory (the environment wins; flags win over both). Credentials come only from "
             "the environment or .env, never from flags (they would show in `ps`): "
-            "API_USERNAME, API_PASSWORD, and JOB_STORE (memory, or a redis:// URL that may carry "
-            "a password). A bad setting exits with status 2."
+            "API_USERNAME, API_PASSWORD, API_KEY, and JOB_STORE (memory, or a redis:// URL that "
+            "may carry a password). A bad setting exits with status 2."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
