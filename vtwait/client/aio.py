@@ -27,6 +27,7 @@ import random
 import time
 import uuid
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -48,7 +49,9 @@ from vtwait.client.base import (
     start_body,
 )
 from vtwait.client.history import DurationHistory
+from vtwait.client.tracing import ClientTracing
 from vtwait.core.batch import unique_job_ids
+from vtwait.core.batch_state import BatchState
 from vtwait.core.dialects import JobRef, StatusReader
 from vtwait.core.errors import (
     ServerUnreachableError,
@@ -116,14 +119,15 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
                  history_path: str | os.PathLike[str] | None = None,
                  history: DurationHistory | None = None, cancel_on_timeout: bool | None = False,
                  bearer_token: str | None = None, api_key: str | None = None,
-                 api_key_header: str | None = None, status_reader: StatusReader | None = None):
+                 api_key_header: str | None = None, status_reader: StatusReader | None = None,
+                 tracer_provider: Any = None):
         config = ClientConfig.from_args(
             base_url, username, password, auth=auth, policy=policy, retry=retry,
             wait_timeout=wait_timeout, request_timeout=request_timeout, status_url=status_url,
             single_status_url=single_status_url, start_url=start_url, cancel_url=cancel_url,
             respect_rate_limits=respect_rate_limits, clock=clock, rng=rng,
             bearer_token=bearer_token, api_key=api_key, api_key_header=api_key_header,
-            status_reader=status_reader)
+            status_reader=status_reader, tracer_provider=tracer_provider)
         connection_limit = 0 if connection_limit is None else connection_limit
         trace_configs = () if trace_configs is None else trace_configs
         require(connection_limit >= 0, "connection_limit", connection_limit, "must be >= 0")
@@ -245,7 +249,12 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
                               timeout=self._checked_timeout(timeout),
                               max_attempts=self._checked_max_attempts(max_attempts),
                               on_update=on_update)
-        done = await self._wait_one(wait)
+        if self._tracing is None:
+            done = await self._wait_one(wait)
+        else:
+            with self._tracing.wait(job_id, wait) as span:
+                done = await self._wait_one(wait)
+                span.done(done.status)
         await self._observe_final_off_loop(job_id, done.status,
                                            waited=done.received_at - wait.started,
                                            received_at=done.received_at)
@@ -259,8 +268,7 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
         server without ``/events``) are one task per job, each long-polling. Stop early with
         ``contextlib.aclosing`` so the streams close at once.
         """
-        statuses = _tasks.as_completed(self._transport, job_ids,
-                                       timeout=self._checked_timeout(timeout))
+        statuses = self._as_completed(job_ids, timeout=self._checked_timeout(timeout))
         async with contextlib.aclosing(statuses):  # an early stop closes the streams at once
             try:
                 async for status in statuses:
@@ -393,7 +401,7 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
             if ticket is None:
                 ticket = await self._pace(deadline, slept_until)
             try:
-                response = await self.session.request(method, url, timeout=timeout, **kwargs)
+                response = await self._request(method, url, retries.retries, timeout, kwargs)
             except _NO_ANSWER as exc:
                 self._observe(None, None, ticket)
                 delay = retries.after_fault(time_left=deadline - self._clock())
@@ -433,6 +441,34 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
             if delay > 0:
                 slept_until = self._clock() + delay
                 await self._sleep(delay)
+
+    async def _request(self, method: str, url: str, attempt: int, timeout: aiohttp.ClientTimeout,
+                       kwargs: dict[str, Any]) -> aiohttp.ClientResponse:
+        """One attempt on the session (``attempt``: the retries before it); a ``CLIENT`` span
+        around it (until the answer's headers), whose ``traceparent`` goes along, when tracing."""
+        tracing = self._tracing
+        if tracing is None:
+            return await self.session.request(method, url, timeout=timeout, **kwargs)
+        headers = dict(kwargs.get("headers") or {})
+        span = tracing.start_request(method, url, headers, attempt)
+        try:
+            response = await self.session.request(method, url, timeout=timeout,
+                                                  **{**kwargs, "headers": headers})
+        except BaseException as exc:
+            tracing.end_request(span, None, exc)
+            raise
+        tracing.end_request(span, response.status)
+        return response
+
+    def _as_completed(self, job_ids: Iterable[str], *, timeout: float,
+                      state: BatchState | None = None) -> AsyncGenerator[JobStatus, None]:
+        """The batch tasks' ``as_completed`` on this client; when tracing, under a ``wait batch``
+        span that is the parent of every request they send."""
+        if self._tracing is None:
+            return _tasks.as_completed(self._transport, job_ids, timeout=timeout, state=state)
+        job_ids = unique_job_ids(job_ids)
+        traced = _TracedTransport(self._transport, self._tracing, len(job_ids))
+        return traced.run(_tasks.as_completed(traced, job_ids, timeout=timeout, state=state))
 
     async def _add_credentials(self, request: Any, handler: Any) -> Any:
         """The session's middleware: each hop's credential headers, by its origin."""
@@ -474,6 +510,52 @@ class _Transport(BatchAdapter[AsyncVideoTranslationClient]):
 
     async def observe_final(self, status: JobStatus, *, waited: float) -> None:
         await self._client._observe_final_off_loop(status.job_id, status, waited=waited)
+
+
+class _TracedTransport:
+    """A batch's transport when tracing: the client's, under the batch's ``wait batch`` span
+    (its tasks' requests are the span's children; each job's end is an event on it)."""
+
+    def __init__(self, inner: _tasks.AsyncTransport, tracing: ClientTracing, jobs: int) -> None:
+        self._inner, self._tracing = inner, tracing
+        self.span = tracing.start_batch(jobs)
+
+    def __getattr__(self, name: str) -> Any:  # new_batch, clock, sleep, new_wait: as they are
+        return getattr(self._inner, name)
+
+    async def open_stream(self, params: list[tuple[str, str]], headers: dict[str, str], *,
+                          deadline: float) -> aiohttp.ClientResponse:
+        with self._tracing.activate(self.span):
+            return await self._inner.open_stream(params, headers, deadline=deadline)
+
+    async def get_status(self, job_id: str) -> JobStatus:
+        with self._tracing.activate(self.span):
+            return await self._inner.get_status(job_id)
+
+    async def wait_one(self, wait: JobWait, *,
+                       on_sent: Callable[[], None] | None = None) -> Done:
+        with self._tracing.activate(self.span):
+            return await self._inner.wait_one(wait, on_sent=on_sent)
+
+    async def observe_final(self, status: JobStatus, *, waited: float) -> None:
+        self._tracing.job_ended(self.span, status)
+        await self._inner.observe_final(status, waited=waited)
+
+    async def run(self, statuses: AsyncGenerator[JobStatus, None]
+                  ) -> AsyncGenerator[JobStatus, None]:
+        """``statuses`` as they come; the span ends with them (marked by what ended them)."""
+        error: BaseException | None = None
+        try:
+            async for status in statuses:
+                yield status
+        except GeneratorExit:  # the caller stopped early: no failure
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            await statuses.aclose()
+            self._tracing.end_batch(self.span, error)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +81,9 @@ class AsyncLifecycle(ClientBase):
 
         async def _pace(self, deadline: float, not_before: float = -math.inf) -> int | None: ...
 
+        def _as_completed(self, job_ids: Iterable[str], *, timeout: float,
+                          state: BatchState | None = None) -> AsyncGenerator[JobStatus, None]: ...
+
         async def _observe_final_off_loop(self, job_id: str | None, status: JobStatus, *,
                                           waited: float | None = None,
                                           received_at: float | None = None) -> None: ...
@@ -103,8 +106,11 @@ class AsyncLifecycle(ClientBase):
                      deadline: float | None = None, callback_url: str | None = None,
                      callback_id: str | None = None) -> AsyncJob:
         """Start a job; its :class:`~vtwait.client.job.AsyncJob` (see the sync ``submit``)."""
-        answer = await self._start(delay, outcome, callback_url, callback_id, hold=0,
-                                   deadline=deadline)
+        with self._traced("submit") as span:
+            answer = await self._start(delay, outcome, callback_url, callback_id, hold=0,
+                                       deadline=deadline)
+            if span is not None:
+                span.set_attribute("vtwait.job.id", answer.job_id)
         return AsyncJob(self, answer.job_id, answer.final)
 
     def job(self, job_id: str | JobRef) -> AsyncJob:
@@ -119,6 +125,18 @@ class AsyncLifecycle(ClientBase):
                   on_update: Callable[[JobStatus], None] | None = None) -> JobStatus:
         """Start a job and wait for its final status (see the sync ``run``)."""
         timeout = self._checked_timeout(timeout)
+        with self._traced("run") as span:
+            status = await self._run(delay, outcome, timeout, deadline, cancel_on_timeout,
+                                     callback_url, callback_id, on_update)
+            if span is not None:
+                span.set_attributes({"vtwait.job.id": status.job_id or "",
+                                     "vtwait.job.result": status.result.value})
+            return status
+
+    async def _run(self, delay: float | None, outcome: str | None, timeout: float,
+                   deadline: float | None, cancel_on_timeout: bool | None,
+                   callback_url: str | None, callback_id: str | None,
+                   on_update: Callable[[JobStatus], None] | None) -> JobStatus:
         started = self._clock()
         hold = start_hold(timeout, self.policy.max_long_poll) if self.policy.long_poll else 0
         answer = await self._start(delay, outcome, callback_url, callback_id, hold=hold,
@@ -226,8 +244,8 @@ class AsyncLifecycle(ClientBase):
         pending = state.pending
         if not pending:
             return
-        statuses = _tasks.as_completed(self._transport, pending,
-                                       timeout=self._checked_timeout(timeout), state=state)
+        statuses = self._as_completed(pending, timeout=self._checked_timeout(timeout),
+                                      state=state)
         try:
             async for status in statuses:
                 state.record(status)
@@ -241,6 +259,13 @@ class AsyncLifecycle(ClientBase):
                        timeout: float | None = None) -> Path:
         """Download a job's output to ``path`` (see the sync ``download``)."""
         job_id = job_or_id.id if isinstance(job_or_id, AsyncJob) else str(job_or_id)
+        with self._traced("download", {"vtwait.job.id": job_id}):
+            return await self._download(job_or_id, job_id, path, on_progress, timeout)
+
+    async def _download(self, job_or_id: AsyncJob | str, job_id: str,
+                        path: str | os.PathLike[str],
+                        on_progress: Callable[[DownloadProgress], Any] | None,
+                        timeout: float | None) -> Path:
         status = job_or_id.last_status if isinstance(job_or_id, AsyncJob) else None
         if status is None or not status.done:
             status = await self.wait_for_completion(job_id, timeout=timeout)
@@ -283,11 +308,18 @@ class AsyncLifecycle(ClientBase):
         headers = {"Accept": "*/*", **plan.request_headers()}
         connect, read = self.request_timeout
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
+        tracing = self._tracing
+        span = (None if tracing is None else
+                tracing.start_request("GET", plan.output.url, headers, plan.progress.resumes))
         try:
             response = await self.session.get(plan.output.url, headers=headers, timeout=timeout)
         except _tasks.NO_ANSWER as exc:
+            if span is not None:
+                tracing.end_request(span, None, exc)  # type: ignore[union-attr]
             logger.debug("job %s: output request failed: %s", plan.job_id, exc)
             return plan.on_drop()
+        if span is not None:
+            tracing.end_request(span, response.status)  # type: ignore[union-attr]
         async with response:
             code = response.status
             body = await _read_error(response) if code >= 400 else b""

@@ -14,6 +14,7 @@ only send and sleep; the one file a client opens is its duration history
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -25,6 +26,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from vtwait.client.credentials import Credentials, resolve_credentials
 from vtwait.client.history import DurationHistory
+from vtwait.client.tracing import tracing_for
 from vtwait.core.batch import ManyJobs
 from vtwait.core.dialects import (
     JobRef,
@@ -91,6 +93,9 @@ class ClientConfig:
     #: unless the template was given).
     follow_status_monitor: bool = True
     follow_cancel_link: bool = True
+    #: Where the client's spans go (None: the process's configured global tracer provider, if
+    #: any; else no tracing, :mod:`vtwait.client.tracing`).
+    tracer_provider: Any = field(default=None, repr=False)
 
     @classmethod
     def from_args(cls, base_url: str | None = DEFAULT_BASE_URL, username: str | None = None,
@@ -105,13 +110,15 @@ class ClientConfig:
                   clock: Callable[[], float] | None = time.monotonic,
                   rng: random.Random | None = None, bearer_token: str | None = None,
                   api_key: str | None = None, api_key_header: str | None = None,
-                  status_reader: StatusReader | None = None) -> ClientConfig:
+                  status_reader: StatusReader | None = None,
+                  tracer_provider: Any = None) -> ClientConfig:
         """The settings from a client constructor's arguments (None means the default).
 
         Args:
             base_url, username, password, auth, policy, retry, wait_timeout, request_timeout,
                 status_url, single_status_url, start_url, cancel_url, respect_rate_limits,
-                clock, rng, bearer_token, api_key, api_key_header, status_reader: As
+                clock, rng, bearer_token, api_key, api_key_header, status_reader,
+                tracer_provider: As
                 :class:`client.VideoTranslationClient` takes them. Missing credentials come
                 from the URL, then from the environment (``vtwait.client.credentials``).
 
@@ -158,7 +165,8 @@ class ClientConfig:
                    cancel_url=cancel_url, clock=time.monotonic if clock is None else clock,
                    rng=rng or random.Random(), respect_rate_limits=respect_rate_limits is not False,
                    credentials=credentials, status_reader=status_reader,
-                   follow_status_monitor=follow_status, follow_cancel_link=follow_cancel)
+                   follow_status_monitor=follow_status, follow_cancel_link=follow_cancel,
+                   tracer_provider=tracer_provider)
 
 
 def start_body(delay: float | None, outcome: str | None, callback_url: str | None,
@@ -200,6 +208,17 @@ class ClientBase:
         # Each job's status monitor and cancel link, as its start answer (or a later status
         # answer) named them: the URL travels with the job. Insertion-ordered: oldest first.
         self._refs: dict[str, JobRef] = {}
+        # OpenTelemetry spans (vtwait.client.tracing); None when tracing is off: every hook is
+        # skipped by one test.
+        self._tracing = tracing_for(config.tracer_provider)
+
+    def _traced(self, name: str, attributes: dict[str, Any] | None = None,
+                ) -> contextlib.AbstractContextManager[Any]:
+        """An ``INTERNAL`` span around a block (its requests are its children); the block gets
+        the span, or None when tracing is off."""
+        if self._tracing is None:
+            return contextlib.nullcontext()
+        return self._tracing.span(name, attributes)
 
     # ---------------------------------------------------------------------- jobs' status monitors
     def job_ref(self, job_id: str) -> JobRef:

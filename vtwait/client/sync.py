@@ -64,7 +64,9 @@ from vtwait.client.base import (
 from vtwait.client.credentials import Credentials
 from vtwait.client.history import DurationHistory
 from vtwait.client.sync_lifecycle import SyncLifecycle
+from vtwait.client.tracing import ClientTracing
 from vtwait.core.batch import unique_job_ids
+from vtwait.core.batch_state import BatchState
 from vtwait.core.dialects import JobRef, StatusReader
 from vtwait.core.errors import (
     ServerUnreachableError,
@@ -147,14 +149,15 @@ class VideoTranslationClient(SyncLifecycle):
                  history_path: str | os.PathLike[str] | None = None,
                  history: DurationHistory | None = None, cancel_on_timeout: bool | None = False,
                  bearer_token: str | None = None, api_key: str | None = None,
-                 api_key_header: str | None = None, status_reader: StatusReader | None = None):
+                 api_key_header: str | None = None, status_reader: StatusReader | None = None,
+                 tracer_provider: Any = None):
         config = ClientConfig.from_args(
             base_url, username, password, auth=auth, policy=policy, retry=retry,
             wait_timeout=wait_timeout, request_timeout=request_timeout, status_url=status_url,
             single_status_url=single_status_url, start_url=start_url, cancel_url=cancel_url,
             respect_rate_limits=respect_rate_limits, clock=clock, rng=rng,
             bearer_token=bearer_token, api_key=api_key, api_key_header=api_key_header,
-            status_reader=status_reader)
+            status_reader=status_reader, tracer_provider=tracer_provider)
         super().__init__(config, history=history, history_path=history_path)
         self.cancel_on_timeout = bool(cancel_on_timeout)
         self._sleep = time.sleep if sleep is None else sleep
@@ -278,6 +281,16 @@ class VideoTranslationClient(SyncLifecycle):
                               timeout=self._checked_timeout(timeout),
                               max_attempts=self._checked_max_attempts(max_attempts),
                               on_update=on_update)
+        if self._tracing is None:
+            return self._drive(wait)
+        with self._tracing.wait(job_id, wait) as span:
+            status = self._drive(wait)
+            span.done(status)
+            return status
+
+    def _drive(self, wait: JobWait) -> JobStatus:
+        """Drive one job's wait to its final status, on this thread."""
+        job_id = wait.job_id
         step: Step = wait.next(wait.started)
         while not isinstance(step, Done):
             if isinstance(step, Sleep):
@@ -315,8 +328,7 @@ class VideoTranslationClient(SyncLifecycle):
                 (``failed``: e.g. JobNotFoundError for a job the server does not know).
             AuthenticationError: the server refused the credentials.
         """
-        statuses = threads.as_completed(self._transport, job_ids,
-                                        timeout=self._checked_timeout(timeout))
+        statuses = self._as_completed(job_ids, timeout=self._checked_timeout(timeout))
         if not self._cancel_on(cancel_on_timeout):
             return statuses
         return self._cancelling_on_timeout(statuses)
@@ -345,6 +357,16 @@ class VideoTranslationClient(SyncLifecycle):
         return [self.start_job(delay=delay, outcome=outcome) for _ in range(count)]
 
     # -------------------------------------------------------------------------------- internals
+    def _as_completed(self, job_ids: Iterable[str], *, timeout: float,
+                      state: BatchState | None = None) -> Iterator[JobStatus]:
+        """The batch drivers' ``as_completed`` on this client; when tracing, under a
+        ``wait batch`` span that is the parent of every request they send (from any thread)."""
+        if self._tracing is None:
+            return threads.as_completed(self._transport, job_ids, timeout=timeout, state=state)
+        job_ids = unique_job_ids(job_ids)
+        traced = _TracedTransport(self._transport, self._tracing, len(job_ids))
+        return traced.run(threads.as_completed(traced, job_ids, timeout=timeout, state=state))
+
     def _nap(self, seconds: float) -> None:
         """Every sleep of the client: the injected sleep, remembered as time that has passed."""
         self._local.awake_at = self._now() + seconds
@@ -402,12 +424,13 @@ class VideoTranslationClient(SyncLifecycle):
         client made. An error status is raised as its typed exception, except codes in ``accept``.
         """
         retries = RetryState(self.retry, rng=self._rng) if self._owns_session else None
+        attempt = 0  # retries so far
         while True:
             if not paced:
                 self._pace(deadline)
             paced = False
             try:
-                response = self.session.request(method, url, **kwargs)
+                response = self._request(method, url, attempt, kwargs)
             except _NO_ANSWER as exc:
                 self._observe(None, None)
                 delay = None
@@ -439,8 +462,26 @@ class VideoTranslationClient(SyncLifecycle):
                 fault = f"HTTP {code}"
             self._fault_warnings.warning(fault, self._clock(),
                                          "transient fault (%s); retrying in %.3f s", fault, delay)
+            attempt += 1
             if delay > 0:
                 self._nap(delay)
+
+    def _request(self, method: str, url: str, attempt: int,
+                 kwargs: dict[str, Any]) -> requests.Response:
+        """One attempt on the session (``attempt``: the retries before it); a ``CLIENT`` span
+        around it, whose ``traceparent`` goes along, when tracing."""
+        tracing = self._tracing
+        if tracing is None:
+            return self.session.request(method, url, **kwargs)
+        headers = dict(kwargs.get("headers") or {})
+        span = tracing.start_request(method, url, headers, attempt)
+        try:
+            response = self.session.request(method, url, **{**kwargs, "headers": headers})
+        except BaseException as exc:
+            tracing.end_request(span, None, exc)
+            raise
+        tracing.end_request(span, response.status_code)
+        return response
 
 
 class _Transport(BatchAdapter[VideoTranslationClient]):
@@ -469,6 +510,49 @@ class _Transport(BatchAdapter[VideoTranslationClient]):
 
     def observe_final(self, status: JobStatus, *, waited: float) -> None:
         self._client._observe_final(status.job_id, status, waited=waited)
+
+
+class _TracedTransport:
+    """A batch's transport when tracing: the client's, under the batch's ``wait batch`` span
+    (its drivers' requests, from any thread, are the span's children; each job's end is an
+    event on it). The span ends when the batch's generator ends (:func:`traced_batch`)."""
+
+    def __init__(self, inner: threads.Transport, tracing: ClientTracing, jobs: int) -> None:
+        self._inner, self._tracing = inner, tracing
+        self.span = tracing.start_batch(jobs)
+
+    def __getattr__(self, name: str) -> Any:  # new_batch, clock, sleep, new_wait: as they are
+        return getattr(self._inner, name)
+
+    def open_stream(self, params: list[tuple[str, str]], headers: dict[str, str], *,
+                    deadline: float) -> requests.Response:
+        with self._tracing.activate(self.span):
+            return self._inner.open_stream(params, headers, deadline=deadline)
+
+    def poll(self, job_id: str, *, deadline: float) -> tuple[JobStatus, float, float]:
+        with self._tracing.activate(self.span):
+            return self._inner.poll(job_id, deadline=deadline)
+
+    def get_status(self, job_id: str) -> JobStatus:
+        with self._tracing.activate(self.span):
+            return self._inner.get_status(job_id)
+
+    def observe_final(self, status: JobStatus, *, waited: float) -> None:
+        self._tracing.job_ended(self.span, status)
+        self._inner.observe_final(status, waited=waited)
+
+    def run(self, statuses: Iterator[JobStatus]) -> Iterator[JobStatus]:
+        """``statuses`` as they come; the span ends with them (marked by what ended them)."""
+        error: BaseException | None = None
+        try:
+            yield from statuses
+        except GeneratorExit:  # the caller stopped early: no failure
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._tracing.end_batch(self.span, error)
 
 
 class _HeaderAuth(AuthBase):

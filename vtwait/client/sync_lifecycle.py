@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-import vtwait.client._threads as threads
 from vtwait.client.base import ClientBase, start_body
 from vtwait.client.job import CallbackWaiter, Job
 from vtwait.core.batch_state import BatchState
@@ -86,6 +85,9 @@ class SyncLifecycle(ClientBase):
 
         def _nap(self, seconds: float) -> None: ...
 
+        def _as_completed(self, job_ids: Iterable[str], *, timeout: float,
+                          state: BatchState | None = None) -> Iterator[JobStatus]: ...
+
         def get_status(self, job_id: str | None = None) -> JobStatus: ...
 
         def cancel(self, job_id: str) -> JobStatus: ...
@@ -116,8 +118,11 @@ class SyncLifecycle(ClientBase):
             deadline: Seconds after which the server cancels the job if it has not ended
                 (``Cancel-After``; its final document says ``cancel_reason: "deadline"``).
         """
-        answer = self._start(delay, outcome, callback_url, callback_id, hold=0,
-                             deadline=deadline)
+        with self._traced("submit") as span:
+            answer = self._start(delay, outcome, callback_url, callback_id, hold=0,
+                                 deadline=deadline)
+            if span is not None:
+                span.set_attribute("vtwait.job.id", answer.job_id)
         return Job(self, answer.job_id, answer.final)
 
     def job(self, job_id: str | JobRef) -> Job:
@@ -140,6 +145,18 @@ class SyncLifecycle(ClientBase):
                 cancelled and ``cancelled`` says whether that took).
         """
         timeout = self._checked_timeout(timeout)
+        with self._traced("run") as span:
+            status = self._run(delay, outcome, timeout, deadline, cancel_on_timeout,
+                               callback_url, callback_id, on_update)
+            if span is not None:
+                span.set_attributes({"vtwait.job.id": status.job_id or "",
+                                     "vtwait.job.result": status.result.value})
+            return status
+
+    def _run(self, delay: float | None, outcome: str | None, timeout: float,
+             deadline: float | None, cancel_on_timeout: bool | None, callback_url: str | None,
+             callback_id: str | None,
+             on_update: Callable[[JobStatus], None] | None) -> JobStatus:
         started = self._clock()
         hold = start_hold(timeout, self.policy.max_long_poll) if self.policy.long_poll else 0
         answer = self._start(delay, outcome, callback_url, callback_id, hold=hold,
@@ -253,9 +270,8 @@ class SyncLifecycle(ClientBase):
         pending = state.pending
         if not pending:
             return iter(())
-        return _recording(threads.as_completed(self._transport, pending,
-                                               timeout=self._checked_timeout(timeout),
-                                               state=state), state)
+        return _recording(self._as_completed(pending, timeout=self._checked_timeout(timeout),
+                                             state=state), state)
 
     # ---------------------------------------------------------------------------- download
     def download(self, job_or_id: Job | str,
@@ -277,6 +293,12 @@ class SyncLifecycle(ClientBase):
             WaitTimeout: the job did not end within ``timeout``.
         """
         job_id = job_or_id.id if isinstance(job_or_id, Job) else str(job_or_id)
+        with self._traced("download", {"vtwait.job.id": job_id}):
+            return self._download(job_or_id, job_id, path, on_progress, timeout)
+
+    def _download(self, job_or_id: Job | str, job_id: str, path: str | os.PathLike[str],
+                  on_progress: Callable[[DownloadProgress], Any] | None,
+                  timeout: float | None) -> Path:
         status = job_or_id.last_status if isinstance(job_or_id, Job) else None
         if status is None or not status.done:
             status = self.wait_for_completion(job_id, timeout=timeout)
@@ -319,12 +341,19 @@ class SyncLifecycle(ClientBase):
                        on_progress: Callable[[DownloadProgress], Any] | None) -> Step:
         """One request for the output (from where the file stands); the next step."""
         headers = {"Accept": "*/*", **plan.request_headers()}
+        tracing = self._tracing
+        span = (None if tracing is None else
+                tracing.start_request("GET", plan.output.url, headers, plan.progress.resumes))
         try:
             response = self.session.get(plan.output.url, headers=headers, stream=True,
                                         auth=_NoAuth(), timeout=self.request_timeout)
         except requests.RequestException as exc:
+            if span is not None:
+                tracing.end_request(span, None, exc)  # type: ignore[union-attr]
             logger.debug("job %s: output request failed: %s", plan.job_id, exc)
             return plan.on_drop()
+        if span is not None:
+            tracing.end_request(span, response.status_code)  # type: ignore[union-attr]
         with response:
             code = response.status_code
             step = plan.on_answer(code, response.headers,

@@ -35,7 +35,7 @@ from vtwait.core.errors import (
 from vtwait.core.policy import PollingPolicy, exponential_delays
 from vtwait.core.status import JobStatus
 
-__all__ = ["Ask", "Decision", "Done", "JobWait", "Sleep", "Step", "WaitPlanner"]
+__all__ = ["Ask", "Decision", "Done", "JobWait", "Sleep", "Step", "WaitPlanner", "strategy_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -233,6 +233,15 @@ class JobWait:
         self.last_error: VideoTranslationError | None = None  #: the last failure since an answer
         self._begun = False
         self._asking: Ask | None = None
+        self._last_wait: int | None = None  # the last Ask's long-poll hold
+        self._last_reason = ""  # why the last Sleep
+
+    @property
+    def strategy(self) -> str:
+        """How the last request came to be asked, by the planner's lights: ``long-poll`` (it asked
+        the server to hold), ``hints`` (an ETA or ``Retry-After``), ``learned`` (the durations
+        seen), ``backoff``, or ``first request`` (no sleep yet); for traces and logs."""
+        return strategy_of(self._last_wait, self._last_reason)
 
     @property
     def label(self) -> str:
@@ -254,10 +263,12 @@ class JobWait:
             if first is not None:
                 logger.debug("job %s: first ask in %.3f s: %s", self.label, first.delay,
                              first.reason)
+                self._last_reason = first.reason
                 return Sleep(min(first.delay, max(self.deadline - now, 0.0)), first.reason)
         if self._asking is None:
             self.attempts += 1
             self._asking = Ask(self.planner.long_poll_for(self.deadline - now))
+            self._last_wait = self._asking.wait
         return self._asking
 
     def on_answer(self, status: JobStatus, *, asked_wait: float | None, sent_at: float,
@@ -322,5 +333,20 @@ class JobWait:
                                  "(max_attempts)", now=now)
         if now >= self.deadline:
             raise self.timed_out(f"no final status within {self.timeout:g} s", now=now)
+        self._last_reason = decision.reason
         # The last sleep is cut to end at the deadline; one last ask happens there.
         return Sleep(min(decision.delay, self.deadline - now), decision.reason)
+
+
+def strategy_of(asked_wait: int | None, reason: str) -> str:
+    """The strategy behind a request (see :attr:`JobWait.strategy`): the long-poll hold it asked
+    for, else the reason of the sleep before it."""
+    if asked_wait:
+        return "long-poll"
+    if not reason:
+        return "first request"
+    if "learned" in reason:
+        return "learned"
+    if "backoff" in reason:
+        return "backoff"
+    return "hints"  # an ETA, its check-in or overdue steps, Retry-After, a long-poll window's end
