@@ -248,3 +248,20 @@ print("loaded:", sorted(m for m in sys.modules if m.startswith("opentelemetry") 
         assert done.returncode == 0, done.stderr
         assert "result: completed" in done.stdout and "batch: 2" in done.stdout
         assert "loaded: []" in done.stdout, done.stdout
+
+
+def test_the_cli_traces_from_the_otel_variables_and_logs_json_lines_with_the_trace_ids(setup):
+    _, _, live = setup
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(PYTHONPATH=str(ROOT), OTEL_TRACES_EXPORTER="console")
+    done = subprocess.run([sys.executable, "-m", "vtwait.client", "--base-url", live.url,
+                           "--delay", "0.1", "--log-format", "json", "-v"], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert len(lines) >= 3, done.stderr
+    ended = [x for x in lines if x["logger"] == "vtwait.core.planner" and "completed after"
+             in x["message"]]
+    assert ended and len(ended[0]["trace_id"]) == 32 and len(ended[0]["span_id"]) == 16
+    assert '"name": "wait"' in done.stdout and '"service.name": "vtwait-client"' in done.stdout
+    assert f'"trace_id": "0x{ended[0]["trace_id"]}"' in done.stdout

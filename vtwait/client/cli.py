@@ -40,6 +40,8 @@ from vtwait.core import (
 from vtwait.core.batch_state import BatchState
 from vtwait.core.download import DownloadProgress
 from vtwait.core.errors import UnsupportedFeatureError
+from vtwait.observability.logformat import LOG_FORMATS, formatter_for
+from vtwait.observability.otel import provider_from_env
 
 __all__ = [
     "EXIT_COMPLETED",
@@ -64,6 +66,8 @@ _EXIT_CODES = ((WaitTimeout, EXIT_TIMEOUT), (AuthenticationError, EXIT_USAGE),
                (BatchError, EXIT_USAGE), (UnsupportedFeatureError, EXIT_USAGE))
 #: The program name when not run as ``python client.py``: the console script's.
 PROG = "vtwait"
+#: ``service.name`` of the CLI's spans unless ``OTEL_SERVICE_NAME`` says otherwise.
+CLI_SERVICE_NAME = "vtwait-client"
 
 
 def program_name() -> str:
@@ -108,6 +112,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="after the job completes, download its output to PATH (size and "
                              "SHA-256 verified; a progress bar on a terminal)")
     parser.add_argument("--log-file", help="also write the client's log to this file")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="log lines as text, or one JSON object per line carrying the trace "
+                             "and span ids when tracing is on (OTEL_TRACES_EXPORTER=console|otlp; "
+                             "docs/tracing.md)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log every status request and why the next one comes when it does")
     return parser
@@ -336,8 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if args.log_file:
         handlers.append(logging.FileHandler(args.log_file))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=handlers,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in handlers:  # the server's LOG_FORMAT formatter, shared
+        handler.setFormatter(formatter_for(args.log_format))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=handlers)
     # Every logger of the library (core and client) is under "vtwait".
     logging.getLogger("vtwait").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if args.log_file:  # the file always gets the outcome, the terminal only with -v
@@ -347,9 +356,22 @@ def main(argv: list[str] | None = None) -> int:
     policy = PollingPolicy()
     if progress.tty:  # short long-poll windows, so that the progress line moves
         policy = replace(policy, max_long_poll=2.0)
+    # The OTEL_* variables (none: no tracing, nothing imported), as the server reads them.
+    tracer_provider = provider_from_env(default_service_name=CLI_SERVICE_NAME)
+    try:
+        return _run(parser, args, handlers, progress, policy, tracer_provider)
+    finally:
+        flush = getattr(tracer_provider, "force_flush", None)
+        if flush is not None:  # batched spans (otlp) go out before the process ends
+            flush()
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace,
+         handlers: list[logging.Handler], progress: ProgressLine, policy: PollingPolicy,
+         tracer_provider: Any) -> int:
     try:
         with VideoTranslationClient(args.base_url, args.username, args.password,
-                                    policy=policy) as api:
+                                    policy=policy, tracer_provider=tracer_provider) as api:
             if args.count is not None or len(args.job_id or ()) > 1:
                 if not args.verbose:  # one display, not a log line per started job
                     handlers[0].setLevel(logging.WARNING)
