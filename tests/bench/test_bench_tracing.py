@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_quick_tracing_reports_every_setting(tmp_path: Path) -> None:
     json_path = tmp_path / "tracing.json"
     done = subprocess.run([sys.executable, str(ROOT / "bench.py"), "tracing", "--quick",
-                           "--seconds", "1", "--json", str(json_path)], cwd=ROOT,
+                           "--seconds", "1", "--waits", "50", "--json", str(json_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=110, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| setting |" in done.stdout and "### Targets" in done.stdout
@@ -33,6 +33,15 @@ def test_quick_tracing_reports_every_setting(tmp_path: Path) -> None:
         for name in ("cpu_us_per_request", "requests_per_s", "p99_ms"):
             assert math.isfinite(setting[name]) and setting[name] > 0, name
         assert f"| {setting['setting']} |" in done.stdout
+    assert [c["setting"] for c in report["client_settings"]] == ["off", "unconfigured",
+                                                                 "exporting"]
+    for client in report["client_settings"]:
+        assert client["waits"] > 0
+        assert math.isfinite(client["cpu_us_per_wait"]) and client["cpu_us_per_wait"] > 0
+    # Off and unconfigured clients never import OpenTelemetry; the exporting one does.
+    assert [c["opentelemetry_loaded"] for c in report["client_settings"]] == [False, False, True]
     assert [t["name"] for t in report["targets"]] == [
-        "unconfigured: CPU per request against off", "exporting: CPU per request against off"]
+        "unconfigured: CPU per request against off", "exporting: CPU per request against off",
+        "client, unconfigured: CPU per wait against off",
+        "client, exporting: CPU per wait against off"]
     assert report["calibration"].startswith("the `off` server answered")
