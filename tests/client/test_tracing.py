@@ -265,3 +265,34 @@ def test_the_cli_traces_from_the_otel_variables_and_logs_json_lines_with_the_tra
     assert ended and len(ended[0]["trace_id"]) == 32 and len(ended[0]["span_id"]) == 16
     assert '"name": "wait"' in done.stdout and '"service.name": "vtwait-client"' in done.stdout
     assert f'"trace_id": "0x{ended[0]["trace_id"]}"' in done.stdout
+
+
+@pytest.mark.parametrize("flavour", ["sync", "asyncio"])
+def test_a_download_is_a_span_whose_output_request_carries_traceparent_without_its_query(
+        setup, flavour, tmp_path):
+    provider, memory, live = setup
+    target = tmp_path / "out.bin"
+    if flavour == "sync":
+        with VideoTranslationClient(live.url, tracer_provider=provider) as client:
+            status = client.run(delay=0.05)
+            memory.clear()
+            client.download(status.job_id, target)
+    else:
+        async def main() -> Any:
+            async with AsyncVideoTranslationClient(live.url, tracer_provider=provider) as client:
+                status = await client.run(delay=0.05)
+                memory.clear()
+                await client.download(status.job_id, target)
+                return status
+        status = asyncio.run(main())
+    assert target.stat().st_size > 0
+    spans = list(memory.get_finished_spans())
+    download = one(spans, name="download")
+    assert attrs(download)["vtwait.job.id"] == status.job_id
+    fetches = [s for s in children(spans, download, kind=SpanKind.CLIENT)
+               if "/status/" not in attrs(s)["url.full"]]
+    assert fetches, [attrs(s)["url.full"] for s in children(spans, download)]
+    for fetch in fetches:
+        assert "?" not in attrs(fetch)["url.full"]  # the output URL's signature stays out
+        assert attrs(fetch)["http.response.status_code"] in (200, 206)
+        assert children(spans, fetch, kind=SpanKind.SERVER)  # its traceparent was continued
