@@ -276,13 +276,13 @@ def test_a_download_is_a_span_whose_output_request_carries_traceparent_without_i
         with VideoTranslationClient(live.url, tracer_provider=provider) as client:
             status = client.run(delay=0.05)
             memory.clear()
-            client.download(status.job_id, target)
+            client.download(str(status.job_id), target)
     else:
         async def main() -> Any:
             async with AsyncVideoTranslationClient(live.url, tracer_provider=provider) as client:
                 status = await client.run(delay=0.05)
                 memory.clear()
-                await client.download(status.job_id, target)
+                await client.download(str(status.job_id), target)
                 return status
         status = asyncio.run(main())
     assert target.stat().st_size > 0

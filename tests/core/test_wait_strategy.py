@@ -33,8 +33,10 @@ def test_a_wait_reports_the_strategy_of_its_last_request() -> None:
     assert wait.strategy == "backoff"
     step = wait.on_answer(pending(eta_seconds=0.5), asked_wait=None, sent_at=2.0,
                           received_at=2.1, now=2.1)
+    assert isinstance(step, Sleep)
     wait.next(2.1 + step.delay)
     assert wait.strategy == "hints"
     polling = JobWait("j", WaitPlanner(PollingPolicy(), rng=random.Random(1)), started=0.0,
                       timeout=100.0)
-    assert polling.next(0.0).wait and polling.strategy == "long-poll"
+    ask = polling.next(0.0)
+    assert isinstance(ask, Ask) and ask.wait and polling.strategy == "long-poll"
