@@ -296,3 +296,33 @@ def test_a_download_is_a_span_whose_output_request_carries_traceparent_without_i
         assert "?" not in attrs(fetch)["url.full"]  # the output URL's signature stays out
         assert attrs(fetch)["http.response.status_code"] in (200, 206)
         assert children(spans, fetch, kind=SpanKind.SERVER)  # its traceparent was continued
+
+
+def test_a_client_made_after_the_global_provider_was_set_traces_with_it():
+    """The documented way: ``trace.set_tracer_provider(...)`` first, then the client (a global
+    provider can be set once per process: a subprocess)."""
+    script = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.helpers import fast_settings, start_live_server
+from vtwait import VideoTranslationClient
+live = start_live_server(fast_settings())
+with VideoTranslationClient(live.url) as before:   # made before: stays untraced
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    trace.set_tracer_provider(provider)
+    before.run(delay=0.01)
+    with VideoTranslationClient(live.url) as client:
+        client.run(delay=0.01)
+live.stop()
+print("spans:", sorted(s.name for s in memory.get_finished_spans()))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "spans: ['POST', 'run']" in done.stdout, done.stdout
