@@ -496,3 +496,10 @@ def test_control_api_answers_conform_to_the_document(make_app: Callable[..., Fla
         conforms(send(), path, method)
     off = make_app(fast_settings()).test_client()
     conforms(off.get("/_admin/faults", headers=ADMIN), "/_admin/faults", "get")
+
+
+def test_the_start_banner_never_shows_the_admin_token() -> None:
+    from vtwait.server.cli import start_banner
+
+    banner = start_banner(admin_settings(admin_allow_remote=True))
+    assert TOKEN not in banner and "ADMIN_ALLOW_REMOTE=on" in banner
