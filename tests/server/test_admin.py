@@ -218,19 +218,20 @@ def test_seeded_probability_is_reproducible(fresh: LiveServer, kind: str, route:
     assert 0 < patterns[0].count(kind) < 16
 
 
+@pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("kind", ["latency", "trickle"])
-def test_seeded_probability_of_latency_and_trickle(make_app: Callable[..., Flask],
-                                                   kind: str) -> None:
+def test_seeded_probability_of_latency_and_trickle(fresh: LiveServer, kind: str,
+                                                   route: str) -> None:
+    """Latency and trickle leave the answer intact; the same seed fires on as many requests."""
+    url = fresh.url
+    job_id = requests.post(f"{url}/start", json={"delay": 3600}, timeout=5).json()["job_id"]
     counts = []
     for seed in (3, 3):
-        client = make_app(admin_settings()).test_client()
-        body = {"route": "status", "probability": 0.3, "seed": seed, "action": kind,
-                "latency": 0.001}
-        assert client.post("/_admin/faults", json=body, headers=ADMIN).status_code == 201
-        for _ in range(30):
-            assert client.get("/status").status_code == 200
-        counts.append(client.get("/_admin/faults", headers=ADMIN).get_json()["rules"][0]["fired"])
-    assert counts[0] == counts[1] and 0 < counts[0] < 30
+        requests.delete(f"{url}/_admin/faults", headers=ADMIN, timeout=5)
+        add_rule(url, route=route, probability=0.3, seed=seed, action=kind, latency=0.001)
+        assert [outcome(url, route, job_id) for _ in range(16)] == ["normal"] * 16
+        counts.append(rules(url)[0]["fired"])
+    assert counts[0] == counts[1] and 0 < counts[0] < 16
 
 
 def test_rules_by_method_and_job_and_removal(make_app: Callable[..., Flask]) -> None:
