@@ -69,12 +69,6 @@ def install(app: Flask, admin: AdminState) -> None:
     app.before_request(check_caller)
     faults, journal, wall_clock = admin.faults, admin.journal, admin.wall_clock
 
-    def _stamp() -> None:
-        g.journal_at = wall_clock()  # when the request began, on the app's (maybe virtual) clock
-
-    # First of all the hooks, so that a request answered by an earlier hook has its time too.
-    app.before_request_funcs.setdefault(None, []).insert(0, _stamp)
-
     @app.before_request
     def _play_faults() -> Response | None:
         if not faults.enabled:
@@ -98,5 +92,5 @@ def install(app: Flask, admin: AdminState) -> None:
             journal.record(method=request.method, path=path, route=route, job_id=job_id,
                            status=0 if g.get("dropped") else response.status_code,
                            duration_ms=elapsed_ms, headers=request.headers.items(),
-                           at=g.get("journal_at") or wall_clock())
+                           at=wall_clock())  # answered: a held long-poll's end, virtual or not
         return faults.trickle(response)
