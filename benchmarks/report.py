@@ -30,7 +30,8 @@ HELP = "write docs/benchmarks.md from the modes' JSON results (--json)"
 RESULTS_DIR = Path("docs/bench-results")
 PAGE = Path("docs/benchmarks.md")
 #: The order of the sections: the modes' order in ``bench.py --help``.
-MODE_ORDER = ("strategies", "scale", "many", "redis", "learned", "ratelimit", "testspeed")
+MODE_ORDER = ("strategies", "scale", "many", "redis", "learned", "ratelimit", "download",
+              "testspeed")
 
 
 def load(paths: Sequence[Path]) -> list[dict[str, Any]]:

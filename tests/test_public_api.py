@@ -18,25 +18,33 @@ import vtwait.core
 ROOT = Path(__file__).resolve().parents[1]
 
 PUBLIC = [
+    "AsyncJob",
     "AsyncVideoTranslationClient",
     "AuthenticationError",
     "BatchError",
+    "BatchState",
+    "ChecksumMismatchError",
     "DEFAULT_BASE_URL",
     "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_WAIT_TIMEOUT",
     "DEFAULT_WEBHOOK_TOLERANCE",
+    "DownloadProgress",
     "DurationHistory",
     "FINAL_RESULTS",
     "InvalidRequestError",
+    "Job",
     "JobNotFoundError",
+    "JobOutput",
     "JobResult",
     "JobStatus",
+    "NoOutputError",
     "PollingPolicy",
     "ProtocolError",
     "RetryPolicy",
     "ServerError",
     "ServerUnreachableError",
     "TranslationStatusClient",
+    "UnsupportedFeatureError",
     "VideoTranslationClient",
     "VideoTranslationError",
     "WaitTimeout",
@@ -80,7 +88,7 @@ def test_core_exports_the_internals_and_the_values_vtwait_re_exports():
     assert set(INTERNAL) <= set(vtwait.core.__all__)
     assert not set(INTERNAL) & set(vtwait.__all__)
     clients = {"VideoTranslationClient", "AsyncVideoTranslationClient",
-               "TranslationStatusClient", "DurationHistory"}
+               "TranslationStatusClient", "DurationHistory", "Job", "AsyncJob"}
     for name in set(vtwait.__all__) - clients:
         assert getattr(vtwait, name) is getattr(vtwait.core, name)
 

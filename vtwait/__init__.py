@@ -21,6 +21,7 @@ __version__ = "3.0.0"
 if TYPE_CHECKING:
     from vtwait.client.aio import AsyncVideoTranslationClient
     from vtwait.client.history import DurationHistory
+    from vtwait.client.job import AsyncJob, Job
     from vtwait.client.sync import (
         TranslationStatusClient,
         VideoTranslationClient,
@@ -33,15 +34,21 @@ if TYPE_CHECKING:
         FINAL_RESULTS,
         AuthenticationError,
         BatchError,
+        BatchState,
+        ChecksumMismatchError,
+        DownloadProgress,
         InvalidRequestError,
         JobNotFoundError,
+        JobOutput,
         JobResult,
         JobStatus,
+        NoOutputError,
         PollingPolicy,
         ProtocolError,
         RetryPolicy,
         ServerError,
         ServerUnreachableError,
+        UnsupportedFeatureError,
         VideoTranslationError,
         WaitTimeout,
         WebhookVerificationError,
@@ -56,6 +63,8 @@ __all__ = [
     "VideoTranslationClient",
     "AsyncVideoTranslationClient",
     "TranslationStatusClient",
+    "Job",
+    "AsyncJob",
     # values
     "JobStatus",
     "JobResult",
@@ -66,6 +75,9 @@ __all__ = [
     "equal_jitter",
     "scaled_jitter",
     "DurationHistory",
+    "JobOutput",
+    "DownloadProgress",
+    "BatchState",
     "verify_webhook",
     "DEFAULT_BASE_URL",
     "DEFAULT_REQUEST_TIMEOUT",
@@ -82,6 +94,9 @@ __all__ = [
     "WaitTimeout",
     "BatchError",
     "WebhookVerificationError",
+    "UnsupportedFeatureError",
+    "NoOutputError",
+    "ChecksumMismatchError",
 ]
 
 #: The module each public name is imported from on first use; everything of the core comes
@@ -91,6 +106,8 @@ _HOMES = {
     "TranslationStatusClient": "vtwait.client.sync",
     "AsyncVideoTranslationClient": "vtwait.client.aio",  # aiohttp: only when asked for
     "DurationHistory": "vtwait.client.history",
+    "Job": "vtwait.client.job",
+    "AsyncJob": "vtwait.client.job",
 }
 
 # A library logs, the application decides where to (urllib3's convention).

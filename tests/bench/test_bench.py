@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-STRATEGIES = ["fixed", "doubling", "backoff", "hints", "long-poll"]
+STRATEGIES = ["fixed", "doubling", "backoff", "hints", "long-poll", "run"]
 SPREAD = ("p50", "p95", "p99", "max")
 STRATEGY_FIGURES = ("jobs", "completed", "errors", "requests_per_job_mean",
-                    "requests_per_job_max", "wall_s", "client_cpu_s", "server_cpu_s")
+                    "requests_per_job_max", "wall_s", "client_cpu_s", "server_cpu_s",
+                    "all_requests_per_job_mean")
 PENDING_FIGURES = ("jobs", "start_s", "rss_before_mb", "rss_after_mb", "threads_before",
                    "threads_after")
 THROUGHPUT_FIGURES = ("connections", "seconds", "requests", "errors", "requests_per_s",
@@ -63,6 +64,7 @@ def test_quick_strategies_report_every_figure(tmp_path: Path) -> None:
         assert_figures(result, STRATEGY_FIGURES, result["strategy"])
         assert_figures(result["delay_ms"], SPREAD, result["strategy"])
         assert result["completed"] + result["errors"] == result["jobs"] > 0
+        assert result["all_requests_per_job_mean"] >= 1  # the start, at least
         assert f"| {result['strategy']} |" in done.stdout
     assert_targets(report)
     assert png_path.read_bytes().startswith(b"\x89PNG")

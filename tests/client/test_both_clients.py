@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import socketserver
 import threading
 from collections.abc import Callable, Iterator
@@ -33,8 +34,9 @@ QUICK_RETRY = RetryPolicy(max_retries=2, backoff_jitter=0.0)
 
 
 def call_sync(url: str, clock: FakeClock, action: Callable[[Any], Any], **kwargs: Any) -> Any:
+    kwargs.setdefault("retry", QUICK_RETRY)
     with VideoTranslationClient(url, clock=clock, sleep=clock.sleep, policy=POLICY,
-                                retry=QUICK_RETRY, **kwargs) as api:
+                                **kwargs) as api:
         return action(api)
 
 
@@ -42,9 +44,11 @@ def call_async(url: str, clock: FakeClock, action: Callable[[Any], Any], **kwarg
     async def sleep(seconds: float) -> None:
         clock.sleep(seconds)
 
+    kwargs.setdefault("retry", QUICK_RETRY)
+
     async def run() -> Any:
         async with AsyncVideoTranslationClient(url, clock=clock, sleep=sleep, policy=POLICY,
-                                               retry=QUICK_RETRY, **kwargs) as api:
+                                               **kwargs) as api:
             return await action(api)
 
     return asyncio.run(run())
@@ -132,3 +136,28 @@ def test_a_503_after_the_retries_names_how_many_were_made(call):
     with serve_wsgi(app) as url, pytest.raises(ServerError, match="after 2 retries.*back soon"):
         call(url, clock, lambda api: api.get_status("j1"))
     assert next(hits) - 1 == 3 and clock.sleeps == [0.4]
+
+
+def test_a_storm_of_503s_is_one_warning_then_a_count(call, caplog):
+    """Twenty 503s in a row: the first is a WARNING, the repeats are DEBUG lines, and closing the
+    client says how many there were (issue 19: 10,338 identical warnings read as one line)."""
+    app = Flask("stormy")
+    hits = itertools.count(1)
+
+    @app.get("/status/<job_id>")
+    def stormy(job_id: str) -> Any:
+        if next(hits) <= 20:
+            return jsonify(error={"code": "busy", "message": "busy"}), 503
+        return jsonify(result="completed")
+
+    caplog.set_level(logging.DEBUG, logger="vtwait")
+    clock = FakeClock()
+    retry = RetryPolicy(max_retries=25, backoff_jitter=0.0, backoff_max=0.01)
+    with serve_wsgi(app) as url:
+        status = call(url, clock, lambda api: api.get_status("j1"), retry=retry)
+    assert status.done
+    faults = [r for r in caplog.records if "transient fault" in r.getMessage()]
+    warned = [r.getMessage() for r in faults if r.levelno == logging.WARNING]
+    assert len(faults) == 21 and len(warned) == 2, warned
+    assert warned[0].startswith("transient fault (HTTP 503)")
+    assert "and 19 more like it" in warned[1]

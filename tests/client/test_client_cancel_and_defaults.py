@@ -22,6 +22,8 @@ from vtwait import (
     RetryPolicy,
     VideoTranslationClient,
 )
+from vtwait.core.batch_state import BatchState
+from vtwait.core.errors import NoOutputError
 
 BASE = "http://127.0.0.1:9"
 
@@ -154,7 +156,14 @@ CALLS = {
     "start_jobs": ({"count": 1}, response(201, pending())),
     "wait_many": ({"job_ids": ["j1"]}, response(200, final())),
     "as_completed": ({"job_ids": ["j1"]}, response(200, final())),
+    "submit": ({}, response(201, pending())),
+    "run": ({}, response(200, final())),
+    "jobs": ({}, response(200, {"jobs": [], "next_cursor": None})),
+    "watch_batch": ({"state": lambda: BatchState.new(["j1"])}, response(200, final())),
+    "download": ({"job_or_id": "j1", "path": "unused.bin"}, response(200, final("error"))),
 }
+#: Calls whose scripted answer makes them raise, after the request compared.
+RAISES = {"download": NoOutputError}
 
 
 @pytest.mark.parametrize("method,name", [
@@ -162,15 +171,19 @@ CALLS = {
     for name in optional_parameters(getattr(VideoTranslationClient, method))])
 def test_none_for_any_method_argument_means_its_default(method, name):
     """Each method with {name: None} sends the same request as without it."""
-    base, answer = CALLS[method]
-    base = {k: v for k, v in base.items() if k != name}
+    template, answer = CALLS[method]
     sent = []
     for kwargs in ({}, {name: None}):
+        base = {k: v() if callable(v) else v for k, v in template.items() if k != name}
         api, session = make_client(lambda call: answer)
         api.use_event_stream = False  # batches wait per job: the scripted answers are JSON
-        result = getattr(api, method)(**base, **kwargs)
-        if inspect.isgenerator(result):
-            list(result)
+        if method in RAISES:
+            with pytest.raises(RAISES[method]):
+                getattr(api, method)(**base, **kwargs)
+        else:
+            result = getattr(api, method)(**base, **kwargs)
+            if inspect.isgenerator(result):
+                list(result)
         call: Call = session.calls[0]
         headers = {k: v for k, v in call.kwargs.get("headers", {}).items()
                    if k != "Idempotency-Key"}

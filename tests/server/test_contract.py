@@ -44,6 +44,9 @@ CONFIG = schemathesis.Config.from_dict(
         "seed": 20240601,
         "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
         "auth": {"basic": {"username": USERNAME, "password": PASSWORD}},
+        # A cursor is one this server gave: any other string, however well-formed, is a 400.
+        "operations": [{"include-path": "/jobs", "include-method": "GET", "checks": {
+            "positive_data_acceptance": {"expected-statuses": ["2xx", "400", "401", "429"]}}}],
     }
 )
 schema = schemathesis.openapi.from_path(SPEC_PATH, config=CONFIG)
@@ -256,7 +259,52 @@ SCENARIOS: dict[str, Scenario] = {
         "/events?last_event_id=0", headers=AUTH), 410),
     "events: MAX_STREAMS reached": ({"max_streams": 0}, "/events", "GET",
                                     lambda c: c.get("/events", headers=AUTH), 429),
+    "start: Prefer wait, final within the hold": ({}, "/start", "POST", lambda c: c.post(
+        "/start", json={"delay": 0.05}, headers={**AUTH, "Prefer": "wait=2"}), 200),
+    "start: Prefer wait, outlived": ({"max_wait": 0.05}, "/start", "POST", lambda c: c.post(
+        "/start", json={"delay": 60}, headers={**AUTH, "Prefer": "wait=2"}), 201),
+    "start: bad Cancel-After": ({}, "/start", "POST", lambda c: c.post(
+        "/start", headers={**AUTH, "Cancel-After": "0"}), 400),
+    "status: cancelled by its deadline": ({}, "/status/{job_id}", "GET", lambda c: c.get(
+        f"/status/{_start(c, delay=60, cancel_after=1e-6).get_json()['job_id']}", headers=AUTH),
+        200),
+    "status: completed, with its output": ({}, "/status/{job_id}", "GET", lambda c: c.get(
+        f"/status/{_start(c, delay=0).get_json()['job_id']}", headers=AUTH), 200),
+    "jobs: a page with a next one": ({}, "/jobs", "GET", lambda c: [
+        _start(c, delay=60) for _ in range(2)] and c.get("/jobs?limit=1", headers=AUTH), 200),
+    "jobs: a foreign cursor": ({}, "/jobs", "GET",
+                               lambda c: c.get("/jobs?cursor=abc", headers=AUTH), 400),
+    "jobs: plain server": ({"plain": True}, "/jobs", "GET",
+                           lambda c: c.get("/jobs", headers=AUTH), 404),
+    "jobs: no credentials": ({}, "/jobs", "GET", lambda c: c.get("/jobs"), 401),
+    "delete: a finished job": ({}, "/jobs/{job_id}", "DELETE", lambda c: c.delete(
+        f"/jobs/{_start(c, delay=0).get_json()['job_id']}", headers=AUTH), 204),
+    "delete: a pending job": ({}, "/jobs/{job_id}", "DELETE", lambda c: c.delete(
+        f"/jobs/{_start(c, delay=60).get_json()['job_id']}", headers=AUTH), 409),
+    "delete: unknown job": ({}, "/jobs/{job_id}", "DELETE",
+                            lambda c: c.delete("/jobs/nope", headers=AUTH), 404),
+    "outputs: the whole artifact": ({}, "/outputs/{job_id}", "GET",
+                                    lambda c: c.get(_output_path(c)), 200),
+    "outputs: a range": ({}, "/outputs/{job_id}", "GET",
+                         lambda c: c.get(_output_path(c), headers={"Range": "bytes=10-99"}), 206),
+    "outputs: past the end": ({}, "/outputs/{job_id}", "GET", lambda c: c.get(
+        _output_path(c), headers={"Range": "bytes=99999999-"}), 416),
+    "outputs: forged": ({}, "/outputs/{job_id}", "GET",
+                        lambda c: c.get(_output_path(c).replace("signature=", "signature=0")), 403),
+    "outputs: forgotten job": ({}, "/outputs/{job_id}", "GET", lambda c: _forgotten_output(c), 404),
 }
+
+
+def _output_path(client: FlaskClient) -> str:
+    """The path and query of a just-completed job's signed output URL."""
+    url = _start(client, delay=0).get_json()["output"]["url"]
+    return url.removeprefix("http://localhost")
+
+
+def _forgotten_output(client: FlaskClient) -> Any:
+    path = _output_path(client)
+    client.delete(f"/jobs/{path.split('/')[2].split('?')[0]}", headers=AUTH)
+    return client.get(path)
 
 
 @pytest.mark.parametrize("name", SCENARIOS)

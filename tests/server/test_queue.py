@@ -168,7 +168,7 @@ def test_cancelling_a_queued_job_ends_it_and_moves_the_queue_up(
     assert reply.get_json() == {
         "job_id": queued, "result": "error", "phase": "canceled", "progress": 1.0,
         "created_at": START_WALL + 1, "finished_at": START_WALL + 3,
-        "error": JOB_CANCELED_MESSAGE}
+        "error": JOB_CANCELED_MESSAGE, "cancel_reason": "request"}
     assert (doc(client, behind)["queue_position"], doc(client, behind)["eta_seconds"]) == (1, 13.0)
     assert kinds(events, queued) == ["started", "canceled"]
 

@@ -294,6 +294,7 @@ def test_finished_at_is_when_the_job_was_marked_final(make_fake, fake_clock) -> 
     fake_clock.advance(5)
     response = client.get(f"/status/{job_id}")
     doc = response.get_json()
+    assert doc.pop("output")["size"] > 0  # issue 16: a completed job's output
     assert doc == {
         "job_id": job_id,
         "result": "completed",

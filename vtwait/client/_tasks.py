@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from vtwait.core.batch import ManyJobs, Mode, StreamAction, StreamChunk
+from vtwait.core.batch_state import BatchState
 from vtwait.core.errors import (
     JobNotFoundError,
     ProtocolError,
@@ -74,9 +75,15 @@ class AsyncTransport(Protocol):
 
 
 async def as_completed(client: AsyncTransport, job_ids: Iterable[str], *,
-                       timeout: float) -> AsyncGenerator[JobStatus, None]:
-    """Yield each job's final status as it ends (see ``AsyncVideoTranslationClient.as_completed``)."""
+                       timeout: float,
+                       state: BatchState | None = None) -> AsyncGenerator[JobStatus, None]:
+    """Yield each job's final status as it ends (see ``AsyncVideoTranslationClient.as_completed``).
+
+    ``state``: a :class:`BatchState` that follows the batch (resumed from its last event id).
+    """
     batch = client.new_batch(job_ids)
+    if state is not None:
+        state.bind(batch)
     started = client.clock()
     run = _BatchRun(client, batch, started, started + timeout)
     try:

@@ -29,6 +29,7 @@ import requests
 import urllib3
 
 from vtwait.core.batch import ManyJobs, Mode, StreamAction, StreamChunk, _is_event_stream
+from vtwait.core.batch_state import BatchState
 from vtwait.core.errors import (
     JobNotFoundError,
     ProtocolError,
@@ -85,9 +86,15 @@ class Transport(Protocol):
 
 
 def as_completed(client: Transport, job_ids: Iterable[str], *, timeout: float,
-                 workers: int = POLL_WORKERS) -> Iterator[JobStatus]:
-    """Yield each job's final status as it ends (see ``VideoTranslationClient.as_completed``)."""
+                 workers: int = POLL_WORKERS,
+                 state: BatchState | None = None) -> Iterator[JobStatus]:
+    """Yield each job's final status as it ends (see ``VideoTranslationClient.as_completed``).
+
+    ``state``: a :class:`BatchState` that follows the batch (resumed from its last event id).
+    """
     batch = client.new_batch(job_ids)
+    if state is not None:
+        state.bind(batch)
     started = client.clock()
     deadline = started + timeout
     counter = [0]  # requests made, for the WaitTimeout

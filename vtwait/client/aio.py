@@ -39,10 +39,10 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 import vtwait.client._tasks as _tasks
+from vtwait.client.aio_lifecycle import AsyncLifecycle
 from vtwait.client.base import (
     STREAM_READ_TIMEOUT,
     BatchAdapter,
-    ClientBase,
     ClientConfig,
     start_body,
 )
@@ -51,6 +51,7 @@ from vtwait.core.batch import unique_job_ids
 from vtwait.core.errors import (
     ServerUnreachableError,
     VideoTranslationError,
+    WaitTimeout,
 )
 from vtwait.core.planner import Done, JobWait, Sleep, Step
 from vtwait.core.policy import (
@@ -61,6 +62,7 @@ from vtwait.core.policy import (
     RetryPolicy,
     require,
 )
+from vtwait.core.quiet import RepeatedWarnings
 from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
 from vtwait.core.status import JobStatus, decode_json, start_answer_job_id
 
@@ -81,15 +83,15 @@ class _Answer:
     body: bytes
 
 
-class AsyncVideoTranslationClient(ClientBase):
+class AsyncVideoTranslationClient(AsyncLifecycle):
     """Starts video-translation jobs and waits for their final status, on asyncio.
 
     Takes the arguments of :class:`client.VideoTranslationClient`; differences: ``session`` is an
     ``aiohttp.ClientSession``, ``auth`` a ``(user, password)`` pair, ``sleep`` a coroutine function,
     ``connection_limit`` bounds open connections (0: none; many held long-polls need many), and
     ``trace_configs`` are aiohttp ``TraceConfig`` objects for the session it makes (to observe its
-    requests). Use it as ``async with``, or call :meth:`close`. Every optional argument's None
-    means its default.
+    requests); ``cancel_on_timeout`` is the sync client's. Use it as ``async with``, or call
+    :meth:`close`. Every optional argument's None means its default.
     """
 
     def __init__(self, base_url: str | None = DEFAULT_BASE_URL, username: str | None = None,
@@ -107,7 +109,7 @@ class AsyncVideoTranslationClient(ClientBase):
                  rng: random.Random | None = None, connection_limit: int | None = 0,
                  trace_configs: Sequence[aiohttp.TraceConfig] | None = (),
                  history_path: str | os.PathLike[str] | None = None,
-                 history: DurationHistory | None = None):
+                 history: DurationHistory | None = None, cancel_on_timeout: bool | None = False):
         config = ClientConfig.from_args(
             base_url, username, password, auth=auth, policy=policy, retry=retry,
             wait_timeout=wait_timeout, request_timeout=request_timeout, status_url=status_url,
@@ -117,6 +119,7 @@ class AsyncVideoTranslationClient(ClientBase):
         trace_configs = () if trace_configs is None else trace_configs
         require(connection_limit >= 0, "connection_limit", connection_limit, "must be >= 0")
         super().__init__(config, history=history, history_path=history_path)  # one pacer: no lock
+        self.cancel_on_timeout = bool(cancel_on_timeout)
         self._sleep = asyncio.sleep if sleep is None else sleep
         self._connection_limit = connection_limit
         self._trace_configs = [_headers_sent_trace(), *trace_configs]
@@ -126,6 +129,8 @@ class AsyncVideoTranslationClient(ClientBase):
         self._owns_session = session is None
         self._session = session
         self._transport = _Transport(self)  # what the batch tasks (_tasks.py) use
+        # One line per kind of transient fault, then a count (a storm of 503s is one line).
+        self._fault_warnings = RepeatedWarnings(logger)
 
     async def __aenter__(self) -> Self:
         return self
@@ -135,6 +140,7 @@ class AsyncVideoTranslationClient(ClientBase):
 
     async def close(self) -> None:
         """Close the connections this client opened."""
+        self._fault_warnings.flush(self._clock())
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -196,12 +202,23 @@ class AsyncVideoTranslationClient(ClientBase):
 
     async def wait_for_completion(self, job_id: str | None = None, *,
                                   timeout: float | None = None, max_attempts: int | None = None,
-                                  on_update: Callable[[JobStatus], None] | None = None
-                                  ) -> JobStatus:
+                                  on_update: Callable[[JobStatus], None] | None = None,
+                                  cancel_on_timeout: bool | None = None) -> JobStatus:
         """Wait until the job is ``completed`` or ``error`` and return that final status.
 
         Same arguments, decisions and errors as ``VideoTranslationClient.wait_for_completion``.
         """
+        try:
+            return await self._wait_for_completion(job_id, timeout=timeout,
+                                                   max_attempts=max_attempts, on_update=on_update)
+        except WaitTimeout as exc:
+            if job_id is None or not self._cancel_on(cancel_on_timeout):
+                raise
+            raise await self._cancel_after_timeout(exc, [job_id]) from None
+
+    async def _wait_for_completion(self, job_id: str | None, *, timeout: float | None,
+                                   max_attempts: int | None,
+                                   on_update: Callable[[JobStatus], None] | None) -> JobStatus:
         wait = self._new_wait(job_id, started=self._clock(),
                               timeout=self._checked_timeout(timeout),
                               max_attempts=self._checked_max_attempts(max_attempts),
@@ -212,8 +229,8 @@ class AsyncVideoTranslationClient(ClientBase):
                                            received_at=done.received_at)
         return done.status
 
-    async def as_completed(self, job_ids: Iterable[str], *,
-                           timeout: float | None = None) -> AsyncIterator[JobStatus]:
+    async def as_completed(self, job_ids: Iterable[str], *, timeout: float | None = None,
+                           cancel_on_timeout: bool | None = None) -> AsyncIterator[JobStatus]:
         """Yield each job's final status the moment this client learns of it.
 
         Same strategy and errors as ``VideoTranslationClient.as_completed``; per-job waits (a
@@ -223,14 +240,20 @@ class AsyncVideoTranslationClient(ClientBase):
         statuses = _tasks.as_completed(self._transport, job_ids,
                                        timeout=self._checked_timeout(timeout))
         async with contextlib.aclosing(statuses):  # an early stop closes the streams at once
-            async for status in statuses:
-                yield status
+            try:
+                async for status in statuses:
+                    yield status
+            except WaitTimeout as exc:
+                if not self._cancel_on(cancel_on_timeout):
+                    raise
+                raise await self._cancel_after_timeout(exc, list(exc.pending)) from None
 
-    async def wait_many(self, job_ids: Iterable[str], *,
-                        timeout: float | None = None) -> dict[str, JobStatus]:
+    async def wait_many(self, job_ids: Iterable[str], *, timeout: float | None = None,
+                        cancel_on_timeout: bool | None = None) -> dict[str, JobStatus]:
         """Wait for every job; ``{job_id: final JobStatus}`` in the order given."""
         ids = unique_job_ids(job_ids)
-        ended = {status.job_id: status async for status in self.as_completed(ids, timeout=timeout)}
+        ended = {status.job_id: status async for status in self.as_completed(
+            ids, timeout=timeout, cancel_on_timeout=cancel_on_timeout)}
         return {job_id: ended[job_id] for job_id in ids}
 
     # -------------------------------------------------------------------------------- internals
@@ -379,7 +402,8 @@ class AsyncVideoTranslationClient(ClientBase):
                     if delay is None:
                         raise self._error(method, url, answer, job_id, retries)
                     fault = f"HTTP {answer.status}"
-            logger.warning("transient fault (%s); retrying in %.3f s", fault, delay)
+            self._fault_warnings.warning(fault, self._clock(),
+                                         "transient fault (%s); retrying in %.3f s", fault, delay)
             ticket = None  # the retry is booked like any request
             if delay > 0:
                 slept_until = self._clock() + delay

@@ -2,6 +2,8 @@
 
     vtwait --delay 2                       # or: python client.py ..., python -m vtwait.client ...
     vtwait --count 50 --json > done.json   # many jobs, one live display
+    vtwait --count 100 --state batch.json  # killed? run it again: it finishes the same jobs
+    vtwait --delay 2 --download out.mp4    # wait, then download the output (verified)
 
 One job shows a progress line (:class:`ProgressLine`); many jobs (``--count``, repeated
 ``--job-id``) one display with done / failed / pending counts (:class:`ManyProgress`): a tqdm bar
@@ -31,9 +33,13 @@ from vtwait.core import (
     JobResult,
     JobStatus,
     PollingPolicy,
+    ProtocolError,
     VideoTranslationError,
     WaitTimeout,
 )
+from vtwait.core.batch_state import BatchState
+from vtwait.core.download import DownloadProgress
+from vtwait.core.errors import UnsupportedFeatureError
 
 __all__ = [
     "EXIT_COMPLETED",
@@ -41,18 +47,21 @@ __all__ = [
     "EXIT_TIMEOUT",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "DownloadBar",
     "ManyProgress",
     "ProgressLine",
     "build_parser",
+    "load_state",
     "main",
     "run_many",
+    "save_state",
 ]
 
 EXIT_COMPLETED, EXIT_JOB_ERROR, EXIT_USAGE, EXIT_TIMEOUT, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 # Anything else (ServerError, ServerUnreachableError, ProtocolError) exits EXIT_UNREACHABLE.
 _EXIT_CODES = ((WaitTimeout, EXIT_TIMEOUT), (AuthenticationError, EXIT_USAGE),
                (JobNotFoundError, EXIT_USAGE), (InvalidRequestError, EXIT_USAGE),
-               (BatchError, EXIT_USAGE))
+               (BatchError, EXIT_USAGE), (UnsupportedFeatureError, EXIT_USAGE))
 #: The program name when not run as ``python client.py``: the console script's.
 PROG = "vtwait"
 
@@ -90,6 +99,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="give up after this many seconds (default: %(default)g)")
     parser.add_argument("--json", action="store_true",
                         help="print the final status document as JSON on stdout")
+    parser.add_argument("--state", metavar="PATH",
+                        help="with --count: keep the batch's place in this JSON file; if it "
+                             "exists, resume that batch (no new jobs) and finish its jobs")
+    parser.add_argument("--download", metavar="PATH",
+                        help="after the job completes, download its output to PATH (size and "
+                             "SHA-256 verified; a progress bar on a terminal)")
     parser.add_argument("--log-file", help="also write the client's log to this file")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log every status request and why the next one comes when it does")
@@ -188,20 +203,33 @@ class ManyProgress:
 
 
 def run_many(api: Any, job_ids: list[str], *, timeout: float, as_json: bool,
-             stream: IO[str] | None = None) -> int:
+             stream: IO[str] | None = None, state: BatchState | None = None,
+             state_path: str | None = None) -> int:
     """Wait for ``job_ids`` with a live display; the exit code (0 only if all completed).
+
+    With ``state`` the batch is that state's (resumed from it), saved to ``state_path`` after
+    each job that ends.
 
     Raises:
         WaitTimeout, BatchError and the client's other errors, for :func:`main` to map; the
         display is closed first, with its summary.
     """
-    ids = list(dict.fromkeys(job_ids))
+    ids = list(state.job_ids) if state is not None else list(dict.fromkeys(job_ids))
     progress = ManyProgress(len(ids), stream or sys.stderr)
     finished: dict[str, JobStatus] = {}
     try:
-        for status in api.as_completed(ids, timeout=timeout):
+        if state is not None:
+            for job_id, status in state.statuses().items():  # ended before this process
+                finished[job_id] = status
+                progress.ended(status)
+            statuses = api.watch_batch(state, timeout=timeout)
+        else:
+            statuses = api.as_completed(ids, timeout=timeout)
+        for status in statuses:
             finished[str(status.job_id)] = status
             progress.ended(status)
+            if state is not None and state_path:
+                save_state(state, state_path)
     except BatchError as exc:
         finished.update(exc.finished)
         progress.failed += len(exc.failed)  # unknown to the server: counted as failed
@@ -217,6 +245,72 @@ def run_many(api: Any, job_ids: list[str], *, timeout: float, as_json: bool,
     return EXIT_COMPLETED if progress.completed == len(ids) else EXIT_JOB_ERROR
 
 
+def load_state(path: str) -> BatchState | None:
+    """The batch state saved at ``path``, or None when there is no file.
+
+    Raises:
+        ValueError: the file is not a batch state (ProtocolError).
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except FileNotFoundError:
+        return None
+    return BatchState.from_json(text)
+
+
+def save_state(state: BatchState, path: str) -> None:
+    """Write ``state`` to ``path`` atomically (a temporary file beside it, then a rename), so a
+    process killed while saving leaves the previous state whole."""
+    partial = f"{path}.{os.getpid()}.tmp"
+    with open(partial, "w", encoding="utf-8") as file:
+        file.write(state.to_json())
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)
+
+
+class DownloadBar:
+    """A download's progress: a tqdm bar in bytes on a terminal (a plain updating line without
+    tqdm); nothing when not on a terminal."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream, self.tty = stream, stream.isatty()
+        self.bar: Any = None
+        self._tqdm = _tqdm() if self.tty else None
+        self._shown = 0
+
+    def __call__(self, progress: DownloadProgress) -> None:
+        if not self.tty:
+            return
+        if self._tqdm is not None:
+            if self.bar is None:
+                self.bar = self._tqdm(total=progress.total, file=self.stream, unit="B",
+                                      unit_scale=True, ncols=shutil.get_terminal_size().columns)
+            self.bar.update(progress.written - self._shown)
+        else:
+            self.stream.write(f"\r\033[Kdownloading {progress.written}/{progress.total} bytes")
+            self.stream.flush()
+        self._shown = progress.written
+
+    def close(self) -> None:
+        """End the display."""
+        if self.bar is not None:
+            self.bar.close()
+        elif self.tty and self._shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _download(api: VideoTranslationClient, job_id: str, path: str) -> None:
+    bar = DownloadBar(sys.stderr)
+    try:
+        saved = api.download(job_id, path, on_progress=bar)
+    finally:
+        bar.close()
+    print(f"job {job_id}: output saved to {saved}", file=sys.stderr)
+
+
 # ------------------------------------------------------------------------------ entry point
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
@@ -224,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.count is not None and args.count < 1:
         parser.error(f"--count must be >= 1, got {args.count}")
+    if args.state and args.count is None:
+        parser.error("--state needs --count (the batch it keeps the place of)")
+    if args.download and (args.count is not None or len(args.job_id or ()) > 1):
+        parser.error("--download takes one job (not --count or a repeated --job-id)")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if args.log_file:
         handlers.append(logging.FileHandler(args.log_file))
@@ -245,12 +343,22 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.verbose:  # one display, not a log line per started job
                     handlers[0].setLevel(logging.WARNING)
                 job_ids = list(args.job_id or ())
-                if args.count:
+                try:
+                    state = load_state(args.state) if args.state else None
+                except (OSError, ProtocolError) as exc:
+                    return _fail(parser.prog, f"--state {args.state}: {exc}", EXIT_USAGE)
+                if state is None and args.count:
                     job_ids += api.start_jobs(args.count, delay=args.delay, outcome=args.outcome)
-                return run_many(api, job_ids, timeout=args.timeout, as_json=args.json)
+                if args.state and state is None:
+                    state = BatchState.new(job_ids)
+                    save_state(state, args.state)
+                return run_many(api, job_ids, timeout=args.timeout, as_json=args.json,
+                                state=state, state_path=args.state)
             job_id = args.job_id[0] if args.job_id else api.start_job(delay=args.delay,
                                                                       outcome=args.outcome)
             status = api.wait_for_completion(job_id, timeout=args.timeout, on_update=progress)
+            if args.download and status.result is JobResult.COMPLETED:
+                _download(api, job_id, args.download)
     except VideoTranslationError as exc:
         code = next((c for kind, c in _EXIT_CODES if isinstance(exc, kind)), EXIT_UNREACHABLE)
         return _fail(parser.prog, str(exc), code)

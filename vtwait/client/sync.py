@@ -56,15 +56,16 @@ import vtwait.client._threads as threads
 from vtwait.client.base import (
     STREAM_READ_TIMEOUT,
     BatchAdapter,
-    ClientBase,
     ClientConfig,
     start_body,
 )
 from vtwait.client.history import DurationHistory
+from vtwait.client.sync_lifecycle import SyncLifecycle
 from vtwait.core.batch import unique_job_ids
 from vtwait.core.errors import (
     ServerUnreachableError,
     VideoTranslationError,
+    WaitTimeout,
 )
 from vtwait.core.planner import Done, JobWait, Sleep, Step
 from vtwait.core.policy import (
@@ -75,6 +76,7 @@ from vtwait.core.policy import (
     RetryPolicy,
     require,
 )
+from vtwait.core.quiet import RepeatedWarnings
 from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
 from vtwait.core.status import (
     JobStatus,
@@ -91,7 +93,7 @@ _NO_ANSWER = (requests.ConnectionError, requests.Timeout, requests.exceptions.Ch
 
 
 
-class VideoTranslationClient(ClientBase):
+class VideoTranslationClient(SyncLifecycle):
     """Starts video-translation jobs and waits for their final status.
 
     Args:
@@ -114,6 +116,8 @@ class VideoTranslationClient(ClientBase):
         history_path: SQLite file where the learned job durations are kept across runs and shared
             with other processes; None keeps them in memory for this client's life.
         history: A :class:`DurationHistory` to share between clients (overrides history_path).
+        cancel_on_timeout: Cancel the server's job when a wait gives up (each wait's own
+            ``cancel_on_timeout`` overrides it); the ``WaitTimeout`` says whether that took.
         clock, sleep, rng: Injected for tests: a monotonic clock, a sleep function, a Random.
 
     Every optional argument's None means its default.
@@ -133,18 +137,21 @@ class VideoTranslationClient(ClientBase):
                  sleep: Callable[[float], None] | None = time.sleep,
                  rng: random.Random | None = None,
                  history_path: str | os.PathLike[str] | None = None,
-                 history: DurationHistory | None = None):
+                 history: DurationHistory | None = None, cancel_on_timeout: bool | None = False):
         config = ClientConfig.from_args(
             base_url, username, password, auth=auth, policy=policy, retry=retry,
             wait_timeout=wait_timeout, request_timeout=request_timeout, status_url=status_url,
             single_status_url=single_status_url, start_url=start_url, cancel_url=cancel_url,
             respect_rate_limits=respect_rate_limits, clock=clock, rng=rng)
         super().__init__(config, history=history, history_path=history_path)
+        self.cancel_on_timeout = bool(cancel_on_timeout)
         self._sleep = time.sleep if sleep is None else sleep
         self._pacer_lock = threading.Lock()  # the one pacer's calls come from every thread
         # Per thread: the booking of the request being sent, and when its last sleep ended.
         self._local = threading.local()
         self._transport = _Transport(self)  # what the batch drivers (_threads.py) use
+        # One line per kind of transient fault, then a count (a storm of 503s is one line).
+        self._fault_warnings = RepeatedWarnings(logger)
         auth = config.auth
         self._owns_session = session is None
         self.session = session or requests.Session()
@@ -164,6 +171,7 @@ class VideoTranslationClient(ClientBase):
 
     def close(self) -> None:
         """Close the connections this client opened."""
+        self._fault_warnings.flush(self._clock())
         if self._owns_session:
             self.session.close()
 
@@ -220,17 +228,31 @@ class VideoTranslationClient(ClientBase):
 
     def wait_for_completion(self, job_id: str | None = None, *, timeout: float | None = None,
                             max_attempts: int | None = None,
-                            on_update: Callable[[JobStatus], None] | None = None) -> JobStatus:
+                            on_update: Callable[[JobStatus], None] | None = None,
+                            cancel_on_timeout: bool | None = None) -> JobStatus:
         """Wait until the job is ``completed`` or ``error`` and return that final status.
 
         An ``error`` result is a normal return. Args: ``timeout`` seconds (default
         ``wait_timeout``; ``math.inf`` to wait forever), ``max_attempts`` status requests (default
-        the policy's), ``on_update(status)`` called whenever the result or progress changes.
+        the policy's), ``on_update(status)`` called whenever the result or progress changes,
+        ``cancel_on_timeout`` (default: the client's) cancels the job when the wait gives up.
 
         Raises:
-            WaitTimeout: the deadline or attempt budget ran out (carries the last status seen).
+            WaitTimeout: the deadline or attempt budget ran out (carries the last status seen;
+                ``cancelled`` says whether the cancel took, with ``cancel_on_timeout``).
             JobNotFoundError, AuthenticationError, InvalidRequestError, ProtocolError: as named.
         """
+        try:
+            return self._wait_for_completion(job_id, timeout=timeout, max_attempts=max_attempts,
+                                             on_update=on_update)
+        except WaitTimeout as exc:
+            if job_id is None or not self._cancel_on(cancel_on_timeout):
+                raise
+            raise self._cancel_after_timeout(exc, [job_id]) from None
+
+    def _wait_for_completion(self, job_id: str | None, *, timeout: float | None,
+                             max_attempts: int | None,
+                             on_update: Callable[[JobStatus], None] | None) -> JobStatus:
         wait = self._new_wait(job_id, started=self._clock(),
                               timeout=self._checked_timeout(timeout),
                               max_attempts=self._checked_max_attempts(max_attempts),
@@ -253,8 +275,8 @@ class VideoTranslationClient(ClientBase):
         return step.status
 
     # --------------------------------------------------------------------------- many jobs
-    def as_completed(self, job_ids: Iterable[str], *,
-                     timeout: float | None = None) -> Iterator[JobStatus]:
+    def as_completed(self, job_ids: Iterable[str], *, timeout: float | None = None,
+                     cancel_on_timeout: bool | None = None) -> Iterator[JobStatus]:
         """Yield each job's final status the moment this client learns of it.
 
         One event stream per 1,000 ids when the server has one (a handful of requests for any
@@ -272,17 +294,27 @@ class VideoTranslationClient(ClientBase):
                 (``failed``: e.g. JobNotFoundError for a job the server does not know).
             AuthenticationError: the server refused the credentials.
         """
-        return threads.as_completed(self._transport, job_ids,
-                                       timeout=self._checked_timeout(timeout))
+        statuses = threads.as_completed(self._transport, job_ids,
+                                        timeout=self._checked_timeout(timeout))
+        if not self._cancel_on(cancel_on_timeout):
+            return statuses
+        return self._cancelling_on_timeout(statuses)
 
-    def wait_many(self, job_ids: Iterable[str], *,
-                  timeout: float | None = None) -> dict[str, JobStatus]:
+    def _cancelling_on_timeout(self, statuses: Iterator[JobStatus]) -> Iterator[JobStatus]:
+        try:
+            yield from statuses
+        except WaitTimeout as exc:
+            raise self._cancel_after_timeout(exc, list(exc.pending)) from None
+
+    def wait_many(self, job_ids: Iterable[str], *, timeout: float | None = None,
+                  cancel_on_timeout: bool | None = None) -> dict[str, JobStatus]:
         """Wait for every job; ``{job_id: final JobStatus}`` in the order given.
 
         Raises the same errors as :meth:`as_completed`; they carry what finished.
         """
         ids = unique_job_ids(job_ids)
-        ended = {status.job_id: status for status in self.as_completed(ids, timeout=timeout)}
+        ended = {status.job_id: status for status in self.as_completed(
+            ids, timeout=timeout, cancel_on_timeout=cancel_on_timeout)}
         return {job_id: ended[job_id] for job_id in ids}
 
     def start_jobs(self, count: int, *, delay: float | None = None,
@@ -384,7 +416,8 @@ class VideoTranslationClient(ClientBase):
                                            job_id=job_id, retries=retries.retries if retries else 0)
                 response.close()
                 fault = f"HTTP {code}"
-            logger.warning("transient fault (%s); retrying in %.3f s", fault, delay)
+            self._fault_warnings.warning(fault, self._clock(),
+                                         "transient fault (%s); retrying in %.3f s", fault, delay)
             if delay > 0:
                 self._nap(delay)
 

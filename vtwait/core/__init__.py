@@ -11,19 +11,25 @@ rule is in its ``README.md``. The imports below are the one table of where each 
 """
 
 from vtwait.core.batch import ManyJobs, StreamAction, StreamChunk, unique_job_ids
+from vtwait.core.batch_state import BatchState
+from vtwait.core.download import Download, DownloadProgress
 from vtwait.core.durations import DurationModel, Schedule
 from vtwait.core.errors import (
     AuthenticationError,
     BatchError,
+    ChecksumMismatchError,
     InvalidRequestError,
     JobNotFoundError,
+    NoOutputError,
     ProtocolError,
     ServerError,
     ServerUnreachableError,
+    UnsupportedFeatureError,
     VideoTranslationError,
     WaitTimeout,
 )
 from vtwait.core.learned import DurationLearner, DurationStore, LearnedPlanner
+from vtwait.core.lifecycle import JobOutput, OutputWait, read_start_answer
 from vtwait.core.planner import Ask, Decision, Done, JobWait, Sleep, WaitPlanner
 from vtwait.core.policy import (
     DEFAULT_BASE_URL,
@@ -36,6 +42,7 @@ from vtwait.core.policy import (
     full_jitter,
     scaled_jitter,
 )
+from vtwait.core.quiet import RepeatedWarnings
 from vtwait.core.ratelimit import RateLimit, RatePacer, parse_rate_limit
 from vtwait.core.retry import RetryState, error_for_answer
 from vtwait.core.sse import SSEEvent, SSEParser
@@ -60,15 +67,21 @@ __all__ = [
     "FINAL_RESULTS",
     "AuthenticationError",
     "BatchError",
+    "BatchState",
+    "ChecksumMismatchError",
+    "DownloadProgress",
     "InvalidRequestError",
     "JobNotFoundError",
+    "JobOutput",
     "JobResult",
     "JobStatus",
+    "NoOutputError",
     "PollingPolicy",
     "ProtocolError",
     "RetryPolicy",
     "ServerError",
     "ServerUnreachableError",
+    "UnsupportedFeatureError",
     "VideoTranslationError",
     "WaitTimeout",
     "WebhookVerificationError",
@@ -80,14 +93,17 @@ __all__ = [
     "Ask",
     "Decision",
     "Done",
+    "Download",
     "DurationLearner",
     "DurationModel",
     "DurationStore",
     "JobWait",
     "LearnedPlanner",
     "ManyJobs",
+    "OutputWait",
     "RateLimit",
     "RatePacer",
+    "RepeatedWarnings",
     "RetryState",
     "Sleep",
     "SSEEvent",
@@ -103,6 +119,7 @@ __all__ = [
     "parse_retry_after",
     "parse_status_document",
     "parse_structured_list",
+    "read_start_answer",
     "read_status_answer",
     "unique_job_ids",
 ]

@@ -13,7 +13,10 @@ class subclasses it too::
     ├── ProtocolError            an answer with no usable status in it (also ValueError)
     ├── WaitTimeout              deadline or attempt budget spent (also TimeoutError)
     ├── BatchError               some jobs of a batch could not be waited for (the rest ended)
-    └── WebhookVerificationError a forged, stale or malformed webhook delivery (also ValueError)
+    ├── WebhookVerificationError a forged, stale or malformed webhook delivery (also ValueError)
+    ├── UnsupportedFeatureError  the server lacks what the call needs (``feature`` names it)
+    ├── NoOutputError            the job has no output to download (failed, or none appeared)
+    └── ChecksumMismatchError    a download's size or SHA-256 is not the server's (also ValueError)
 
 Import them from ``vtwait``.
 """
@@ -29,11 +32,14 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthenticationError",
     "BatchError",
+    "ChecksumMismatchError",
     "InvalidRequestError",
     "JobNotFoundError",
+    "NoOutputError",
     "ProtocolError",
     "ServerError",
     "ServerUnreachableError",
+    "UnsupportedFeatureError",
     "VideoTranslationError",
     "WaitTimeout",
     "WebhookVerificationError",
@@ -78,7 +84,19 @@ class WaitTimeout(VideoTranslationError, TimeoutError):
 
     A wait for many jobs names the jobs still ``pending`` and carries the ``finished`` ones
     (``{job_id: JobStatus}``) and the ``failed`` ones (``{job_id: VideoTranslationError}``).
+
+    With ``cancel_on_timeout``, ``cancelled`` says whether the server's job was cancelled
+    (True: cancelled by this call; False: the cancel did not take, e.g. the job had just ended,
+    see ``cancel_status``, or the cancel request failed, see ``cancel_error``); None when no
+    cancel was tried.
     """
+
+    #: Whether the cancel sent on giving up took (None: none was sent).
+    cancelled: bool | None = None
+    #: The status the cancel answered (final), when it answered.
+    cancel_status: JobStatus | None = None
+    #: Why the cancel failed, when it did.
+    cancel_error: VideoTranslationError | None = None
 
     def __init__(self, message: str, *, job_id: str | None, last_status: JobStatus | None,
                  attempts: int, elapsed: float, pending: tuple[str, ...] = (),
@@ -114,3 +132,31 @@ class WebhookVerificationError(VideoTranslationError, ValueError):
         super().__init__(message, job_id=job_id)
         self.reason = reason
 
+
+
+class UnsupportedFeatureError(VideoTranslationError):
+    """The server lacks what this call needs; ``feature`` names it (e.g. ``"GET /jobs"``)."""
+
+    def __init__(self, message: str, *, feature: str, job_id: str | None = None,
+                 status_code: int | None = None):
+        super().__init__(message, job_id=job_id, status_code=status_code)
+        self.feature = feature
+
+
+class NoOutputError(VideoTranslationError, LookupError):
+    """The job has no output to download: it ended in error or was cancelled (``last_status``)."""
+
+    def __init__(self, message: str, *, job_id: str | None, last_status: JobStatus | None):
+        super().__init__(message, job_id=job_id)
+        self.last_status = last_status
+
+
+class ChecksumMismatchError(VideoTranslationError, ValueError):
+    """A downloaded file's size or SHA-256 differs from what the server announced; the file is
+    not kept (``expected`` and ``actual`` are ``(size, sha256)`` pairs)."""
+
+    def __init__(self, message: str, *, job_id: str | None, expected: tuple[int, str],
+                 actual: tuple[int, str]):
+        super().__init__(message, job_id=job_id)
+        self.expected = expected
+        self.actual = actual

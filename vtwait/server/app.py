@@ -59,6 +59,8 @@ from vtwait.server.clock import Clock, SystemClock, VirtualClock
 from vtwait.server.errors import ApiError, code_for_status, error_body, error_response
 from vtwait.server.events import register_event_stream
 from vtwait.server.faults import Faults
+from vtwait.server.listing import listing_api
+from vtwait.server.outputs import Outputs, outputs_api
 from vtwait.server.routenames import ADMIN_PREFIX
 from vtwait.server.routes import MAX_CONTENT_LENGTH, OPEN_ENDPOINTS, api
 from vtwait.server.settings import ConfigError, Settings
@@ -143,12 +145,19 @@ def create_app(
     faults = Faults(settings)
     control = admin.AdminState.build(settings, faults, clock=clock, wall_clock=wall_clock,
                                      secrets=(secret,))
+    signing_secret = outputs = None
+    if not settings.plain:  # issue 16's lifecycle: outputs, GET /jobs (PLAIN: as before them)
+        signing_secret = (store.shared_secret() if settings.output_secret is None
+                          else settings.output_secret.encode())
+        outputs = Outputs(settings, signing_secret, wall_clock=wall_clock)
     app.extensions[EXTENSION_KEY] = AppState(
         settings=settings, store=store, webhooks=sender, webhook_secret=secret, metrics=measured,
         faults=faults, rate_limiter=limiter,
         streams=register_event_stream(app, store, settings, timebase), admin=control,
-        clock=timebase)
+        clock=timebase, outputs=outputs, signing_secret=signing_secret)
     app.register_blueprint(api)
+    app.register_blueprint(listing_api)
+    app.register_blueprint(outputs_api)
     cors.install(app, settings.cors_origin_set)  # before auth: preflights carry no credentials
     _add_hooks(app, settings, limiter)
     admin.install(app, control)  # after auth: faults play on authenticated requests only

@@ -49,7 +49,7 @@ STATUS_CODES: dict[int, str] = {
 #: by status, and those a route chooses itself.
 ERROR_CODES: frozenset[str] = frozenset(
     {*STATUS_CODES.values(), "too_many_jobs", "too_many_streams", "event_id_expired",
-     "injected_fault"}
+     "injected_fault", "signature_invalid", "url_expired", "range_not_satisfiable"}
 )
 #: Messages of the errors answered by the HTTP layer, before the app sees a request.
 RAW_ERROR_MESSAGES: dict[int, str] = {

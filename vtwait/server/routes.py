@@ -18,6 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+import vtwait.server.deadlines as deadlines
 import vtwait.server.webhooks as webhooks
 from vtwait.server.admin.scripts import Script, ScriptBook, ScriptError
 from vtwait.server.errors import ApiError
@@ -43,12 +44,14 @@ MAX_START_DELAY = 86400.0
 api = Blueprint("api", __name__)
 
 #: Endpoints that answer without credentials (readiness checks, the API description).
-OPEN_ENDPOINTS = frozenset({"api.healthz", "metrics", "api.openapi", "api.openapi_yaml"})
+OPEN_ENDPOINTS = frozenset({"api.healthz", "metrics", "api.openapi", "api.openapi_yaml",
+                            "outputs.download"})  # a signed output URL is its own credential
 
 _IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9_:.-]{1,255}")
 # A wait is plain decimal digits: no sign, exponent, "_", "inf" or "nan" (float() takes them all).
 _WAIT_RE = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
-_START_KEYS = frozenset({"delay", "outcome", "callback_url", "callback_id", "script"})
+_START_KEYS = frozenset({"delay", "outcome", "callback_url", "callback_id", "script",
+                         "cancel_after"})
 
 
 @api.get("/healthz")
@@ -83,14 +86,19 @@ def start() -> Response:
         raise ApiError(
             400, "bad_request", "Idempotency-Key must be 1 to 255 characters of [A-Za-z0-9_:.-]"
         )
+    # Issue 16: read before the job exists, so that a bad value starts nothing.
+    hold = None if settings.plain else _start_hold()
     raw = _read_body()
+    cancel_after = None if settings.plain else deadlines.requested_cancel_after(
+        request.headers.get("Cancel-After"), raw)
     delay, outcome, callback_url, callback_id = _parse_start_body(raw, settings.webhook_hosts)
     script = None if state.admin is None else _start_script(state.admin.scripts, raw)
     if script is not None:  # a scripted job: its timeline fixes the duration and the result
         delay, outcome = script.delay, script.outcome
     try:
         doc, created = state.store.start(delay=delay, outcome=outcome, idempotency_key=key,
-                                         callback_url=callback_url, callback_id=callback_id)
+                                         callback_url=callback_url, callback_id=callback_id,
+                                         cancel_after=cancel_after)
     except StoreFullError as exc:
         raise ApiError(
             429,
@@ -100,11 +108,33 @@ def start() -> Response:
         ) from exc
     if script is not None and created and state.admin is not None:
         state.admin.scripts.attach(doc["job_id"], script)
-    response = _status_answer(doc, settings, 201 if created else 200)
+    applied = None
+    if hold is not None and doc["result"] == JobResult.PENDING.value:
+        # Prefer: wait (RFC 7240): hold the start like a long-poll; a replay waits on its job.
+        with state.metrics.holding():
+            final, held = state.store.wait(doc["job_id"], hold)
+        if final is not None:
+            doc = final
+        applied = hold if held or doc["result"] != JobResult.PENDING.value else None
+    elif hold is not None:
+        applied = hold  # already final: the preference is met without a hold
+    final_now = applied is not None and doc["result"] != JobResult.PENDING.value
+    response = _status_answer(doc, settings, 201 if created and not final_now else 200)
     response.headers["Location"] = f"/status/{doc['job_id']}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
+    if applied is not None:
+        response.headers["Preference-Applied"] = f"wait={_format_seconds(applied)}"
     return response
+
+
+def _start_hold() -> float | None:
+    """The hold ``Prefer: wait=N`` asks of ``POST /start``, capped by MAX_WAIT; None for none."""
+    prefer = _prefer_wait(request.headers.getlist("Prefer"))
+    if prefer is None:
+        return None
+    seconds = min(_parse_wait(prefer, "Prefer: wait"), current_state().settings.max_wait)
+    return seconds if seconds > 0 else None
 
 
 @api.get("/status")
@@ -155,6 +185,9 @@ def _status_answer(doc: dict[str, Any], settings: Settings, status: int) -> Resp
         doc = admin.scripts.overlay(doc)
     if settings.plain:
         doc.pop("eta_seconds", None)
+    outputs = current_state().outputs
+    if outputs is not None:
+        outputs.attach(doc, request.host_url)
     eta = doc.get("eta_seconds")
     response = jsonify(doc)
     response.status_code = status

@@ -68,6 +68,13 @@ DEFAULT_JOURNAL_SIZE = 1000
 #: What the server's time is: ``system`` (real) or ``virtual`` (moves only when told; tests).
 CLOCK_KINDS = ("system", "virtual")
 
+#: Lifetime of a signed output URL (a status read gives a fresh one).
+DEFAULT_OUTPUT_TTL = 3600.0
+#: Size of each completed job's output artifact, in bytes: 1 MiB.
+DEFAULT_OUTPUT_SIZE = 1 << 20
+#: Largest OUTPUT_SIZE: 16 GiB (the artifact is generated as it is sent, never held whole).
+MAX_OUTPUT_SIZE = 1 << 34
+
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
@@ -126,9 +133,14 @@ class Settings:
     journal_size: int = DEFAULT_JOURNAL_SIZE
     cors_origins: str | None = None
     clock: str = "system"
+    output_secret: str | None = dataclasses.field(default=None, repr=False)
+    output_ttl: float = DEFAULT_OUTPUT_TTL
+    output_size: int = DEFAULT_OUTPUT_SIZE
+    fault_output_late: float = 0.0
+    fault_output_drop: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("api_username", "api_password", "log_file", "webhook_secret"):
+        for name in ("api_username", "api_password", "log_file", "webhook_secret", "output_secret"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{name.upper()} must be a string, got {value!r}")
@@ -155,6 +167,13 @@ class Settings:
                 raise ConfigError(f"{name.upper()} must be more than 0, got 0")
         if self.seed is not None:
             _check_int("seed", self.seed, None)
+        for name, minimum in (("output_size", 0), ("fault_output_drop", 0)):
+            _check_int(name, getattr(self, name), minimum)
+        if self.output_size > MAX_OUTPUT_SIZE:
+            raise ConfigError(f"OUTPUT_SIZE must be at most {MAX_OUTPUT_SIZE}, got "
+                              f"{self.output_size!r}")
+        if self.output_ttl < 1:  # expiry is in whole seconds: a shorter URL could be born dead
+            raise ConfigError(f"OUTPUT_TTL must be at least 1, got {self.output_ttl!r}")
         if self.idle_timeout == 0:
             raise ConfigError("IDLE_TIMEOUT must be more than 0, got 0")
         for name in ("plain", "events"):
@@ -307,6 +326,13 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("JOURNAL_SIZE", "int", "requests kept by the control API's request journal"),
     _Option("CORS_ORIGINS", "str", "origins allowed by CORS, comma-separated, or *; off when unset"),
     _Option("CLOCK", "str", "system, or virtual: time moves only when told (POST /_admin/clock)"),
+    _Option("OUTPUT_SECRET", "str", "key that signs output URLs and GET /jobs cursors (default: "
+            "random, shared through the job store; env or .env only)", False),
+    _Option("OUTPUT_TTL", "float", "seconds a signed output URL stays valid (at least 1)"),
+    _Option("OUTPUT_SIZE", "int", "bytes of each completed job's output artifact"),
+    _Option("FAULT_OUTPUT_LATE", "float", "seconds after completed before a job's output exists"),
+    _Option("FAULT_OUTPUT_DROP", "int", "drop an output download's connection once per job after "
+            "this many bytes; 0: off"),
 )
 
 # (field, maximum, maximum excluded); every number is finite and at least 0.
@@ -327,6 +353,8 @@ _NUMBER_RANGES: tuple[tuple[str, float, bool], ...] = (
     ("webhook_retry_delay", math.inf, False),
     ("event_heartbeat", math.inf, False),
     ("event_send_timeout", math.inf, False),
+    ("output_ttl", math.inf, False),
+    ("fault_output_late", math.inf, False),
 )
 
 

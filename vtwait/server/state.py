@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # only types: this module stays a leaf of the server package
     from vtwait.server.events import EventStreams
     from vtwait.server.faults import Faults
     from vtwait.server.metrics import Metrics
+    from vtwait.server.outputs import Outputs
     from vtwait.server.ratelimit import RequestLimiter
     from vtwait.server.webhooks import WebhookSender
 
@@ -49,6 +50,8 @@ class AppState:
         admin: what the control API drives (journal, scripts, fault rules); see ``admin/``.
         clock: the time everything time-driven follows (``CLOCK=virtual``: a ``VirtualClock``
             that ``POST /_admin/clock`` advances).
+        outputs: job outputs (``GET /outputs``), or None when PLAIN.
+        signing_secret: the key of output URLs and ``GET /jobs`` cursors, or None when PLAIN.
     """
 
     settings: Settings
@@ -61,6 +64,8 @@ class AppState:
     streams: EventStreams | None = None
     admin: AdminState | None = None
     clock: Clock = dataclasses.field(default_factory=SystemClock)
+    outputs: Outputs | None = None
+    signing_secret: bytes | None = dataclasses.field(default=None, repr=False)
 
 
 def app_state(app: Flask) -> AppState:

@@ -20,6 +20,7 @@ import abc
 import dataclasses
 import enum
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -31,6 +32,7 @@ __all__ = [
     "FINAL_EVENT_KINDS",
     "FINAL_RESULTS",
     "JOB_CANCELED_MESSAGE",
+    "JOB_DEADLINE_MESSAGE",
     "JOB_ERROR_MESSAGE",
     "JOB_ID_RE",
     "UNLOGGED_KINDS",
@@ -39,10 +41,13 @@ __all__ = [
     "JobPhase",
     "JobResult",
     "JobStore",
+    "LISTING_ID_OFFSET",
+    "LIST_SCAN_BUDGET",
     "LoggedEvent",
     "StoreClosedError",
     "StoreFullError",
     "StoreUnavailableError",
+    "listing_position",
 ]
 
 logger = logging.getLogger(__name__)
@@ -51,6 +56,13 @@ logger = logging.getLogger(__name__)
 JOB_ERROR_MESSAGE = "translation failed (simulated error)"
 #: Message of a job ended by ``POST /status/<job_id>/cancel``.
 JOB_CANCELED_MESSAGE = "job was cancelled at the caller's request"
+#: Message of a job ended by its deadline (``Cancel-After``).
+JOB_DEADLINE_MESSAGE = "job was cancelled by its deadline (Cancel-After)"
+#: Most jobs one ``list_jobs`` page looks at beyond its ``limit``: a filtered page that finds
+#: fewer matches stops there and gives a cursor, so no page costs O(all jobs).
+LIST_SCAN_BUDGET = 2000
+#: Where the job id starts in a listing position (:func:`listing_position`).
+LISTING_ID_OFFSET = 17
 #: What a job id looks like in the API (``/status/<job_id>``, ``/events?job_id=``): an id of
 #: another form is simply unknown, without asking the store.
 JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -123,6 +135,13 @@ UNLOGGED_KINDS = frozenset({"evicted"})
 FINAL_EVENT_KINDS = frozenset({"completed", "error", "canceled"})
 
 
+def listing_position(created_at: float, job_id: str) -> str:
+    """A job's place in ``GET /jobs``: ``created_at`` in microseconds (16 digits) and its id, so
+    that positions sort as the jobs do (by creation, then id) in a list and in a Redis sorted
+    set (by member, ``ZRANGEBYLEX``)."""
+    return f"{round(created_at * 1_000_000):016d}:{job_id}"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class JobEvent:
     """One change of one job, as a store's listeners hear it.
@@ -160,6 +179,7 @@ class JobStore(abc.ABC):
     settings: Settings
     #: The server's default job (``GET /status``), once started.
     default_job_id: str | None
+    _shared_secret: bytes | None = None
 
     def __init__(self) -> None:
         self._listeners: list[Callable[[JobEvent], None]] = []
@@ -174,6 +194,7 @@ class JobStore(abc.ABC):
         default: bool = False,
         callback_url: str | None = None,
         callback_id: str | None = None,
+        cancel_after: float | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Starts a job, or finds the one started with the same idempotency key.
 
@@ -189,6 +210,9 @@ class JobStore(abc.ABC):
             callback_url: kept in the document (``callback_url``); the webhook sender posts the
                 final document there. Validated by the caller.
             callback_id: kept in the document (``callback_id``), echoed back to the caller.
+            cancel_after: a deadline, seconds from now: a job still queued or running then is
+                cancelled as by :meth:`cancel`, with ``cancel_reason: "deadline"`` and
+                :data:`JOB_DEADLINE_MESSAGE` (a job due no later than its deadline completes).
 
         Returns:
             The status document, and whether a job was created (``False`` for a replay).
@@ -225,6 +249,48 @@ class JobStore(abc.ABC):
             before, from one that had already completed or failed), or ``None`` for an unknown
             job.
         """
+
+    @abc.abstractmethod
+    def list_jobs(
+        self,
+        *,
+        limit: int,
+        before: str | None = None,
+        result: str | None = None,
+        phase: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Live jobs newest first (by ``created_at``, then job id), filtered, one page at a time.
+
+        Args:
+            limit: most documents returned (at least 1).
+            before: the position (:func:`listing_position`) to continue after, as returned by
+                the previous page; None starts with the newest job.
+            result: only jobs with this ``result``; phase: only jobs in this ``phase``.
+
+        Returns:
+            The documents, and the position to pass as ``before`` for the next page (None when
+            there is none). A filtered page looks at no more than ``limit`` +
+            :data:`LIST_SCAN_BUDGET` jobs, so it may hold fewer than ``limit`` with a position
+            still given. A job started after the first page sorts before every page: a listing
+            neither repeats nor skips a job that lives through it.
+        """
+
+    @abc.abstractmethod
+    def delete(self, job_id: str) -> tuple[str, dict[str, Any] | None]:
+        """Forgets a final job at once, as its expiry would (an ``evicted`` change).
+
+        Returns:
+            ``("deleted", document before)``, ``("pending", document)`` for a job still queued or
+            running (left as it is), ``("default", document)`` for the server's default job
+            (never forgotten), or ``("unknown", None)``.
+        """
+
+    def shared_secret(self) -> bytes:
+        """A random key shared by every process serving these jobs (signed output URLs, listing
+        cursors); the memory store lives in one process, so its own random key is enough."""
+        if self._shared_secret is None:
+            self._shared_secret = os.urandom(32)
+        return self._shared_secret
 
     @abc.abstractmethod
     def process_due(self) -> int:

@@ -7,6 +7,7 @@ default; see ``stores/__init__.py``). All durations are in seconds.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import dataclasses
 import heapq
@@ -26,7 +27,10 @@ from vtwait.server.settings import Settings
 from vtwait.server.stores.base import (
     FINAL_RESULTS,
     JOB_CANCELED_MESSAGE,
+    JOB_DEADLINE_MESSAGE,
     JOB_ERROR_MESSAGE,
+    LIST_SCAN_BUDGET,
+    LISTING_ID_OFFSET,
     UNLOGGED_KINDS,
     EventIdExpiredError,
     JobEvent,
@@ -36,6 +40,7 @@ from vtwait.server.stores.base import (
     LoggedEvent,
     StoreClosedError,
     StoreFullError,
+    listing_position,
 )
 
 __all__ = ["ADVANCE_SLICE", "MemoryJobStore", "estimate_queue_starts"]
@@ -90,6 +95,8 @@ class _Job:
     result: JobResult = JobResult.PENDING
     finished_at: float | None = None  # wall clock
     event: threading.Event | None = None  # created by the first waiter, set by the finisher
+    deadline: float = math.inf  # monotonic clock: cancelled then if still pending (Cancel-After)
+    cancel_reason: str | None = None  # "request" or "deadline", once cancelled
 
 
 class MemoryJobStore(JobStore):
@@ -144,6 +151,11 @@ class MemoryJobStore(JobStore):
         # the last one: rebuilt after a slot or the queue's head changes, extended on a start.
         self._queue_view: tuple[dict[str, tuple[int, float]], list[float]] | None = None
         self._expiry: collections.deque[tuple[float, _Job]] = collections.deque()  # finish order
+        # Heap of deadlines (Cancel-After); an entry whose job ended first is skipped when popped.
+        self._deadlines: list[tuple[float, int, _Job]] = []
+        # (created_at, job id) of every job, sorted: the listing's order (GET /jobs). Forgotten
+        # jobs stay until the list is compacted; a listing skips them.
+        self._order: list[str] = []
         self._seq = itertools.count()
         self._waiters = 0
         self._stopping = False
@@ -161,6 +173,7 @@ class MemoryJobStore(JobStore):
         default: bool = False,
         callback_url: str | None = None,
         callback_id: str | None = None,
+        cancel_after: float | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """See :meth:`JobStore.start`."""
         with self._cond:
@@ -174,6 +187,11 @@ class MemoryJobStore(JobStore):
             elif created:
                 job = self._create(delay, outcome, idempotency_key, now)
                 job.callback_url, job.callback_id = callback_url, callback_id
+                if cancel_after is not None:
+                    job.deadline = now + cancel_after
+                    if not self._deadlines or job.deadline < self._deadlines[0][0]:
+                        self._cond.notify()  # the timer sleeps until a later time
+                    heapq.heappush(self._deadlines, (job.deadline, next(self._seq), job))
                 if default:
                     self.default_job_id = job.job_id
                 self._queue.append(job)
@@ -242,19 +260,67 @@ class MemoryJobStore(JobStore):
             if job is not None:
                 events += self._finish_if_due(job, now)  # a due job completes: too late to cancel
             if job is not None and job.result is JobResult.PENDING:
-                if job.phase is JobPhase.QUEUED:
-                    self._queue.remove(job)
-                else:  # removed at once: a far due time would keep a lazy entry for long
-                    self._due = [entry for entry in self._due if entry[2] is not job]
-                    heapq.heapify(self._due)
-                self._queue_view = None
-                self._finish(job, JobResult.ERROR, JobPhase.CANCELED, now, self._wall_clock())
-                canceled = JobEvent(job.job_id, "canceled", self._document(job, now))
-                events += self._logged([canceled, *self._announce(self._promote(now, now), now)],
-                                       now)
+                events += self._logged(self._cancel(job, now, "request"), now)
             doc = None if job is None else self._document(job, now)
         self._publish(events)
         return doc
+
+    def list_jobs(
+        self,
+        *,
+        limit: int,
+        before: str | None = None,
+        result: str | None = None,
+        phase: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """See :meth:`JobStore.list_jobs`: a walk down the sorted list of listing positions."""
+        limit = max(limit, 1)
+        with self._cond:
+            now = self._clock()
+            events = self._advance(now)
+            order = self._order
+            index = len(order) if before is None else bisect.bisect_left(order, before)
+            docs: list[dict[str, Any]] = []
+            budget = limit + LIST_SCAN_BUDGET
+            position: str | None = None
+            while index > 0 and len(docs) < limit and budget > 0:
+                index -= 1
+                budget -= 1
+                position = order[index]
+                job = self._jobs.get(position[LISTING_ID_OFFSET:])
+                if job is None:
+                    continue
+                events += self._finish_if_due(job, now)
+                if (result is None or job.result.value == result) and (
+                        phase is None or job.phase.value == phase):
+                    docs.append(self._document(job, now))
+            more = index > 0
+        self._publish(events)
+        return docs, position if more else None
+
+    def delete(self, job_id: str) -> tuple[str, dict[str, Any] | None]:
+        """See :meth:`JobStore.delete`."""
+        with self._cond:
+            now = self._clock()
+            events = self._advance(now)
+            job = self._jobs.get(job_id)
+            if job is not None:
+                events += self._finish_if_due(job, now)
+            if job is None:
+                outcome, doc = "unknown", None
+            else:
+                doc = self._document(job, now)
+                if job.result is JobResult.PENDING:
+                    outcome = "pending"
+                elif job.job_id == self.default_job_id:
+                    outcome = "default"
+                else:
+                    outcome = "deleted"
+                    # Its expiry entry stays in the deque; the eviction skips a forgotten job.
+                    self._forget(job)
+                    events.append(JobEvent(job.job_id, "evicted", doc))
+        self._publish(events)
+        return outcome, doc
 
     def process_due(self) -> int:
         """Finishes the jobs that are due and forgets the expired ones; returns how many changed.
@@ -332,6 +398,9 @@ class MemoryJobStore(JobStore):
                     job.event.set()  # a held long-poll answers (a 404 now: the job is gone)
             self._due = [entry for entry in self._due if entry[2].job_id in self._jobs]
             heapq.heapify(self._due)
+            self._deadlines = [e for e in self._deadlines if e[2].job_id in self._jobs]
+            heapq.heapify(self._deadlines)
+            self._order = [p for p in self._order if p[LISTING_ID_OFFSET:] in self._jobs]
             self._queue = collections.deque(j for j in self._queue if j.job_id in self._jobs)
             self._expiry = collections.deque(e for e in self._expiry if e[1].job_id in self._jobs)
             self._running = sum(1 for job in self._jobs.values() if job.phase is JobPhase.RUNNING)
@@ -431,6 +500,13 @@ class MemoryJobStore(JobStore):
             idempotency_key=key,
         )
         self._jobs[job.job_id] = job
+        position = listing_position(job.created_at, job.job_id)
+        if not self._order or self._order[-1] < position:
+            self._order.append(position)
+        else:  # the wall clock stepped back
+            bisect.insort(self._order, position)
+        if len(self._order) > 2 * len(self._jobs) + 1024:  # drop forgotten jobs, amortized
+            self._order = [p for p in self._order if p[LISTING_ID_OFFSET:] in self._jobs]
         if key is not None:
             self._keys[key] = job
         return job
@@ -489,6 +565,8 @@ class MemoryJobStore(JobStore):
         deadlines = [self._due[0][0]] if self._due else []
         if self._expiry:
             deadlines.append(self._expiry[0][0])
+        if self._deadlines:
+            deadlines.append(self._deadlines[0][0])
         if not deadlines:
             return None  # nothing scheduled; start() notifies
         # The cap only guards against a clock that jumps; the timeout normally ends the wait.
@@ -498,6 +576,15 @@ class MemoryJobStore(JobStore):
         """Finishes the earliest :data:`ADVANCE_SLICE` due jobs and forgets as many expired ones
         (:meth:`_behind` tells whether more is left), and logs the changes."""
         events: list[JobEvent] = []
+        # Deadlines first: a job whose deadline passed before its due time is cancelled, not
+        # completed, however late the timer runs.
+        heap, budget = self._deadlines, ADVANCE_SLICE
+        while budget and heap and heap[0][0] <= now:
+            job = heapq.heappop(heap)[2]
+            if job.result is JobResult.PENDING and job.phase is not JobPhase.RUNNING \
+                    or job.result is JobResult.PENDING and job.due > job.deadline:
+                events += self._cancel(job, now, "deadline")
+                budget -= 1
         wall = None
         due_heap, budget = self._due, ADVANCE_SLICE
         while budget and due_heap and due_heap[0][0] <= now:
@@ -512,16 +599,36 @@ class MemoryJobStore(JobStore):
         while budget and self._expiry and self._expiry[0][0] <= now:
             budget -= 1
             job = self._expiry.popleft()[1]
-            del self._jobs[job.job_id]
-            if job.idempotency_key is not None:
-                self._keys.pop(job.idempotency_key, None)
+            if self._jobs.get(job.job_id) is not job:
+                continue  # deleted already (DELETE /jobs/<id>)
+            self._forget(job)
             events.append(JobEvent(job.job_id, "evicted", self._document(job, now)))
         return self._logged(events, now)
 
     def _behind(self, now: float) -> bool:
         """Whether some job is due or expired still (the last slice stopped at its bound)."""
         return bool(self._due and self._due[0][0] <= now
-                    or self._expiry and self._expiry[0][0] <= now)
+                    or self._expiry and self._expiry[0][0] <= now
+                    or self._deadlines and self._deadlines[0][0] <= now)
+
+    def _forget(self, job: _Job) -> None:
+        del self._jobs[job.job_id]
+        if job.idempotency_key is not None and self._keys.get(job.idempotency_key) is job:
+            del self._keys[job.idempotency_key]
+
+    def _cancel(self, job: _Job, now: float, reason: str) -> list[JobEvent]:
+        """Ends a pending job as cancelled (by ``reason``) and gives its slot to the queue."""
+        if job.phase is JobPhase.QUEUED:
+            self._queue.remove(job)
+        else:  # removed at once: a far due time would keep a lazy entry for long
+            self._due = [entry for entry in self._due if entry[2] is not job]
+            heapq.heapify(self._due)
+        self._queue_view = None
+        job.cancel_reason = reason
+        self._finish(job, JobResult.ERROR, JobPhase.CANCELED, now, self._wall_clock())
+        detail = "canceled by its deadline" if reason == "deadline" else ""
+        canceled = JobEvent(job.job_id, "canceled", self._document(job, now), detail)
+        return [canceled, *self._announce(self._promote(now, now), now)]
 
     def _complete(self, job: _Job, due: float, now: float, wall: float) -> list[JobEvent]:
         """Ends a due running job with its fate and gives its slot to the queue (unlogged)."""
@@ -536,6 +643,9 @@ class MemoryJobStore(JobStore):
 
     def _finish_if_due(self, job: _Job, now: float) -> list[JobEvent]:
         """Finishes a job a read found due at once (its heap entry stays); logs the changes."""
+        if job.result is JobResult.PENDING and job.deadline <= now and (
+                job.phase is JobPhase.QUEUED or job.due > job.deadline):
+            return self._logged(self._cancel(job, now, "deadline"), now)  # its heap entry stays
         if job.phase is not JobPhase.RUNNING or job.due > now:
             return []
         return self._logged(self._complete(job, job.due, now, self._wall_clock()), now)
@@ -594,7 +704,9 @@ class MemoryJobStore(JobStore):
                 doc["started_at"] = job.started_at
             doc["finished_at"] = job.finished_at
             if job.phase is JobPhase.CANCELED:
-                doc["error"] = JOB_CANCELED_MESSAGE
+                deadline = job.cancel_reason == "deadline"
+                doc["error"] = JOB_DEADLINE_MESSAGE if deadline else JOB_CANCELED_MESSAGE
+                doc["cancel_reason"] = job.cancel_reason or "request"
             elif job.result is JobResult.ERROR:
                 doc["error"] = JOB_ERROR_MESSAGE
         if job.callback_id is not None:

@@ -8,9 +8,15 @@ seconds.
 
 import json
 
-from vtwait.server.stores.base import JOB_CANCELED_MESSAGE, JOB_ERROR_MESSAGE
+from vtwait.server.stores.base import (
+    JOB_CANCELED_MESSAGE,
+    JOB_DEADLINE_MESSAGE,
+    JOB_ERROR_MESSAGE,
+    LISTING_ID_OFFSET,
+)
 
-__all__ = ["ADVANCE", "CANCEL", "EVENTS_AFTER", "LEN", "PRELUDE", "SNAPSHOT", "START", "STATUS"]
+__all__ = ["ADVANCE", "CANCEL", "DELETE", "EVENTS_AFTER", "LEN", "LIST", "PRELUDE", "SNAPSHOT",
+           "START", "STATUS"]
 
 # Shared by every script. ARGV: prefix, now (Unix s, as Python's repr), JOB_TTL, LATE_FINISH,
 # BACKSTOP ms, the calling store's id, EVENT_RETENTION, the first event id (used once, on an empty
@@ -31,10 +37,14 @@ local QUEUE = P .. 'queue'
 local EXPIRY = P .. 'expiry'
 local EVENTS = P .. 'events'
 local LAST = P .. 'event_id'
+local DEADLINES = P .. 'deadlines'
+local CREATED = P .. 'created'
 local FIELDS = {'job_id', 'created_at', 'started', 'due', 'outcome', 'eta_factor', 'key',
-                'result', 'finished_at', 'default', 'duration', 'phase', 'cb_id', 'cb_url'}
+                'result', 'finished_at', 'default', 'duration', 'phase', 'cb_id', 'cb_url',
+                'reason', 'deadline', 'order'}
 local ERROR_JSON = [[@ERROR@]]
 local CANCELED_JSON = [[@CANCELED@]]
+local DEADLINE_JSON = [[@DEADLINE@]]
 local logged = false
 
 local function job_key(id) return P .. 'job:' .. id end
@@ -106,7 +116,10 @@ local function doc_json(f)
     t[#t + 1] = ',"progress":1.0,"created_at":' .. f[2]
     if f[3] then t[#t + 1] = ',"started_at":' .. f[3] end
     t[#t + 1] = ',"finished_at":' .. f[9]
-    if phase == 'canceled' then t[#t + 1] = ',"error":' .. CANCELED_JSON
+    if phase == 'canceled' then
+      if f[15] == 'deadline' then t[#t + 1] = ',"error":' .. DEADLINE_JSON
+      else t[#t + 1] = ',"error":' .. CANCELED_JSON end
+      t[#t + 1] = ',"cancel_reason":"' .. (f[15] or 'request') .. '"'
     elseif f[8] == 'error' then t[#t + 1] = ',"error":' .. ERROR_JSON end
   end
   if f[13] then t[#t + 1] = ',"callback_id":' .. f[13] end
@@ -187,6 +200,7 @@ local function conclude(id, result, phase, fin_s, events)
   local k = job_key(id)
   local j = redis.call('HMGET', k, 'default', 'key')
   redis.call('HSET', k, 'result', result, 'phase', phase, 'finished_at', fin_s)
+  redis.call('ZREM', DEADLINES, id)
   if j[1] ~= '1' then
     local forget_at = tonumber(fin_s) + TTL
     redis.call('ZADD', EXPIRY, string.format('%.6f', forget_at), id)
@@ -230,17 +244,44 @@ local function evict(id, events)
   if not f then return end
   local data = doc_json(f)
   redis.call('DEL', job_key(id))
+  redis.call('ZREM', DEADLINES, id)
+  if f[17] then redis.call('ZREM', CREATED, f[17]) end
   if f[7] and redis.call('GET', P .. 'idem:' .. f[7]) == id then
     redis.call('DEL', P .. 'idem:' .. f[7])
   end
   events[#events + 1] = {'evicted', data}
 end
 
--- Reads one job as a reader should see it: finished if due (a queued one after the jobs ahead
--- that are due), forgotten if expired.
+-- Cancels the jobs whose deadline (Cancel-After) has passed, at most LIMIT; a running job due no
+-- later than its deadline is left to complete. Returns whether the batch was full.
+local function expire_deadlines(limit, events)
+  local ids = redis.call('ZRANGEBYSCORE', DEADLINES, '-inf', NOW_S, 'LIMIT', 0, limit)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', DEADLINES, id)
+    local j = redis.call('HMGET', job_key(id), 'result', 'phase', 'due', 'deadline')
+    if j[1] == 'pending' and (j[2] == 'queued' or tonumber(j[3]) > tonumber(j[4])) then
+      if j[2] == 'queued' then
+        redis.call('LREM', QUEUE, 0, id)
+      else
+        redis.call('ZREM', DUE, id)
+      end
+      redis.call('HSET', job_key(id), 'reason', 'deadline')
+      conclude(id, 'error', 'canceled', NOW_S, events)
+      promote(NOW_S, events, false)
+    end
+  end
+  return #ids == limit
+end
+
+-- Reads one job as a reader should see it: cancelled if past its deadline, finished if due (a
+-- queued one after the jobs ahead that are due), forgotten if expired.
 local function current(id, events)
   local f = read(id)
   if not f then return false end
+  if f[8] == 'pending' and f[16] and tonumber(f[16]) <= NOW then
+    expire_deadlines(100, events)
+    f = read(id)
+  end
   if f[12] == 'queued' then
     finish_due(100, events)
     f = read(id)
@@ -265,10 +306,12 @@ local function first_event_id()
   if redis.call('EXISTS', LAST) == 0 then redis.call('SET', LAST, ARGV[8]) end
 end
 """.replace("@ERROR@", json.dumps(JOB_ERROR_MESSAGE)).replace(
-    "@CANCELED@", json.dumps(JOB_CANCELED_MESSAGE))
+    "@CANCELED@", json.dumps(JOB_CANCELED_MESSAGE)).replace(
+    "@DEADLINE@", json.dumps(JOB_DEADLINE_MESSAGE))
 
 # ARGV 10..: id, created_at, duration, outcome, eta_factor, idempotency key ('' for none),
-# default ('1' or '0'), MAX_JOBS, callback_id and callback_url as JSON ('' for none).
+# default ('1' or '0'), MAX_JOBS, callback_id and callback_url as JSON ('' for none), the deadline
+# (Unix s; '' for none), the listing position.
 # Returns {tag, document, events, document at creation}.
 START = PRELUDE + """
 local events = {}
@@ -314,6 +357,14 @@ if ARGV[19] ~= '' then
   fields[#fields + 1] = 'cb_url'
   fields[#fields + 1] = ARGV[19]
 end
+if ARGV[20] ~= '' then
+  fields[#fields + 1] = 'deadline'
+  fields[#fields + 1] = ARGV[20]
+  redis.call('ZADD', DEADLINES, ARGV[20], id)
+end
+fields[#fields + 1] = 'order'
+fields[#fields + 1] = ARGV[21]
+redis.call('ZADD', CREATED, 0, ARGV[21])
 redis.call('HSET', job_key(id), unpack(fields))
 redis.call('RPUSH', QUEUE, id)
 promote(NOW_S, events, id)
@@ -343,21 +394,68 @@ if f[8] == 'pending' then
   else
     redis.call('ZREM', DUE, id)
   end
+  redis.call('HSET', job_key(id), 'reason', 'request')
   conclude(id, 'error', 'canceled', NOW_S, events)
   promote(NOW_S, events, false)
 end
 return done({doc_json(read(id)), events})
 """
 
-# ARGV 10: batch size. Returns {events, more (1 when a batch was full), first due, first expiry}.
+# ARGV 10: batch size. Returns {events, more (1 when a batch was full), first due, first expiry,
+# first deadline}. Deadlines first: a job past its deadline before its due time is cancelled.
 ADVANCE = PRELUDE + """
 local limit = tonumber(ARGV[10])
 local events = {}
+local late = expire_deadlines(limit, events)
 local more = finish_due(limit, events)
 local old = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', NOW_S, 'LIMIT', 0, limit)
 for _, id in ipairs(old) do evict(id, events) end
-if more or #old == limit then more = 1 else more = 0 end
-return done({events, more, first_score(DUE), first_score(EXPIRY)})
+if more or late or #old == limit then more = 1 else more = 0 end
+return done({events, more, first_score(DUE), first_score(EXPIRY), first_score(DEADLINES)})
+"""
+
+# ARGV 10: the listing position to continue after ('' from the newest), 11: limit, 12: result
+# ('' any), 13: phase ('' any), 14: scan budget beyond the limit. Walks vt:created newest first
+# (ZREVRANGEBYLEX from the position: O(log n + page)). Returns {documents, the last position
+# looked at or false when nothing is left, events}.
+LIST = PRELUDE + """
+local events, docs = {}, {}
+local limit = tonumber(ARGV[11])
+local budget = limit + tonumber(ARGV[14])
+local from = '+'
+if ARGV[10] ~= '' then from = '(' .. ARGV[10] end
+local position, more = false, false
+while not more do
+  local batch = redis.call('ZREVRANGEBYLEX', CREATED, from, '-', 'LIMIT', 0, 100)
+  if #batch == 0 then break end
+  for _, member in ipairs(batch) do
+    if #docs >= limit or budget <= 0 then more = true break end
+    budget = budget - 1
+    position = member
+    local f = current(string.sub(member, @ID_START@), events)
+    if not f then redis.call('ZREM', CREATED, member) end  -- its hash expired (the backstop)
+    if f and (ARGV[12] == '' or f[8] == ARGV[12]) and (ARGV[13] == '' or f[12] == ARGV[13]) then
+      docs[#docs + 1] = doc_json(f)
+    end
+  end
+  from = '(' .. batch[#batch]
+end
+if not more then position = false end
+return done({docs, position, events})
+""".replace("@ID_START@", str(LISTING_ID_OFFSET + 1))
+
+# ARGV 10: job id. Returns {'deleted' | 'pending' | 'default' | 'unknown', document or false,
+# events}: a final job is forgotten at once, as its expiry would (unlogged).
+DELETE = PRELUDE + """
+local events = {}
+local id = ARGV[10]
+local f = current(id, events)
+if not f then return done({'unknown', false, events}) end
+local data = doc_json(f)
+if f[8] == 'pending' then return done({'pending', data, events}) end
+if f[10] == '1' then return done({'default', data, events}) end
+evict(id, events)
+return done({'deleted', data, events})
 """
 
 # ARGV 10..: job ids. Returns {document or false per id, the last event id, events}: one atomic
@@ -402,7 +500,8 @@ return n
 """
 
 # Forgets every job but the default one (POST /_admin/reset): the job hashes, their idempotency
-# keys, and their places in due, queue and expiry. The event log stays. Returns how many went.
+# keys, and their places in due, queue, expiry, deadlines and the listing. The event log stays.
+# Returns how many went.
 # ARGV: prefix.
 RESET = """
 local P = ARGV[1]
@@ -413,11 +512,13 @@ for _, id in ipairs(redis.call('LRANGE', P .. 'queue', 0, -1)) do ids[#ids + 1] 
 local n = 0
 for _, id in ipairs(ids) do
   if id ~= def then
-    local key = redis.call('HGET', P .. 'job:' .. id, 'key')
-    if key and redis.call('GET', P .. 'idem:' .. key) == id then
-      redis.call('DEL', P .. 'idem:' .. key)
+    local f = redis.call('HMGET', P .. 'job:' .. id, 'key', 'order')
+    if f[1] and redis.call('GET', P .. 'idem:' .. f[1]) == id then
+      redis.call('DEL', P .. 'idem:' .. f[1])
     end
+    if f[2] then redis.call('ZREM', P .. 'created', f[2]) end
     n = n + redis.call('DEL', P .. 'job:' .. id)
+    redis.call('ZREM', P .. 'deadlines', id)
     redis.call('ZREM', P .. 'due', id)
     redis.call('ZREM', P .. 'expiry', id)
     redis.call('LREM', P .. 'queue', 0, id)

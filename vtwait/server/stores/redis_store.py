@@ -18,13 +18,20 @@ key                  type        holds
 ===================  ==========  ==================================================================
 ``vt:job:<id>``      hash        ``job_id created_at duration outcome eta_factor result phase``,
                                  once running ``started due``, once final ``finished_at``; and
-                                 ``key default cb_id cb_url`` when set. Times are kept as the
+                                 ``key default cb_id cb_url deadline`` when set, ``reason`` once
+                                 cancelled, ``order`` (its listing position). Times are kept as the
                                  text Python's ``repr`` wrote. Expires ``BACKSTOP`` s after it
                                  should be forgotten (Redis forgets it even when no server runs)
 ``vt:due``           sorted set  running job ids scored by due time: the timers' work list
 ``vt:queue``         list        queued job ids, FIFO (``CONCURRENCY``; empty when 0)
 ``vt:expiry``        sorted set  final job ids scored by the time they are forgotten
                                  (``finished_at + JOB_TTL``); the default job is never in it
+``vt:deadlines``     sorted set  job ids with a deadline (``Cancel-After``) scored by it; a job is
+                                 removed when it ends
+``vt:created``       sorted set  every live job's listing position (``<created_at in us, 16
+                                 digits>:<id>``, all scores 0) for ``GET /jobs`` (``ZREVRANGEBYLEX``)
+``vt:secret``        string      the random key that signs output URLs and listing cursors
+                                 (``SET NX`` by the first process); no expiry
 ``vt:idem:<key>``    string      the job id an ``Idempotency-Key`` started; same expiry as the job
 ``vt:default``       string      the default job's id (``GET /status``); no expiry
 ``vt:event_id``      string      the last event id given (``INCR``); starts at the first store's
@@ -74,6 +81,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
 import threading
 import time
@@ -91,6 +99,7 @@ from vtwait.server.stores.base import (
     FINAL_EVENT_KINDS,
     FINAL_RESULTS,
     JOB_ERROR_MESSAGE,
+    LIST_SCAN_BUDGET,
     UNLOGGED_KINDS,
     EventIdExpiredError,
     JobEvent,
@@ -100,6 +109,7 @@ from vtwait.server.stores.base import (
     StoreClosedError,
     StoreFullError,
     StoreUnavailableError,
+    listing_position,
 )
 
 __all__ = ["DEFAULT_PREFIX", "RedisJobStore", "check_reachable"]
@@ -221,6 +231,8 @@ class RedisJobStore(JobStore):
         self._events_after_script = self._redis.register_script(scripts.EVENTS_AFTER)
         self._len_script = self._redis.register_script(scripts.LEN)
         self._reset_script = self._redis.register_script(scripts.RESET)
+        self._list_script = self._redis.register_script(scripts.LIST)
+        self._delete_script = self._redis.register_script(scripts.DELETE)
         try:
             self._redis.ping()
             self._pubsub = self._subscribe()
@@ -243,6 +255,7 @@ class RedisJobStore(JobStore):
         default: bool = False,
         callback_url: str | None = None,
         callback_id: str | None = None,
+        cancel_after: float | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """See :meth:`JobStore.start`."""
         settings = self.settings
@@ -262,6 +275,8 @@ class RedisJobStore(JobStore):
             repr(1.0 + noise), idempotency_key or "", "1" if default else "0", settings.max_jobs,
             "" if callback_id is None else json.dumps(callback_id),
             "" if callback_url is None else json.dumps(callback_url),
+            "" if cancel_after is None else repr(now + cancel_after),
+            listing_position(now, job_id),
         )  # fmt: skip
         tag = reply[0]
         events = self._events(reply[2])
@@ -282,7 +297,8 @@ class RedisJobStore(JobStore):
             later = [e for e in events if e.kind != "evicted"]
             events = [e for e in events if e.kind == "evicted"]
             events += [JobEvent(job_id, "started", created, fate), *later]
-            if now + duration < self._next_wake:  # this process's timer sleeps until later
+            first = now + min(duration, math.inf if cancel_after is None else cancel_after)
+            if first < self._next_wake:  # this process's timer sleeps until later
                 self._wake_timer.set()
         else:
             with self._lock:  # a replay creates nothing, so it draws nothing
@@ -310,6 +326,41 @@ class RedisJobStore(JobStore):
         forgotten = int(self._guard(self._reset_script, keys=[], args=[self._prefix]))
         self._wake_all()
         return forgotten
+
+    def list_jobs(
+        self,
+        *,
+        limit: int,
+        before: str | None = None,
+        result: str | None = None,
+        phase: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """See :meth:`JobStore.list_jobs`: one script walks ``vt:created`` from ``before``."""
+        raw_docs, position, raw_events = self._call(
+            self._list_script, self._clock(), before or "", max(int(limit), 1), result or "",
+            phase or "", LIST_SCAN_BUDGET)
+        self._report(self._events(raw_events))
+        return [json.loads(data) for data in raw_docs], position or None
+
+    def delete(self, job_id: str) -> tuple[str, dict[str, Any] | None]:
+        """See :meth:`JobStore.delete`: one script reads the job and forgets it if final."""
+        outcome, data, raw_events = self._call(self._delete_script, self._clock(), job_id)
+        self._report(self._events(raw_events))
+        return outcome, json.loads(data) if data else None
+
+    def shared_secret(self) -> bytes:
+        """See :meth:`JobStore.shared_secret`: made by the first process (``SET NX``) and read by
+        every other, so all workers and hosts sign and check alike; it lives as long as Redis's
+        data (``vt:secret``, no expiry)."""
+        if self._shared_secret is None:
+            key = f"{self._prefix}secret"
+            try:
+                self._redis.set(key, os.urandom(32).hex(), nx=True)
+                value = self._redis.get(key)
+            except _UNAVAILABLE as exc:
+                raise StoreUnavailableError(f"{self._where} unavailable: {exc}") from exc
+            self._shared_secret = bytes.fromhex(str(value))
+        return self._shared_secret
 
     def event_snapshot(self, job_ids: Sequence[str]) -> tuple[list[dict[str, Any] | None], int]:
         """See :meth:`JobStore.event_snapshot`: one script reads the jobs and the last id."""
@@ -453,10 +504,11 @@ class RedisJobStore(JobStore):
     def _advance(self) -> tuple[int, bool, float]:
         """One timer batch; returns (changes, whether more is due now, next deadline)."""
         now = self._clock()
-        raw_events, more, first_due, first_expiry = self._call(self._advance_script, now, BATCH)
+        raw_events, more, first_due, first_expiry, first_deadline = self._call(
+            self._advance_script, now, BATCH)
         events = self._events(raw_events)
         self._report(events)
-        deadlines = [float(s) for s in (first_due, first_expiry) if s]
+        deadlines = [float(s) for s in (first_due, first_expiry, first_deadline) if s]
         return len(events), bool(more), min(deadlines, default=math.inf)
 
     def _run(self) -> None:
