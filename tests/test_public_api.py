@@ -35,6 +35,7 @@ PUBLIC = [
     "Job",
     "JobNotFoundError",
     "JobOutput",
+    "JobRef",
     "JobResult",
     "JobStatus",
     "NoOutputError",
@@ -43,6 +44,7 @@ PUBLIC = [
     "RetryPolicy",
     "ServerError",
     "ServerUnreachableError",
+    "StatusMapping",
     "TranslationStatusClient",
     "UnsupportedFeatureError",
     "VideoTranslationClient",
@@ -59,7 +61,7 @@ PUBLIC = [
 INTERNAL = ["Decision", "DurationModel", "JobWait", "LearnedPlanner", "ManyJobs", "RateLimit",
             "RatePacer", "RetryState", "SSEParser", "Schedule", "WaitPlanner", "error_for_answer",
             "parse_rate_limit", "parse_retry_after", "parse_status_document",
-            "read_status_answer"]
+            "read_status_answer", "read_job_status", "start_answer_ref", "detect_dialect"]
 
 
 def test_the_public_names_are_pinned():

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         InvalidRequestError,
         JobNotFoundError,
         JobOutput,
+        JobRef,
         JobResult,
         JobStatus,
         NoOutputError,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
         RetryPolicy,
         ServerError,
         ServerUnreachableError,
+        StatusMapping,
         UnsupportedFeatureError,
         VideoTranslationError,
         WaitTimeout,
@@ -83,6 +85,9 @@ __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_WAIT_TIMEOUT",
     "DEFAULT_WEBHOOK_TOLERANCE",
+    # other APIs: where a job's status monitor is, how to read an unknown status shape
+    "JobRef",
+    "StatusMapping",
     # exceptions
     "VideoTranslationError",
     "AuthenticationError",

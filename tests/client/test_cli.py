@@ -39,6 +39,17 @@ def test_progress_line_updates_in_place_on_a_terminal():
                                  "\r\033[Kjob j: completed  100%\n")
 
 
+def test_an_open_progress_line_is_ended_before_what_comes_next():
+    """A wait that fails mid-way leaves the line open; close() ends it, once, so the error is
+    printed on a line of its own instead of run into the progress."""
+    screen = Terminal()
+    line = ProgressLine(screen)
+    line(JobStatus(job_id="j", result=JobResult.PENDING, progress=0.42))
+    line.close()
+    line.close()
+    assert screen.getvalue() == "\r\033[Kjob j: pending  42%\n"
+
+
 def test_terminal_gets_one_bar_with_counts():
     """On a terminal: a tqdm bar whose postfix carries done/failed/pending; then the summary."""
     pytest.importorskip("tqdm")

@@ -145,9 +145,9 @@ def test_parse_status_document_reads_our_servers_fields():
 @pytest.mark.parametrize("document,named", [
     (["pending"], "'[\"pending\"]'"),
     ("pending", "'pending'"),
-    ({"progress": 0.5}, "no 'result' or 'status'"),
+    ({"progress": 0.5}, "has no job state"),
     ({"result": "exploded"}, "unknown job status 'exploded'"),
-    ({"status": {"progress": 3}}, "no 'result' or 'status'"),
+    ({"status": {"progress": 3}}, "has no job state"),
 ])
 def test_parse_status_document_rejects_what_it_cannot_read(document, named):
     """Anything without a recognisable status is a ProtocolError naming what arrived."""

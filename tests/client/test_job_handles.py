@@ -87,6 +87,11 @@ def test_a_callback_added_during_a_round_is_waited_for_at_once(make_server):
         assert ended.wait(20)
         assert not slow.done()
         slow.cancel()
+        api.job(api.start_job(delay=60)).add_done_callback(lambda status: None)
+        thread = api._waiter._thread
+        assert thread is not None and thread.is_alive()
+    thread.join(10)  # close() ends the waiter's thread, though a job with a callback still runs
+    assert not thread.is_alive()
 
 
 # ---------------------------------------------------------------------- run and timeouts

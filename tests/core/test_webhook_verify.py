@@ -114,7 +114,7 @@ def test_malformed_headers_are_refused(change, named):
 
 @pytest.mark.parametrize("body,named", [
     (b"not json", "not JSON"),
-    (b'{"job_id": "j1"}', "no 'result' or 'status'"),
+    (b'{"job_id": "j1"}', "has no job state"),
     (b"\xff\xfe", "not UTF-8"),
     (b"[" * 100_000, "not JSON"),
 ])

@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -120,6 +121,26 @@ def test_a_refused_url_is_refreshed_and_a_wrong_checksum_raises(make_server, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.bin"]
 
 
+def test_an_expired_url_is_replaced_by_a_fresh_one(make_server, tmp_path):
+    """A URL past its expiry (OUTPUT_TTL=1) is refused by the server (403 url_expired); the
+    download reads the status for a fresh URL and completes."""
+    live = make_server(fast_settings(min_delay=0.05, max_delay=0.05, output_size=2000,
+                                     output_ttl=1))
+    progress = []
+    with VideoTranslationClient(live.url) as api:
+        final = api.submit().result(timeout=10)
+        stale = final.raw["output"]
+        deadline = time.monotonic() + 5
+        while requests.get(stale["url"], timeout=5).status_code != 403:  # until it expires
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        # The local clock would renew it before sending: say it is still good, so it is sent.
+        raw = {**final.raw, "output": {**stale, "expires_at": stale["expires_at"] + 3600}}
+        job = Job(api, final.job_id, dataclasses.replace(final, raw=raw))
+        path = job.download(tmp_path / "fresh.bin", on_progress=progress.append)
+    assert path.stat().st_size == 2000 and progress[-1].resumes == 1
+
+
 def test_download_waits_out_a_late_output_and_refuses_a_failed_job(make_server, tmp_path):
     """A completed job whose output appears later (FAULT_OUTPUT_LATE) is waited for; a job
     that ended in error has no output (NoOutputError)."""
@@ -167,10 +188,10 @@ def cli(url: str, *args: str) -> subprocess.Popen:
                             cwd=ROOT)
 
 
-def test_a_killed_batch_is_finished_by_a_new_process(make_server, tmp_path):
+def test_a_killed_batch_is_finished_by_a_new_process(make_server, tmp_path, caplog):
     """client.py --count N --state F, killed (SIGKILL) while its jobs run, then run again with
     the same --state: the second process starts no job and learns every end, including those
-    that happened while no process watched."""
+    that happened while no process watched, from the event stream (no status request per job)."""
     live = make_server(fast_settings(min_delay=1.0, max_delay=1.5))
     state_path = tmp_path / "batch.json"
     with VideoTranslationClient(live.url) as api:
@@ -186,8 +207,13 @@ def test_a_killed_batch_is_finished_by_a_new_process(make_server, tmp_path):
     assert len(saved["job_ids"]) == 12 and saved["pending"], saved
     time.sleep(1.6)  # every job ends while no process watches
 
+    caplog.set_level(logging.INFO, logger="vtwait.server.app")
+    caplog.clear()
     second = cli(live.url, "--count", "12", "--state", str(state_path), "--json")
     out, err = second.communicate(timeout=30)
+    served = [r.getMessage() for r in caplog.records if r.name == "vtwait.server.app"]
+    assert not [m for m in served if m.startswith(("GET /status", "POST /start"))], served
+    assert [m for m in served if m.startswith("GET /events")]  # the ends came from the stream
     assert second.returncode == 0, err
     assert sorted(json.loads(out)) == sorted(saved["job_ids"])
     final = json.loads(state_path.read_text())

@@ -11,6 +11,7 @@ property test over the status-document and header parsers and the whole answer p
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import socket
@@ -34,6 +35,8 @@ from vtwait import JobResult, JobStatus, VideoTranslationClient, VideoTranslatio
 USERNAME, PASSWORD = "hostile", "hostile-pw"
 MAX_WAIT = 0.1
 MEGABYTE = 1024 * 1024
+#: FAULT_OUTPUT_DROP of the module's server: each job's first download is cut after this.
+DROP_AFTER = 100_000
 
 
 def basic(raw: bytes) -> str:
@@ -49,7 +52,8 @@ ADMIN_AUTH = f"Bearer {ADMIN_TOKEN}"
 def live() -> Iterator[testing.ServerProcess]:
     """One ``python server.py`` for the module: auth on, long-poll cut to MAX_WAIT."""
     with start_server_process(fast_settings(api_username=USERNAME, api_password=PASSWORD,
-                                            max_wait=MAX_WAIT, admin_token=ADMIN_TOKEN)) as srv:
+                                            max_wait=MAX_WAIT, admin_token=ADMIN_TOKEN,
+                                            fault_output_drop=DROP_AFTER)) as srv:
         yield srv
 
 
@@ -95,7 +99,7 @@ CASES: list[tuple[str, str, dict[str, Any], bytes | None, int, str | None]] = [
     ("POST", "/start", {}, b'{"delay": 86400, "outcome": "error"}', 201, None),  # the clamp's edge
     ("POST", "/start", {}, b'{"outcome": ["error"]}', 400, "bad_request"),
     ("POST", "/start", {}, b'{"outcome": "done"}', 400, "bad_request"),
-    ("POST", "/start", {}, b'{"delai": 1}', 400, "bad_request"),
+    ("POST", "/start", {}, b'{"delai": 1}', 201, None),  # unknown keys: ignored (STRICT_BODY off)
     # 1 MB bodies: too large where a body is read, ignored where none is expected
     ("POST", "/start", {}, b"x" * MEGABYTE, 413, "payload_too_large"),
     ("POST", "/start", {}, json.dumps({"delay": "x" * MEGABYTE}).encode(), 413,
@@ -246,6 +250,52 @@ CASES: list[tuple[str, str, dict[str, Any], bytes | None, int, str | None]] = [
     ("POST", "/start", {}, b'{"script": {"timeline": "soon"}}', 400, "bad_request"),
     ("POST", "/start", {}, b'{"script": {"timeline": [{"at": 5, "result": "maybe"}]}}', 400,
      "bad_request"),
+    # issue 16: Prefer on start, deadlines, listing, DELETE, outputs
+    ("POST", "/start", {"Prefer": "wait=-1"}, None, 400, "bad_request"),
+    ("POST", "/start", {"Prefer": "wait=" + "9" * 400}, None, 400, "bad_request"),
+    ("POST", "/start", {"Prefer": "wait=nan, respond-async"}, None, 400, "bad_request"),
+    ("POST", "/start", {"Prefer": "wait=99999999999"}, b'{"delay": 0}', 200, None),  # capped
+    ("POST", "/start", {"Prefer": "respond-async"}, b'{"delay": 0}', 201, None),
+    ("POST", "/start", {"Cancel-After": "0"}, None, 400, "bad_request"),
+    ("POST", "/start", {"Cancel-After": "-5"}, None, 400, "bad_request"),
+    ("POST", "/start", {"Cancel-After": "1e999"}, None, 400, "bad_request"),
+    ("POST", "/start", {"Cancel-After": "NaN"}, None, 400, "bad_request"),
+    ("POST", "/start", {"Cancel-After": "9" * 5000}, None, 400, "bad_request"),
+    ("POST", "/start", {"Cancel-After": "604801"}, None, 400, "bad_request"),
+    ("POST", "/start", {}, b'{"cancel_after": 1e999}', 400, "bad_request"),
+    ("POST", "/start", {}, b'{"cancel_after": "5"}', 400, "bad_request"),
+    ("POST", "/start", {}, b'{"cancel_after": 0}', 400, "bad_request"),
+    ("POST", "/start", {}, b'{"cancel_after": 1' + b"0" * 400 + b"}", 400, "bad_request"),
+    ("GET", "/jobs?limit=0", {}, None, 400, "bad_request"),
+    ("GET", "/jobs?limit=1001", {}, None, 400, "bad_request"),
+    ("GET", "/jobs?limit=" + "9" * 400, {}, None, 400, "bad_request"),
+    ("GET", "/jobs?limit=1e3", {}, None, 400, "bad_request"),
+    ("GET", "/jobs?limit=-1", {}, None, 400, "bad_request"),
+    ("GET", "/jobs?cursor=" + "A" * 10_000, {}, None, 400, "bad_request"),
+    ("GET", "/jobs?cursor=%00%FF", {}, None, 400, "bad_request"),
+    ("GET", "/jobs?cursor=MDAwMDAwMDAwMDAwMDAwMDow", {}, None, 400, "bad_request"),  # unsigned
+    ("GET", "/jobs?result=%C3%B1", {}, None, 400, "bad_request"),
+    ("GET", "/jobs?phase=" + "x" * 5000, {}, None, 400, "bad_request"),
+    ("GET", "/jobs", {"Authorization": None}, None, 401, "unauthorized"),
+    ("DELETE", "/jobs/{job}", {}, None, 409, None),  # pending: its document
+    ("DELETE", f"/jobs/{LONG_ID}", {}, None, 404, "not_found"),
+    ("DELETE", "/jobs/%00%01", {}, None, 404, "not_found"),
+    ("DELETE", "/jobs", {}, None, 405, "method_not_allowed"),
+    ("POST", "/jobs", {}, None, 405, "method_not_allowed"),
+    ("DELETE", "/jobs/{job}", {"Authorization": None}, None, 401, "unauthorized"),
+    ("GET", "/outputs/{job}", {"Authorization": None}, None, 403, "signature_invalid"),
+    ("GET", "/outputs/{job}?expires=99999999999&signature=" + "0" * 64, {}, None, 403,
+     "signature_invalid"),
+    ("GET", "/outputs/{job}?expires=" + "9" * 400 + "&signature=" + "0" * 64, {}, None, 403,
+     "signature_invalid"),
+    ("GET", "/outputs/{job}?expires=-1&signature=" + "0" * 64, {}, None, 403,
+     "signature_invalid"),
+    ("GET", "/outputs/{job}?expires=1&signature=%00", {}, None, 403, "signature_invalid"),
+    ("GET", f"/outputs/{LONG_ID}?expires=1&signature=" + "0" * 64, {}, None, 403,
+     "signature_invalid"),
+    ("GET", "/outputs/%00?expires=1&signature=" + "0" * 64, {"Range": "bytes=0-" + "9" * 400},
+     None, 403, "signature_invalid"),
+    ("POST", "/outputs/{job}", {}, None, 405, "method_not_allowed"),
 ]
 
 
@@ -286,6 +336,26 @@ def test_every_route_answers_hostile_input_as_documented(live: testing.ServerPro
     if status == 200 and ("wait=" in path or "Prefer" in extra):  # held, and cut to MAX_WAIT
         assert reply.headers["Preference-Applied"] == f"wait={MAX_WAIT}"
     assert_still_serving(live.url)
+
+
+def test_a_download_cut_by_the_server_resumes_with_range(live: testing.ServerProcess) -> None:
+    """gunicorn + gevent, as shipped: FAULT_OUTPUT_DROP shuts the socket mid-body (the client
+    sees fewer bytes than Content-Length), the server keeps serving, and a Range resume with the
+    ETag gives exactly the rest."""
+    output = requests.post(f"{live.url}/start", json={"delay": 0},
+                           headers={"Authorization": GOOD_AUTH, "Prefer": "wait=1"},
+                           timeout=10).json()["output"]
+    received = bytearray()
+    with pytest.raises(requests.exceptions.RequestException), \
+            requests.get(output["url"], stream=True, timeout=10) as first:
+        for chunk in first.iter_content(1000):  # small reads: a short one loses its data
+            received += chunk
+    assert len(received) == DROP_AFTER
+    assert_still_serving(live.url)
+    rest = requests.get(output["url"], timeout=10, headers={
+        "Range": f"bytes={len(received)}-", "If-Range": f'"{output["sha256"]}"'})
+    assert rest.status_code == 206
+    assert hashlib.sha256(bytes(received) + rest.content).hexdigest() == output["sha256"]
 
 
 def test_wrong_method_without_credentials_is_a_401_not_a_405(live: testing.ServerProcess) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -46,6 +46,16 @@ def lifecycle_app(make_app: Callable[..., Flask], fake_clock: FakeClock) -> Call
         return app.test_client(), store, events
 
     return factory
+
+
+@pytest.fixture
+def memory_client() -> Iterator[FlaskClient]:
+    """A client of one app on the memory store, for input checks that no store sees (run once,
+    not per store)."""
+    app = server.create_app(fast_settings(output_size=1000))
+    yield app.test_client()
+    app_state(app).store.shutdown()
+    app_state(app).webhooks.close()
 
 
 def start(client: FlaskClient, delay: float, headers: dict | None = None, **extra) -> str:
@@ -122,9 +132,10 @@ def test_a_cancel_by_request_says_so(lifecycle_app) -> None:
 
 @pytest.mark.parametrize("value", ["0", "-1", "abc", "1e9", "inf", "nan", "604801", "", "1 2",
                                    "1_0", "0e5", "1e99999"])
-def test_a_bad_cancel_after_header_is_a_400_naming_it(lifecycle_app, value) -> None:
+def test_a_bad_cancel_after_header_is_a_400_naming_it(memory_client, value) -> None:
     """Not a positive finite number of seconds, or above 7 days: a 400, and no job starts."""
-    client, store, _ = lifecycle_app()
+    client = memory_client
+    store = app_state(client.application).store
     before = len(store)
     reply = client.post("/start", headers={"Cancel-After": value})
     assert reply.status_code == 400 and "Cancel-After" in reply.get_json()["error"]["message"]
@@ -132,9 +143,9 @@ def test_a_bad_cancel_after_header_is_a_400_naming_it(lifecycle_app, value) -> N
 
 
 @pytest.mark.parametrize("value", [0, -5, "10", True, 1e309, 10**400, [1], 604801])
-def test_a_bad_cancel_after_key_is_a_400_naming_it(lifecycle_app, value) -> None:
+def test_a_bad_cancel_after_key_is_a_400_naming_it(memory_client, value) -> None:
     """The body key is checked the same way (JSON numbers only)."""
-    client, _, _ = lifecycle_app()
+    client = memory_client
     body = '{"cancel_after": %s}' % ("1e309" if value == 1e309 else
                                      __import__("json").dumps(value))
     reply = client.post("/start", data=body, content_type="application/json")
@@ -269,6 +280,27 @@ def test_a_drop_fault_cuts_one_download_per_job(lifecycle_app, fake_clock) -> No
     assert hashlib.sha256(first + rest.data).hexdigest() == _output(client, job)["sha256"]
 
 
+@pytest.mark.parametrize(("range_header", "status"), [
+    ("bytes=" + "9" * 5000 + "-", 200),  # malformed (too many digits): ignored
+    ("bytes=99999999999999999-", 416),
+    ("bytes=-0", 416),
+    ("bytes=-99999999999999999", 206),  # a suffix longer than the artifact: all of it
+    ("bytes=0-0,5-6", 200),  # several ranges: ignored
+    ("bytes=abc", 200),
+    ("items=0-5", 200),
+    ("bytes=-", 200),
+    ("bytes=0-99999999999999999", 206),
+])
+def test_hostile_ranges_get_a_documented_answer(memory_client, range_header, status) -> None:
+    """Absurd, malformed and out-of-range Range headers: 200 (ignored), 206 or 416, never 5xx."""
+    client = memory_client
+    job = start(client, 0)
+    reply = client.get(_path(_output(client, job)["url"]), headers={"Range": range_header})
+    assert reply.status_code == status
+    if status != 416:
+        assert int(reply.headers["Content-Length"]) == len(reply.data) > 0
+
+
 @pytest.mark.parametrize("size", [0, 1, TAIL, TAIL + 1, BLOCK, BLOCK + TAIL, 3 * BLOCK - 1])
 def test_artifact_ranges_are_slices_of_the_whole(size) -> None:
     """Any [start, end) read equals the same slice of the whole artifact."""
@@ -338,8 +370,8 @@ def test_jobs_filter_by_result_and_phase(lifecycle_app, fake_clock) -> None:
 @pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=-1", "limit=abc",
                                    "limit=99999999999", "result=done", "phase=finished",
                                    "cursor=garbage", "cursor=", "cursor=%FF%FE"])
-def test_bad_listing_parameters_are_a_400_naming_them(lifecycle_app, query) -> None:
-    client, _, _ = lifecycle_app()
+def test_bad_listing_parameters_are_a_400_naming_them(memory_client, query) -> None:
+    client = memory_client
     reply = client.get(f"/jobs?{query}")
     assert reply.status_code == 400
     assert query.split("=")[0] in reply.get_json()["error"]["message"]
@@ -396,3 +428,24 @@ def test_plain_turns_the_lifecycle_off(lifecycle_app, fake_clock) -> None:
     assert client.get("/jobs").status_code == 404
     assert client.delete(f"/jobs/{job}").status_code == 404
     assert client.get(f"/outputs/{job}?expires=1&signature={'0' * 64}").status_code == 404
+    refused = client.post("/start", json={"cancel_after": 5})  # as an older server: unknown key
+    assert refused.status_code == 400 and "cancel_after" in refused.get_json()["error"]["message"]
+
+
+# --- Prefer: wait on POST /start (the holds themselves: test_lifecycle_live.py) --------------
+
+
+def test_prefer_wait_on_start_counts_against_max_waiters(lifecycle_app) -> None:
+    """No waiter place left: the start answers at once, 201 pending, no Preference-Applied."""
+    client, _, _ = lifecycle_app(max_waiters=0)
+    reply = client.post("/start", json={"delay": 10}, headers={"Prefer": "wait=5"})
+    assert reply.status_code == 201 and reply.get_json()["result"] == "pending"
+    assert "Preference-Applied" not in reply.headers
+
+
+def test_prefer_wait_on_a_job_final_at_once_is_a_200(lifecycle_app) -> None:
+    """A zero delay is final before any hold: 200, the final document, the wait echoed."""
+    client, _, _ = lifecycle_app()
+    reply = client.post("/start", json={"delay": 0}, headers={"Prefer": "wait=5"})
+    assert reply.status_code == 200 and reply.get_json()["phase"] == "completed"
+    assert reply.headers["Preference-Applied"] == "wait=5" and "output" in reply.get_json()

@@ -1,7 +1,8 @@
 """Issue 16 on a live server, both stores: ``Prefer: wait`` holds on ``POST /start``, a deadline
 waking a held long-poll, and a download whose connection the server really drops.
 
-One server per store for the module (short jobs, MAX_WAIT 2 s); holds are 0.05 to 1 s.
+One server per store for the module (short jobs, MAX_WAIT 2 s); holds are 0.05 to 1 s. The
+same drop under gunicorn (``python server.py``) is in ``test_hostile.py``, on its server.
 """
 
 from __future__ import annotations
@@ -99,3 +100,4 @@ def test_a_dropped_download_resumes_with_range_to_the_same_bytes(live) -> None:
     assert hashlib.sha256(bytes(received) + rest.content).hexdigest() == output["sha256"]
     again = requests.get(output["url"], timeout=10)
     assert len(again.content) == SIZE
+

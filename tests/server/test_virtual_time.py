@@ -231,3 +231,23 @@ def read_until(sock: socket.socket, marker: bytes) -> bytes:
             break
         data += chunk
     return data
+
+
+def test_a_deadline_and_an_output_url_expire_on_virtual_time(live) -> None:
+    """Cancel-After and OUTPUT_TTL follow the virtual clock: a one-minute deadline cancels a
+    1-hour job when the clock passes it, and an output URL is refused once its TTL has passed."""
+    server, clock = live(output_ttl=600.0)
+    doomed = requests.post(f"{server.url}/start", json={}, headers={"Cancel-After": "60"},
+                           timeout=10).json()
+    short = start(server, delay=1.0)
+    clock.advance(59)
+    assert status(server, doomed["job_id"]).json()["result"] == "pending"
+    clock.advance(2)
+    ended = status(server, doomed["job_id"]).json()
+    assert (ended["phase"], ended["cancel_reason"]) == ("canceled", "deadline")
+    output = status(server, short["job_id"]).json()["output"]
+    assert output["expires_at"] == pytest.approx(clock.time() + 600, abs=1)
+    assert requests.head(output["url"], timeout=10).status_code == 200
+    clock.advance(601)
+    refused = requests.get(output["url"], timeout=10)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "url_expired"

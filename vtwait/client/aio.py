@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import math
 import os
@@ -48,6 +49,7 @@ from vtwait.client.base import (
 )
 from vtwait.client.history import DurationHistory
 from vtwait.core.batch import unique_job_ids
+from vtwait.core.dialects import JobRef, StatusReader
 from vtwait.core.errors import (
     ServerUnreachableError,
     VideoTranslationError,
@@ -64,7 +66,7 @@ from vtwait.core.policy import (
 )
 from vtwait.core.quiet import RepeatedWarnings
 from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
-from vtwait.core.status import JobStatus, decode_json, start_answer_job_id
+from vtwait.core.status import JobStatus, decode_json
 
 __all__ = ["AsyncVideoTranslationClient"]
 
@@ -74,6 +76,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_START_CONCURRENCY = 64
 # Errors that mean "no answer" (retried like the sync client's connection errors and timeouts).
 _NO_ANSWER = _tasks.NO_ANSWER
+# Client middlewares (each request of a redirect chain) came with aiohttp 3.12.
+_HAS_MIDDLEWARES = "middlewares" in inspect.signature(aiohttp.ClientSession).parameters
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class _Answer:
     status: int
     headers: CIMultiDictProxy[str]
     body: bytes
+    url: str | None = None  #: where it came from (after redirects)
 
 
 class AsyncVideoTranslationClient(AsyncLifecycle):
@@ -109,12 +114,16 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
                  rng: random.Random | None = None, connection_limit: int | None = 0,
                  trace_configs: Sequence[aiohttp.TraceConfig] | None = (),
                  history_path: str | os.PathLike[str] | None = None,
-                 history: DurationHistory | None = None, cancel_on_timeout: bool | None = False):
+                 history: DurationHistory | None = None, cancel_on_timeout: bool | None = False,
+                 bearer_token: str | None = None, api_key: str | None = None,
+                 api_key_header: str | None = None, status_reader: StatusReader | None = None):
         config = ClientConfig.from_args(
             base_url, username, password, auth=auth, policy=policy, retry=retry,
             wait_timeout=wait_timeout, request_timeout=request_timeout, status_url=status_url,
             single_status_url=single_status_url, start_url=start_url, cancel_url=cancel_url,
-            respect_rate_limits=respect_rate_limits, clock=clock, rng=rng)
+            respect_rate_limits=respect_rate_limits, clock=clock, rng=rng,
+            bearer_token=bearer_token, api_key=api_key, api_key_header=api_key_header,
+            status_reader=status_reader)
         connection_limit = 0 if connection_limit is None else connection_limit
         trace_configs = () if trace_configs is None else trace_configs
         require(connection_limit >= 0, "connection_limit", connection_limit, "must be >= 0")
@@ -126,6 +135,10 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
         auth = config.auth
         # aiohttp 3.14 deprecates BasicAuth objects; the header it recommends instead:
         self._auth_header = aiohttp.encode_basic_auth(*auth) if auth is not None else None
+        # A bearer token or API key goes on each hop (redirects too) to base_url's origin only:
+        # a client middleware (aiohttp >= 3.12) on the session this client makes; else headers.
+        self._credential_middleware = bool(self._credentials.headers) and session is None \
+            and _HAS_MIDDLEWARES
         self._owns_session = session is None
         self._session = session
         self._transport = _Transport(self)  # what the batch tasks (_tasks.py) use
@@ -139,7 +152,8 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
         await self.close()
 
     async def close(self) -> None:
-        """Close the connections this client opened."""
+        """Close the connections this client opened (and stop waiting for done callbacks)."""
+        self._stop_callbacks()
         self._fault_warnings.flush(self._clock())
         if self._owns_session and self._session is not None:
             await self._session.close()
@@ -149,9 +163,13 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
     def session(self) -> aiohttp.ClientSession:
         """The aiohttp session (made on first use, inside the running loop)."""
         if self._session is None:
+            extra: dict[str, Any] = {}
+            if self._credential_middleware:
+                extra["middlewares"] = (self._add_credentials,)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connection_limit, limit_per_host=0),
-                headers={"Accept": "application/json"}, trace_configs=self._trace_configs)
+                headers={"Accept": "application/json"}, trace_configs=self._trace_configs,
+                **extra)
         return self._session
 
     # ------------------------------------------------------------------------------ public API
@@ -165,10 +183,11 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
                                   headers={"Idempotency-Key": uuid.uuid4().hex}, ticket=ticket)
         received_at = self._clock()
         document = _json(answer, job_id=None)
-        job_id = start_answer_job_id(document, answer.headers.get("Location", ""))
+        start_url = answer.url or self.base_url + self.start_url
+        job_id = self._start_ref(document, answer.headers, answer.status, start_url).job_id
         logger.info("started job %s", job_id)
         self._note_start(job_id, document, answer.headers.get("Retry-After"), sent_at,
-                         received_at)
+                         received_at, start_url)
         return job_id
 
     async def start_jobs(self, count: int, *, delay: float | None = None,
@@ -185,22 +204,24 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
 
         return list(await asyncio.gather(*(start() for _ in range(count))))
 
-    async def get_status(self, job_id: str | None = None) -> JobStatus:
+    async def get_status(self, job_id: str | JobRef | None = None) -> JobStatus:
         """One status request. ``job_id=None`` asks the server's single-job ``GET /status``."""
-        return (await self._poll(job_id, None, math.inf))[0]
+        return (await self._poll(self._job_key(job_id), None, math.inf))[0]
 
-    async def cancel(self, job_id: str) -> JobStatus:
+    async def cancel(self, job_id: str | JobRef) -> JobStatus:
         """Cancel a queued or running job; its final status (see ``VideoTranslationClient.cancel``:
         a job that had already ended returns its final status, 404 is JobNotFoundError)."""
+        job_id = self.track(job_id) if isinstance(job_id, JobRef) else job_id
         answer = await self._send("POST", self._cancel_url(job_id), job_id=job_id, accept=(409,))
-        status = self._cancel_answer(job_id, _json(answer, job_id=job_id), answer.headers,
-                                     answer.status, observe=False)
-        if not status.done:
+        document = _json(answer, job_id=job_id) if answer.body.strip() else None
+        status = self._cancel_answer(job_id, document, answer.headers, answer.status,
+                                     observe=False, url=answer.url)
+        if status is None or not status.done:
             return await self.wait_for_completion(job_id)
         await self._observe_final_off_loop(job_id, status)
         return status
 
-    async def wait_for_completion(self, job_id: str | None = None, *,
+    async def wait_for_completion(self, job_id: str | JobRef | None = None, *,
                                   timeout: float | None = None, max_attempts: int | None = None,
                                   on_update: Callable[[JobStatus], None] | None = None,
                                   cancel_on_timeout: bool | None = None) -> JobStatus:
@@ -208,6 +229,7 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
 
         Same arguments, decisions and errors as ``VideoTranslationClient.wait_for_completion``.
         """
+        job_id = self._job_key(job_id)
         try:
             return await self._wait_for_completion(job_id, timeout=timeout,
                                                    max_attempts=max_attempts, on_update=on_update)
@@ -306,7 +328,7 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
                                   deadline=deadline, on_sent=on_sent, ticket=ticket)
         received_at = self._clock()
         return self._read_status(_json(answer, job_id=job_id), answer.headers,
-                                 job_id), sent_at, received_at
+                                 job_id, answer.url), sent_at, received_at
 
     async def _pace(self, deadline: float, not_before: float = -math.inf) -> int | None:
         """Sleep until the next request may go (the rate limit) and book it; its ticket.
@@ -361,6 +383,9 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
         retries = RetryState(self.retry, rng=self._rng)
         if self._auth_header is not None:
             kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": self._auth_header}
+        elif self._credentials.headers and not self._credential_middleware:
+            kwargs["headers"] = {**kwargs.get("headers", {}),
+                                 **self._credentials.headers_for(url)}
         if on_sent is not None:
             kwargs["trace_request_ctx"] = _SentHook(on_sent)
         slept_until = -math.inf
@@ -392,7 +417,7 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
                                                      job_id=job_id) from exc
                     fault = type(exc).__name__
                 else:
-                    answer = _Answer(response.status, response.headers, body)
+                    answer = _Answer(response.status, response.headers, body, str(response.url))
                     if answer.status < 400 or answer.status in accept:
                         return answer
                     if not is_transient(answer.status):
@@ -408,6 +433,13 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
             if delay > 0:
                 slept_until = self._clock() + delay
                 await self._sleep(delay)
+
+    async def _add_credentials(self, request: Any, handler: Any) -> Any:
+        """The session's middleware: each hop's credential headers, by its origin."""
+        for name in self._credentials.headers:
+            request.headers.popall(name, None)
+        request.headers.update(self._credentials.headers_for(str(request.url)))
+        return await handler(request)
 
     @staticmethod
     def _error(method: str, url: str, answer: _Answer, job_id: str | None,

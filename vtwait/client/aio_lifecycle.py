@@ -30,6 +30,7 @@ from vtwait.client.base import ClientBase, start_body
 from vtwait.client.job import AsyncCallbackWatcher, AsyncJob
 from vtwait.client.sync_lifecycle import DOWNLOAD_CHUNK, JOBS_URL
 from vtwait.core.batch_state import BatchState
+from vtwait.core.dialects import JobRef
 from vtwait.core.download import Action, Download, DownloadProgress, Step, error_code
 from vtwait.core.errors import UnsupportedFeatureError, VideoTranslationError, WaitTimeout
 from vtwait.core.lifecycle import (
@@ -106,9 +107,10 @@ class AsyncLifecycle(ClientBase):
                                    deadline=deadline)
         return AsyncJob(self, answer.job_id, answer.final)
 
-    def job(self, job_id: str) -> AsyncJob:
-        """A handle on a job started elsewhere (no request is made)."""
-        return AsyncJob(self, job_id)
+    def job(self, job_id: str | JobRef) -> AsyncJob:
+        """A handle on a job started elsewhere (no request is made); a :class:`JobRef` (saved
+        by another process, say) is asked about at its status monitor."""
+        return AsyncJob(self, self.track(job_id) if isinstance(job_id, JobRef) else job_id)
 
     async def run(self, delay: float | None = None, outcome: str | None = None, *,
                   timeout: float | None = None, deadline: float | None = None,
@@ -144,12 +146,14 @@ class AsyncLifecycle(ClientBase):
         received_at = self._clock()
         document = decode_json(answer.body, status_code=answer.status,
                                content_type=answer.headers.get("Content-Type"), job_id=None)
-        start = read_start_answer(answer.status, document, answer.headers)
+        start_url = answer.url or self.base_url + self.start_url
+        ref = self._start_ref(document, answer.headers, answer.status, start_url)
+        start = read_start_answer(answer.status, document, answer.headers, job_id=ref.job_id)
         logger.info("started job %s%s", start.job_id, " (ended within the held start)"
                     if start.final else "")
         if start.final is None:
             self._note_start(start.job_id, document, answer.headers.get("Retry-After"), sent_at,
-                             received_at)
+                             received_at, start_url)
         else:
             self._learner.note_start(start.job_id, None, sent_at=sent_at, received_at=sent_at)
             await self._observe_final_off_loop(start.job_id, start.final,
@@ -171,11 +175,19 @@ class AsyncLifecycle(ClientBase):
                 document = decode_json(answer.body, status_code=answer.status,
                                        content_type=answer.headers.get("Content-Type"),
                                        job_id=job_id)
-                outcomes[job_id] = self._cancel_answer(job_id, document, answer.headers,
-                                                       answer.status, observe=False)
+                status = self._cancel_answer(job_id, document, answer.headers, answer.status,
+                                             observe=False, url=answer.url)
+                # A cancel that answers no status (AIP-151's {}): ask where the job is now.
+                outcomes[job_id] = status if status is not None else await self.get_status(
+                    job_id)
             except VideoTranslationError as exc:
                 outcomes[job_id] = exc
         return record_cancel(timeout, outcomes)
+
+    def _stop_callbacks(self) -> None:
+        """Called by ``close()``: the callback watcher's task is cancelled."""
+        if self._watcher is not None:
+            self._watcher.stop()
 
     def _callback_watcher(self) -> AsyncCallbackWatcher:
         if self._watcher is None:

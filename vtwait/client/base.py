@@ -19,14 +19,22 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from vtwait.client.credentials import Credentials, resolve_credentials
 from vtwait.client.history import DurationHistory
 from vtwait.core.batch import ManyJobs
-from vtwait.core.errors import ServerError
-from vtwait.core.learned import DurationLearner, start_answer_status
+from vtwait.core.dialects import (
+    JobRef,
+    StatusMapping,
+    StatusReader,
+    read_job_status,
+    start_answer_ref,
+)
+from vtwait.core.errors import ProtocolError, ServerError
+from vtwait.core.learned import DurationLearner
 from vtwait.core.planner import JobWait, WaitPlanner
 from vtwait.core.policy import (
     DEFAULT_BASE_URL,
@@ -38,15 +46,22 @@ from vtwait.core.policy import (
 )
 from vtwait.core.ratelimit import RateLimit, RatePacer, parse_rate_limit
 from vtwait.core.retry import asked_delay
-from vtwait.core.status import JobStatus, parse_retry_after, read_status_answer
+from vtwait.core.status import JobResult, JobStatus, parse_retry_after, with_answer_headers
 
-__all__ = ["STREAM_READ_TIMEOUT", "BatchAdapter", "ClientBase", "ClientConfig", "start_body"]
+__all__ = ["DEFAULT_CANCEL_URL", "DEFAULT_STATUS_URL", "STREAM_READ_TIMEOUT", "BatchAdapter",
+           "ClientBase", "ClientConfig", "start_body"]
 
 logger = logging.getLogger(__name__)
 
 #: Seconds an event stream may stay silent (no event, no heartbeat) before it counts as dropped:
 #: three of the server's default 15 s heartbeats.
 STREAM_READ_TIMEOUT = 45.0
+#: The status and cancel templates a client uses unless told: a status monitor or cancel link
+#: the server names beats them, a template given beats the server.
+DEFAULT_STATUS_URL = "/status/{job_id}"
+DEFAULT_CANCEL_URL = "/status/{job_id}/cancel"
+#: Jobs whose status monitor a client remembers (the oldest are forgotten first).
+MAX_JOB_REFS = 100_000
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,8 @@ class ClientConfig:
     :meth:`from_args`); the fields are the client's attributes of the same names."""
 
     base_url: str  #: without credentials and without a trailing slash
-    auth: Any  #: the caller's ``auth``, else a ``(username, password)`` pair, else None
+    #: the caller's ``auth``, else a ``(username, password)`` pair, else None
+    auth: Any = field(repr=False)
     policy: PollingPolicy
     retry: RetryPolicy
     wait_timeout: float
@@ -67,6 +83,14 @@ class ClientConfig:
     clock: Callable[[], float]
     rng: random.Random
     respect_rate_limits: bool
+    #: Every credential scheme (Basic in ``auth``; a bearer token or an API key as headers).
+    credentials: Credentials = field(default_factory=Credentials, repr=False)
+    #: How status answers are read (None: every built-in dialect, :mod:`vtwait.core.dialects`).
+    status_reader: StatusReader | None = None
+    #: Whether a status monitor or cancel link named by the server beats the template (True
+    #: unless the template was given).
+    follow_status_monitor: bool = True
+    follow_cancel_link: bool = True
 
     @classmethod
     def from_args(cls, base_url: str | None = DEFAULT_BASE_URL, username: str | None = None,
@@ -79,14 +103,17 @@ class ClientConfig:
                   cancel_url: str | None = "/status/{job_id}/cancel",
                   respect_rate_limits: bool | None = True,
                   clock: Callable[[], float] | None = time.monotonic,
-                  rng: random.Random | None = None) -> ClientConfig:
+                  rng: random.Random | None = None, bearer_token: str | None = None,
+                  api_key: str | None = None, api_key_header: str | None = None,
+                  status_reader: StatusReader | None = None) -> ClientConfig:
         """The settings from a client constructor's arguments (None means the default).
 
         Args:
             base_url, username, password, auth, policy, retry, wait_timeout, request_timeout,
                 status_url, single_status_url, start_url, cancel_url, respect_rate_limits,
-                clock, rng: As :class:`client.VideoTranslationClient` takes them. Missing
-                credentials come from the URL, then from ``API_USERNAME`` / ``API_PASSWORD``.
+                clock, rng, bearer_token, api_key, api_key_header, status_reader: As
+                :class:`client.VideoTranslationClient` takes them. Missing credentials come
+                from the URL, then from the environment (``vtwait.client.credentials``).
 
         Raises:
             ValueError: base_url is not an http(s) URL, a template lacks ``{job_id}``, or
@@ -95,6 +122,9 @@ class ClientConfig:
         base_url = DEFAULT_BASE_URL if base_url is None else base_url
         wait_timeout = DEFAULT_WAIT_TIMEOUT if wait_timeout is None else wait_timeout
         request_timeout = DEFAULT_REQUEST_TIMEOUT if request_timeout is None else request_timeout
+        # A template given beats the monitor a start answer names (and the default does not).
+        follow_status = status_url in (None, DEFAULT_STATUS_URL)
+        follow_cancel = cancel_url in (None, DEFAULT_CANCEL_URL)
         status_url = "/status/{job_id}" if status_url is None else status_url
         single_status_url = "/status" if single_status_url is None else single_status_url
         start_url = "/start" if start_url is None else start_url
@@ -114,16 +144,21 @@ class ClientConfig:
             if "{job_id}" not in template:
                 raise ValueError(f"{name} must contain '{{job_id}}', got {template!r}")
         require(wait_timeout > 0, "wait_timeout", wait_timeout, "must be > 0")
-        username = username if username is not None else os.environ.get("API_USERNAME")
-        password = password if password is not None else os.environ.get("API_PASSWORD")
-        if auth is None and username and password is not None:
-            auth = (username, password)
-        return cls(base_url=base_url.rstrip("/"), auth=auth, policy=policy or PollingPolicy(),
+        require(status_reader is None or isinstance(status_reader, StatusMapping)
+                or callable(status_reader), "status_reader", status_reader,
+                "must be a StatusMapping or a callable returning a JobStatus")
+        credentials = resolve_credentials(username, password, auth=auth,
+                                          bearer_token=bearer_token, api_key=api_key,
+                                          api_key_header=api_key_header).for_origin(base_url)
+        return cls(base_url=base_url.rstrip("/"), auth=credentials.auth,
+                   policy=policy or PollingPolicy(),
                    retry=retry or RetryPolicy(), wait_timeout=wait_timeout,
                    request_timeout=request_timeout, status_url=status_url,
                    single_status_url=single_status_url, start_url=start_url,
                    cancel_url=cancel_url, clock=time.monotonic if clock is None else clock,
-                   rng=rng or random.Random(), respect_rate_limits=respect_rate_limits is not False)
+                   rng=rng or random.Random(), respect_rate_limits=respect_rate_limits is not False,
+                   credentials=credentials, status_reader=status_reader,
+                   follow_status_monitor=follow_status, follow_cancel_link=follow_cancel)
 
 
 def start_body(delay: float | None, outcome: str | None, callback_url: str | None,
@@ -158,6 +193,48 @@ class ClientBase:
         self._history = history or DurationHistory(history_path)
         self._learner = DurationLearner(self._history, self.base_url + self.status_url,
                                         wall_clock=time.time)
+        self._credentials = config.credentials
+        self._status_reader = config.status_reader
+        self._follow_status, self._follow_cancel = (config.follow_status_monitor,
+                                                    config.follow_cancel_link)
+        # Each job's status monitor and cancel link, as its start answer (or a later status
+        # answer) named them: the URL travels with the job. Insertion-ordered: oldest first.
+        self._refs: dict[str, JobRef] = {}
+
+    # ---------------------------------------------------------------------- jobs' status monitors
+    def job_ref(self, job_id: str) -> JobRef:
+        """Where this client asks about a job: the monitor and cancel link its server named (or
+        the templates). Save it (``to_dict``) to resume the wait elsewhere."""
+        known = self._refs.get(job_id)
+        if known is not None:
+            return known
+        return JobRef(job_id, self._status_url(job_id), self._cancel_url(job_id))
+
+    def track(self, ref: JobRef) -> str:
+        """Ask about ``ref.job_id`` at ``ref``'s URLs from now on (e.g. a JobRef saved by another
+        process); its job id."""
+        if not isinstance(ref, JobRef):
+            raise TypeError(f"track() takes a JobRef, got {type(ref).__name__}")
+        self._refs.pop(ref.job_id, None)
+        self._refs[ref.job_id] = ref
+        while len(self._refs) > MAX_JOB_REFS:
+            self._refs.pop(next(iter(self._refs)), None)
+        return ref.job_id
+
+    def _job_key(self, job: str | JobRef | None) -> str | None:
+        """A job argument (an id or a :class:`JobRef`) as its id, tracking a JobRef."""
+        return self.track(job) if isinstance(job, JobRef) else job
+
+    def _start_ref(self, document: Any, headers: Mapping[str, str], status_code: int,
+                   url: str) -> JobRef:
+        """The job a start answer made, and where its status monitor is; remembered."""
+        ref = start_answer_ref(document, headers, status_code=status_code, url=url,
+                               reader=self._status_reader)
+        if ref.status_url or ref.cancel_url:
+            logger.debug("job %s: status monitor %s, cancel link %s", ref.job_id,
+                         ref.status_url or "(template)", ref.cancel_url or "(template)")
+            self.track(ref)
+        return ref
 
     def __repr__(self) -> str:  # never shows credentials
         return f"{type(self).__name__}({self.base_url!r})"
@@ -165,9 +242,18 @@ class ClientBase:
     def _status_url(self, job_id: str | None) -> str:
         if job_id is None:
             return self.base_url + self.single_status_url
+        known = self._refs.get(job_id) if self._follow_status else None
+        if known is not None and known.status_url:
+            return known.status_url
+        return self.base_url + self.status_url.format(job_id=quote(str(job_id), safe=""))
+
+    def _template_status_url(self, job_id: str) -> str:
         return self.base_url + self.status_url.format(job_id=quote(str(job_id), safe=""))
 
     def _cancel_url(self, job_id: str) -> str:
+        known = self._refs.get(job_id) if self._follow_cancel else None
+        if known is not None and known.cancel_url:
+            return known.cancel_url
         return self.base_url + self.cancel_url.format(job_id=quote(str(job_id), safe=""))
 
     def _new_planner(self, job_id: str | None, policy: PollingPolicy | None = None) -> WaitPlanner:
@@ -197,10 +283,24 @@ class ClientBase:
         return headers, params, read
 
     def _read_status(self, document: Any, headers: Mapping[str, str],
-                     job_id: str | None) -> JobStatus:
-        """A status answer as a :class:`JobStatus`, its ``Retry-After`` cut to the policy's cap."""
-        return read_status_answer(document, headers, job_id=job_id,
-                                  max_hint_delay=self.policy.max_hint_delay)
+                     job_id: str | None, url: str | None = None) -> JobStatus:
+        """A status answer of any dialect (or read by ``status_reader``) as a
+        :class:`JobStatus`, its ``Retry-After`` cut to the policy's cap. A next poll URL or
+        cancel link it names is remembered for the job.
+
+        Args:
+            url: The URL the answer came from (relative links are resolved against it).
+        """
+        status = with_answer_headers(
+            read_job_status(document, job_id=job_id, url=url, reader=self._status_reader),
+            headers, max_hint_delay=self.policy.max_hint_delay)
+        if job_id is not None and (status.monitor_url or status.cancel_url):
+            known = self._refs.get(job_id)
+            ref = JobRef(job_id, status.monitor_url or (known.status_url if known else None),
+                         status.cancel_url or (known.cancel_url if known else None))
+            if ref != known:
+                self.track(ref)
+        return status
 
     def _new_wait(self, job_id: str | None, *, started: float, timeout: float,
                   max_attempts: int | None = None,
@@ -224,12 +324,20 @@ class ClientBase:
                        max_protocol_errors=policy.max_protocol_errors, on_update=on_update)
 
     def _cancel_answer(self, job_id: str, document: Any, headers: Mapping[str, str],
-                       code: int, *, observe: bool = True) -> JobStatus:
-        """The status a cancel answered (a 409: the job had already ended; its final status).
+                       code: int, *, observe: bool = True,
+                       url: str | None = None) -> JobStatus | None:
+        """The status a cancel answered (a 409: the job had already ended; its final status), or
+        None when a 2xx answer holds no status (AIP-151's cancel answers ``{}``): wait for it.
 
         ``observe=False`` leaves telling the learned schedule of a final status to the caller.
         """
-        status = self._read_status(document, headers, job_id)
+        try:
+            status = self._read_status(document, headers, job_id, url)
+        except ProtocolError:
+            if code >= 300:
+                raise
+            logger.info("job %s: cancel answered %d with no status; waiting for it", job_id, code)
+            return None
         logger.info("job %s: cancel answered %d: %s%s", job_id, code, status.phase or status.result,
                     "" if code != 409 else " (it had already ended)")
         if status.done and observe:
@@ -304,11 +412,17 @@ class ClientBase:
         return limit, hold
 
     def _note_start(self, job_id: str, document: Any, retry_after: str | None,
-                    sent_at: float, received_at: float) -> None:
+                    sent_at: float, received_at: float, url: str | None = None) -> None:
         """Tell the duration model a job started (its start answer and ``Retry-After`` header)."""
-        status = start_answer_status(document, job_id=job_id, retry_after=parse_retry_after(
-            retry_after, maximum=self.policy.max_hint_delay))
-        self._learner.note_start(job_id, status, sent_at=sent_at, received_at=received_at)
+        hint = parse_retry_after(retry_after, maximum=self.policy.max_hint_delay)
+        try:
+            status = read_job_status(document, job_id=job_id, url=url, reader=self._status_reader)
+        except ProtocolError:
+            # The answer names the job but not its state (a bare id, HeyGen's {"data":
+            # {"video_id"}}): a job just created is pending, and said nothing of when to ask.
+            status = JobStatus(job_id, JobResult.PENDING)
+        self._learner.note_start(job_id, replace(status, retry_after=hint), sent_at=sent_at,
+                                 received_at=received_at)
 
 
 _Client = TypeVar("_Client", bound=ClientBase)
@@ -323,7 +437,12 @@ class BatchAdapter(Generic[_Client]):
 
     def new_batch(self, job_ids: Iterable[str]) -> ManyJobs:
         client = self._client
-        return ManyJobs(job_ids, use_stream=client.use_event_stream, rng=client._rng)
+        ids = list(job_ids)
+        # The event stream is this API's own: jobs whose monitor is elsewhere (another dialect's
+        # route) are waited for one by one.
+        native = all(client._status_url(job_id) == client._template_status_url(job_id)
+                     for job_id in ids)
+        return ManyJobs(ids, use_stream=client.use_event_stream and native, rng=client._rng)
 
     def clock(self) -> float:
         return self._client._clock()

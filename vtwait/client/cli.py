@@ -78,8 +78,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         prog=prog or program_name(),
         description="Start a video-translation job (or pick an existing one) and wait until it is "
                     "completed or failed, with as few status requests as the server allows.",
-        epilog="Credentials: set API_USERNAME and API_PASSWORD in the environment (--password is "
-               "accepted, but a command line is visible to other users of the machine). Exit "
+        epilog="Credentials: set API_USERNAME and API_PASSWORD in the environment, or "
+               "API_BEARER_TOKEN, or API_KEY (sent in API_KEY_HEADER, default X-Api-Key); "
+               "--password is accepted, but a command line is visible to other users of the "
+               "machine. Exit "
                "codes: 0 completed (all of them, for many jobs), 1 a job ended in error, 2 usage "
                "or authentication error (or unknown job), 3 timed out, 4 server unreachable or "
                "unusable.")
@@ -117,6 +119,14 @@ class ProgressLine:
 
     def __init__(self, stream: IO[str]):
         self.stream, self.tty = stream, stream.isatty()
+        self.open = False  # a terminal line without its newline yet
+
+    def close(self) -> None:
+        """End an open terminal line, so that what is printed next starts on its own line."""
+        if self.open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.open = False
 
     def __call__(self, status: JobStatus) -> None:
         parts = [f"job {status.job_id or '(default)'}: {status.result}"]
@@ -127,6 +137,7 @@ class ProgressLine:
         line = "  ".join(parts)
         if self.tty:
             self.stream.write("\r\033[K" + line + ("\n" if status.done else ""))
+            self.open = not status.done
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
@@ -360,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.download and status.result is JobResult.COMPLETED:
                 _download(api, job_id, args.download)
     except VideoTranslationError as exc:
+        progress.close()  # the error on a line of its own, not run into the progress line
         code = next((c for kind, c in _EXIT_CODES if isinstance(exc, kind)), EXIT_UNREACHABLE)
         return _fail(parser.prog, str(exc), code)
     except ValueError as exc:  # a bad argument, e.g. the URL or the timeout

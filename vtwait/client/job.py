@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import vtwait.client._threads as threads
 from vtwait.core.batch import ManyJobs, unique_job_ids
+from vtwait.core.dialects import JobRef
 from vtwait.core.download import DownloadProgress
 from vtwait.core.errors import BatchError, VideoTranslationError, WaitTimeout
 from vtwait.core.lifecycle import JobOutput, output_of
@@ -123,6 +124,12 @@ class Job(_Handle):
         self._client = client
         super().__init__(job_id, status)
 
+    @property
+    def ref(self) -> JobRef:
+        """Where the client asks about this job (the status monitor its start answer named):
+        save ``ref.to_dict()`` to resume the wait in another process."""
+        return self._client.job_ref(self.id)
+
     def status(self) -> JobStatus:
         """One status request; the status."""
         status = self._client.get_status(self.id)
@@ -176,6 +183,12 @@ class AsyncJob(_Handle):
                  status: JobStatus | None = None) -> None:
         self._client = client
         super().__init__(job_id, status)
+
+    @property
+    def ref(self) -> JobRef:
+        """Where the client asks about this job (the status monitor its start answer named):
+        save ``ref.to_dict()`` to resume the wait in another process."""
+        return self._client.job_ref(self.id)
 
     async def status(self) -> JobStatus:
         """One status request; the status."""
@@ -248,6 +261,16 @@ class CallbackWaiter:
                 self._thread = threading.Thread(target=self._run, name="vtwait-callbacks",
                                                 daemon=True)
                 self._thread.start()
+
+    def stop(self) -> None:
+        """Stop waiting (the client is closing): pending callbacks are dropped."""
+        with self._lock:
+            if self._jobs:
+                logger.info("client closed: the done callbacks of %d jobs are dropped",
+                            len(self._jobs))
+            self._jobs = {}
+            if self._current is not None:
+                self._current.interrupt()
 
     def _run(self) -> None:
         while True:
@@ -356,6 +379,15 @@ class AsyncCallbackWatcher:
             self._current.cancel()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        """Stop waiting (the client is closing): pending callbacks are dropped."""
+        if self._jobs:
+            logger.info("client closed: the done callbacks of %d jobs are dropped",
+                        len(self._jobs))
+        self._jobs = {}
+        if self._task is not None:
+            self._task.cancel()
 
     async def _run(self) -> None:
         while True:

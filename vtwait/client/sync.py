@@ -48,9 +48,11 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
 
 import vtwait.client._threads as threads
 from vtwait.client.base import (
@@ -59,9 +61,11 @@ from vtwait.client.base import (
     ClientConfig,
     start_body,
 )
+from vtwait.client.credentials import Credentials
 from vtwait.client.history import DurationHistory
 from vtwait.client.sync_lifecycle import SyncLifecycle
 from vtwait.core.batch import unique_job_ids
+from vtwait.core.dialects import JobRef, StatusReader
 from vtwait.core.errors import (
     ServerUnreachableError,
     VideoTranslationError,
@@ -78,11 +82,7 @@ from vtwait.core.policy import (
 )
 from vtwait.core.quiet import RepeatedWarnings
 from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
-from vtwait.core.status import (
-    JobStatus,
-    decode_json,
-    start_answer_job_id,
-)
+from vtwait.core.status import JobStatus, decode_json
 
 __all__ = ["TranslationStatusClient", "VideoTranslationClient"]
 
@@ -119,8 +119,16 @@ class VideoTranslationClient(SyncLifecycle):
         cancel_on_timeout: Cancel the server's job when a wait gives up (each wait's own
             ``cancel_on_timeout`` overrides it); the ``WaitTimeout`` says whether that took.
         clock, sleep, rng: Injected for tests: a monotonic clock, a sleep function, a Random.
+        bearer_token: Send ``Authorization: Bearer <token>`` (default ``API_BEARER_TOKEN``).
+        api_key: Send this key in the header ``api_key_header`` (default ``X-Api-Key``; the
+            environment's ``API_KEY`` and ``API_KEY_HEADER``). One credential scheme per client;
+            a bearer token or API key goes only to ``base_url``'s origin.
+        status_reader: How to read status answers of an API no built-in dialect reads: a
+            :class:`StatusMapping` or a callable from the decoded answer to a JobStatus.
 
-    Every optional argument's None means its default.
+    The status monitor a start answer names (``Operation-Location``, ``Location`` on a 201 or
+    202, a link in the body) is where the job is asked about, unless ``status_url`` is given;
+    ``job_ref(job_id)`` tells where that is. Every optional argument's None means its default.
     """
 
     def __init__(self, base_url: str | None = DEFAULT_BASE_URL, username: str | None = None,
@@ -137,12 +145,16 @@ class VideoTranslationClient(SyncLifecycle):
                  sleep: Callable[[float], None] | None = time.sleep,
                  rng: random.Random | None = None,
                  history_path: str | os.PathLike[str] | None = None,
-                 history: DurationHistory | None = None, cancel_on_timeout: bool | None = False):
+                 history: DurationHistory | None = None, cancel_on_timeout: bool | None = False,
+                 bearer_token: str | None = None, api_key: str | None = None,
+                 api_key_header: str | None = None, status_reader: StatusReader | None = None):
         config = ClientConfig.from_args(
             base_url, username, password, auth=auth, policy=policy, retry=retry,
             wait_timeout=wait_timeout, request_timeout=request_timeout, status_url=status_url,
             single_status_url=single_status_url, start_url=start_url, cancel_url=cancel_url,
-            respect_rate_limits=respect_rate_limits, clock=clock, rng=rng)
+            respect_rate_limits=respect_rate_limits, clock=clock, rng=rng,
+            bearer_token=bearer_token, api_key=api_key, api_key_header=api_key_header,
+            status_reader=status_reader)
         super().__init__(config, history=history, history_path=history_path)
         self.cancel_on_timeout = bool(cancel_on_timeout)
         self._sleep = time.sleep if sleep is None else sleep
@@ -157,6 +169,8 @@ class VideoTranslationClient(SyncLifecycle):
         self.session = session or requests.Session()
         if auth is not None:
             self.session.auth = auth
+        elif config.credentials.headers:
+            self.session.auth = _HeaderAuth(config.credentials)
         if self._owns_session:  # no retries in urllib3: _send retries, on RetryState's schedule
             adapter = HTTPAdapter(max_retries=0, pool_maxsize=32)
             self.session.mount("http://", adapter)
@@ -170,7 +184,8 @@ class VideoTranslationClient(SyncLifecycle):
         self.close()
 
     def close(self) -> None:
-        """Close the connections this client opened."""
+        """Close the connections this client opened (and stop waiting for done callbacks)."""
+        self._stop_callbacks()
         self._fault_warnings.flush(self._clock())
         if self._owns_session:
             self.session.close()
@@ -198,17 +213,18 @@ class VideoTranslationClient(SyncLifecycle):
                               timeout=self.request_timeout, paced=True)
         received_at = self._clock()
         document = _json(response, job_id=None)
-        job_id = start_answer_job_id(document, response.headers.get("Location", ""))
+        job_id = self._start_ref(document, response.headers, response.status_code,
+                                 response.url or self.base_url + self.start_url).job_id
         logger.info("started job %s", job_id)
         self._note_start(job_id, document, response.headers.get("Retry-After"), sent_at,
-                         received_at)
+                         received_at, response.url)
         return job_id
 
-    def get_status(self, job_id: str | None = None) -> JobStatus:
+    def get_status(self, job_id: str | JobRef | None = None) -> JobStatus:
         """One status request. ``job_id=None`` asks the server's single-job ``GET /status``."""
-        return self._poll(job_id, None)[0]
+        return self._poll(self._job_key(job_id), None)[0]
 
-    def cancel(self, job_id: str) -> JobStatus:
+    def cancel(self, job_id: str | JobRef) -> JobStatus:
         """Cancel a queued or running job and return its final status.
 
         A job that had already ended is no error: the server answers 409 with its document, and
@@ -220,14 +236,16 @@ class VideoTranslationClient(SyncLifecycle):
             JobNotFoundError: the server does not know the job (404).
             InvalidRequestError: the server refused, e.g. 405 from a server without cancel.
         """
+        job_id = self.track(job_id) if isinstance(job_id, JobRef) else job_id
         response = self._send("POST", self._cancel_url(job_id), job_id=job_id, accept=(409,),
                               timeout=self.request_timeout)
-        status = self._cancel_answer(job_id, _json(response, job_id=job_id), response.headers,
-                                     response.status_code)
-        return status if status.done else self.wait_for_completion(job_id)
+        document = _json(response, job_id=job_id) if response.content.strip() else None
+        status = self._cancel_answer(job_id, document, response.headers, response.status_code,
+                                     url=response.url)
+        return status if status is not None and status.done else self.wait_for_completion(job_id)
 
-    def wait_for_completion(self, job_id: str | None = None, *, timeout: float | None = None,
-                            max_attempts: int | None = None,
+    def wait_for_completion(self, job_id: str | JobRef | None = None, *,
+                            timeout: float | None = None, max_attempts: int | None = None,
                             on_update: Callable[[JobStatus], None] | None = None,
                             cancel_on_timeout: bool | None = None) -> JobStatus:
         """Wait until the job is ``completed`` or ``error`` and return that final status.
@@ -236,12 +254,15 @@ class VideoTranslationClient(SyncLifecycle):
         ``wait_timeout``; ``math.inf`` to wait forever), ``max_attempts`` status requests (default
         the policy's), ``on_update(status)`` called whenever the result or progress changes,
         ``cancel_on_timeout`` (default: the client's) cancels the job when the wait gives up.
+        ``job_id`` may be a :class:`JobRef` (say, saved by another process): it is asked about
+        at the ref's status monitor.
 
         Raises:
             WaitTimeout: the deadline or attempt budget ran out (carries the last status seen;
                 ``cancelled`` says whether the cancel took, with ``cancel_on_timeout``).
             JobNotFoundError, AuthenticationError, InvalidRequestError, ProtocolError: as named.
         """
+        job_id = self._job_key(job_id)
         try:
             return self._wait_for_completion(job_id, timeout=timeout, max_attempts=max_attempts,
                                              on_update=on_update)
@@ -368,7 +389,7 @@ class VideoTranslationClient(SyncLifecycle):
                               deadline=deadline)
         received_at = self._clock()
         return self._read_status(_json(response, job_id=job_id), response.headers,
-                                 job_id), sent_at, received_at
+                                 job_id, response.url), sent_at, received_at
 
     def _send(self, method: str, url: str, *, job_id: str | None = None,
               accept: tuple[int, ...] = (), paced: bool = False, deadline: float = math.inf,
@@ -448,6 +469,32 @@ class _Transport(BatchAdapter[VideoTranslationClient]):
 
     def observe_final(self, status: JobStatus, *, waited: float) -> None:
         self._client._observe_final(status.job_id, status, waited=waited)
+
+
+class _HeaderAuth(AuthBase):
+    """A bearer token or API key, on requests to ``base_url``'s origin only (a redirect to
+    another origin drops it); no secret in repr."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self._credentials = credentials
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.update(self._credentials.headers_for(request.url or ""))
+        request.register_hook("response", self._on_response)
+        return request
+
+    def _on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        # requests copies a request's headers onto its redirect and strips only Authorization
+        # on a change of host: drop the credential headers before a hop to another origin.
+        if response.is_redirect and response.request is not None:
+            target = urljoin(response.url, response.headers.get("location", ""))
+            if not self._credentials.headers_for(target):
+                for name in self._credentials.headers:
+                    response.request.headers.pop(name, None)
+        return response
+
+    def __repr__(self) -> str:
+        return f"<{self._credentials.scheme} credentials>"
 
 
 def _json(response: requests.Response, *, job_id: str | None) -> Any:

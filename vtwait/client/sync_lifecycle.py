@@ -29,6 +29,7 @@ import vtwait.client._threads as threads
 from vtwait.client.base import ClientBase, start_body
 from vtwait.client.job import CallbackWaiter, Job
 from vtwait.core.batch_state import BatchState
+from vtwait.core.dialects import JobRef
 from vtwait.core.download import Action, Download, DownloadProgress, Step, error_code
 from vtwait.core.errors import (
     UnsupportedFeatureError,
@@ -119,9 +120,10 @@ class SyncLifecycle(ClientBase):
                              deadline=deadline)
         return Job(self, answer.job_id, answer.final)
 
-    def job(self, job_id: str) -> Job:
-        """A handle on a job started elsewhere (no request is made)."""
-        return Job(self, job_id)
+    def job(self, job_id: str | JobRef) -> Job:
+        """A handle on a job started elsewhere (no request is made); a :class:`JobRef` (saved
+        by another process, say) is asked about at its status monitor."""
+        return Job(self, self.track(job_id) if isinstance(job_id, JobRef) else job_id)
 
     def run(self, delay: float | None = None, outcome: str | None = None,
             *, timeout: float | None = None, deadline: float | None = None,
@@ -163,12 +165,15 @@ class SyncLifecycle(ClientBase):
                               headers=headers, timeout=(connect, read + hold), paced=True)
         received_at = self._clock()
         document = _json(response, None)
-        answer = read_start_answer(response.status_code, document, response.headers)
+        start_url = response.url or self.base_url + self.start_url
+        ref = self._start_ref(document, response.headers, response.status_code, start_url)
+        answer = read_start_answer(response.status_code, document, response.headers,
+                                   job_id=ref.job_id)
         logger.info("started job %s%s", answer.job_id, " (ended within the held start)"
                     if answer.final else "")
         if answer.final is None:
             self._note_start(answer.job_id, document, response.headers.get("Retry-After"),
-                             sent_at, received_at)
+                             sent_at, received_at, start_url)
         else:  # it ran within the hold: its duration is below the round trip
             self._learner.note_start(answer.job_id, None, sent_at=sent_at, received_at=sent_at)
             self._observe_final(answer.job_id, answer.final, received_at=received_at)
@@ -186,13 +191,20 @@ class SyncLifecycle(ClientBase):
             try:
                 response = self._send("POST", self._cancel_url(job_id), job_id=job_id,
                                       accept=(409,), timeout=self.request_timeout)
-                outcomes[job_id] = self._cancel_answer(job_id, _json(response, job_id),
-                                                       response.headers, response.status_code)
+                status = self._cancel_answer(job_id, _json(response, job_id), response.headers,
+                                             response.status_code, url=response.url)
+                # A cancel that answers no status (AIP-151's {}): ask where the job is now.
+                outcomes[job_id] = status if status is not None else self.get_status(job_id)
             except VideoTranslationError as exc:
                 outcomes[job_id] = exc
         return record_cancel(timeout, outcomes)
 
     # ------------------------------------------------------------------------- callbacks
+    def _stop_callbacks(self) -> None:
+        """Called by ``close()``: the callback waiter's thread ends."""
+        if self._waiter is not None:
+            self._waiter.stop()
+
     def _callback_waiter(self) -> CallbackWaiter:
         if self._waiter is None:
             self._waiter = CallbackWaiter(self)

@@ -12,6 +12,14 @@ rule is in its ``README.md``. The imports below are the one table of where each 
 
 from vtwait.core.batch import ManyJobs, StreamAction, StreamChunk, unique_job_ids
 from vtwait.core.batch_state import BatchState
+from vtwait.core.dialects import (
+    DIALECTS,
+    JobRef,
+    StatusMapping,
+    detect_dialect,
+    read_job_status,
+    start_answer_ref,
+)
 from vtwait.core.download import Download, DownloadProgress
 from vtwait.core.durations import DurationModel, Schedule
 from vtwait.core.errors import (
@@ -73,6 +81,7 @@ __all__ = [
     "InvalidRequestError",
     "JobNotFoundError",
     "JobOutput",
+    "JobRef",
     "JobResult",
     "JobStatus",
     "NoOutputError",
@@ -81,6 +90,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "ServerUnreachableError",
+    "StatusMapping",
     "UnsupportedFeatureError",
     "VideoTranslationError",
     "WaitTimeout",
@@ -91,6 +101,7 @@ __all__ = [
     "verify_webhook",
     # Internals for transports: public here, not in vtwait.
     "Ask",
+    "DIALECTS",
     "Decision",
     "Done",
     "Download",
@@ -112,6 +123,7 @@ __all__ = [
     "StreamAction",
     "StreamChunk",
     "WaitPlanner",
+    "detect_dialect",
     "error_for_answer",
     "exponential_delays",
     "parse_preference_applied",
@@ -119,7 +131,9 @@ __all__ = [
     "parse_retry_after",
     "parse_status_document",
     "parse_structured_list",
+    "read_job_status",
     "read_start_answer",
     "read_status_answer",
+    "start_answer_ref",
     "unique_job_ids",
 ]

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from vtwait.core.dialects import read_job_status
 from vtwait.core.errors import (
     BatchError,
     JobNotFoundError,
@@ -37,7 +38,7 @@ from vtwait.core.errors import (
 from vtwait.core.planner import TRANSIENT_FAILURES
 from vtwait.core.policy import exponential_delays
 from vtwait.core.sse import SSEEvent
-from vtwait.core.status import JobStatus, parse_retry_after, parse_status_document
+from vtwait.core.status import JobStatus, parse_retry_after
 
 __all__ = ["MAX_STREAM_JOBS", "ManyJobs", "Mode", "StreamAction", "StreamChunk",
            "StreamStep", "unique_job_ids"]
@@ -279,7 +280,7 @@ class ManyJobs:
                     "expired, or the server may have restarted", job_id=job_id, status_code=404))
             return None
         try:
-            status = parse_status_document(document)
+            status = read_job_status(document, job_id=None)  # its links (output) too
         except ProtocolError as exc:
             logger.warning("event stream: status event ignored: %s", exc)
             return None

@@ -196,14 +196,16 @@ class StartAnswer:
     wait_applied: float | None  #: the hold the server says it applied (Preference-Applied)
 
 
-def read_start_answer(code: int, document: Any, headers: Mapping[str, str]) -> StartAnswer:
-    """A start answer as a :class:`StartAnswer`.
+def read_start_answer(code: int, document: Any, headers: Mapping[str, str], *,
+                      job_id: str | None = None) -> StartAnswer:
+    """A start answer as a :class:`StartAnswer` (``job_id``: the job as the caller read it, e.g.
+    from a dialect's answer by :func:`vtwait.core.dialects.start_answer_ref`).
 
     Raises:
         ProtocolError: the answer names no job, or a final-looking 200 holds no readable status.
     """
     lower = {str(k).lower(): v for k, v in headers.items()}
-    job_id = start_answer_job_id(document, lower.get("location", ""))
+    job_id = job_id or start_answer_job_id(document, lower.get("location", ""))
     final = None
     if code == 200 and isinstance(document, Mapping) and any(
             k in document for k in ("result", "status", "state")):

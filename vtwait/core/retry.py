@@ -111,6 +111,11 @@ def error_message(body: bytes, reason: str = "") -> str:
         return describe(text, 80) if text else reason or "no body"
     if isinstance(error, Mapping):
         return str(error.get("message") or error.get("code") or error)
+    if not error:  # other envelopes: problem details (RFC 9457, Replicate), a top-level message
+        document = json.loads(body)
+        words = document.get("detail") or document.get("message") or document.get("title")
+        if isinstance(words, str) and words:
+            return words
     return str(error) if error else reason or "no detail"
 
 
@@ -120,7 +125,8 @@ def error_for_answer(method: str, url: str, status: int, detail: str, *, job_id:
     if status in (401, 403):
         return AuthenticationError(
             f"{method} {url}: the server refused the credentials (HTTP {status}: {detail}); "
-            "check API_USERNAME and API_PASSWORD", job_id=job_id, status_code=status)
+            "check the credentials (API_USERNAME and API_PASSWORD, API_BEARER_TOKEN or API_KEY)",
+            job_id=job_id, status_code=status)
     if status == 404:
         return JobNotFoundError(
             f"job {job_id} not found (HTTP 404: {detail}); it may have expired, or the "

@@ -37,6 +37,7 @@ __all__ = [
     "parse_status_document",
     "read_status_answer",
     "start_answer_job_id",
+    "with_answer_headers",
 ]
 
 
@@ -80,6 +81,11 @@ class JobStatus:
     phase: str | None = None  #: ``queued``, ``running``, ``completed``, ``error``, ``canceled``
     queue_position: int | None = None  #: 1-based place in the server's queue, while queued
     started_at: float | None = None  #: Unix time the job left the queue and began to run
+    #: Where the job's output is, where to cancel it and where to ask next, when the answer
+    #: says (the dialects' links, :mod:`vtwait.core.dialects`).
+    output_url: str | None = field(default=None, compare=False)
+    cancel_url: str | None = field(default=None, compare=False, repr=False)
+    monitor_url: str | None = field(default=None, compare=False, repr=False)
     #: The answer's rate-limit fields, when it had any (see :mod:`vtwait.core.ratelimit`).
     rate_limit: RateLimit | None = field(default=None, repr=False, compare=False)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -177,8 +183,8 @@ def parse_status_document(document: Any, *, job_id: str | None = None) -> JobSta
             word = value
             break
     if word is None:
-        raise ProtocolError(f"no 'result' or 'status' in the answer: {describe(document)}",
-                            job_id=job_id)
+        raise ProtocolError("the answer has no job state; it has no 'result', 'status' or "
+                            f"'state' word; got {describe(document)}", job_id=job_id)
     result = _RESULT_WORDS.get(word.strip().lower().replace("-", "_").replace(" ", "_"))
     if result is None:
         raise ProtocolError(f"unknown job status {word!r} in the answer: {describe(document)}",
@@ -242,7 +248,13 @@ def read_status_answer(document: Any, headers: Mapping[str, str], *, job_id: str
     Raises:
         ProtocolError: the body holds no readable status.
     """
-    status = parse_status_document(document, job_id=job_id)
+    return with_answer_headers(parse_status_document(document, job_id=job_id), headers,
+                               max_hint_delay=max_hint_delay, now=now)
+
+
+def with_answer_headers(status: JobStatus, headers: Mapping[str, str], *,
+                        max_hint_delay: float | None = None, now: float | None = None) -> JobStatus:
+    """``status`` with the hints of its answer's headers (see :func:`read_status_answer`)."""
     lower = {str(k).lower(): v for k, v in headers.items()}
     return _replace(status,
                     retry_after=parse_retry_after(lower.get("retry-after"), now=now,

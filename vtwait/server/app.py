@@ -54,8 +54,11 @@ import vtwait.server.admin as admin
 import vtwait.server.cors as cors
 import vtwait.server.metrics as metrics
 import vtwait.server.ratelimit as rate_limits
+import vtwait.server.request_ids as request_ids
 import vtwait.server.webhooks as webhooks
+from vtwait.server.auth import api_key_ok, auth_required, challenges, credentials_wanted
 from vtwait.server.clock import Clock, SystemClock, VirtualClock
+from vtwait.server.dialects import current_dialect, install_dialect
 from vtwait.server.errors import ApiError, code_for_status, error_body, error_response
 from vtwait.server.events import register_event_stream
 from vtwait.server.faults import Faults
@@ -159,6 +162,8 @@ def create_app(
     app.register_blueprint(listing_api)
     app.register_blueprint(outputs_api)
     cors.install(app, settings.cors_origin_set)  # before auth: preflights carry no credentials
+    install_dialect(app, settings)  # DIALECT's routes and error envelope (dialects/)
+    request_ids.install(app)
     _add_hooks(app, settings, limiter)
     admin.install(app, control)  # after auth: faults play on authenticated requests only
     _add_error_handlers(app)
@@ -176,19 +181,22 @@ def _add_hooks(app: Flask, settings: Settings, limiter: rate_limits.RequestLimit
     def _authenticate() -> None:
         if request.path.startswith(ADMIN_PREFIX):
             return  # the control API has its own credential, and no rate limit
-        needs_auth = settings.auth_enabled and request.endpoint not in OPEN_ENDPOINTS
+        needs_auth = auth_required(settings) and request.endpoint not in OPEN_ENDPOINTS
         authenticated = settings.auth_enabled and credentials_ok(
             request.headers.get("Authorization"), settings)
+        # API_KEY (issue 20): a bearer token or an API-key header, the dialect's own included.
+        by_key = not authenticated and api_key_ok(
+            request.headers, settings, current_dialect().api_key_headers)
         if limiter is not None:  # charged before a 401, so guessing passwords is rate-limited too
             limiter.admit(f"user:{settings.api_username}" if authenticated
-                          else f"addr:{request.remote_addr}")
-        if needs_auth and not authenticated:
+                          else "key:API_KEY" if by_key else f"addr:{request.remote_addr}")
+        if needs_auth and not (authenticated or by_key):
             logger.warning("authentication failed for %s %s", request.method, request.path)
             raise ApiError(
                 401,
                 "unauthorized",
-                "valid HTTP Basic credentials required",
-                headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
+                credentials_wanted(settings),
+                headers={"WWW-Authenticate": challenges(settings, REALM)},
             )
 
     @app.after_request

@@ -49,7 +49,7 @@ WEBHOOK_SECRET_LINE = "Webhook signing secret for this run (set WEBHOOK_SECRET t
 CONSOLE_SCRIPT = "vtwait-server"
 # Settings the banner never lists: credentials (auth and store have their own words).
 _NOT_IN_BANNER = frozenset({"api_username", "api_password", "webhook_secret", "job_store",
-                            "admin_token"})
+                            "admin_token", "api_key"})
 
 
 def program_name(argv0: str | None = None) -> str:
@@ -122,6 +122,9 @@ def start_banner(settings: Settings, *, workers: int = 1, dev_server: bool = Fal
     served = ("werkzeug dev server (threads)" if dev_server
               else f"gunicorn + gevent, {workers} worker{'s' if workers != 1 else ''}")
     auth = f"on (user {settings.api_username!r})" if settings.auth_enabled else "off"
+    if settings.api_key is not None:  # the key itself is never shown
+        auth = ("on (" + (f"user {settings.api_username!r}, " if settings.auth_enabled else "")
+                + "API_KEY)")
     defaults = _defaults()
     changed = [f"{name.upper()}={_shown(value)}" for name, value in dataclasses.asdict(settings).items()
                if name not in _NOT_IN_BANNER and value != defaults[name]]

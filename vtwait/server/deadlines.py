@@ -17,7 +17,7 @@ import re
 
 from vtwait.server.errors import ApiError
 
-__all__ = ["CANCEL_AFTER_KEY", "MAX_CANCEL_AFTER", "requested_cancel_after"]
+__all__ = ["CANCEL_AFTER_KEY", "MAX_CANCEL_AFTER", "refuse_key", "requested_cancel_after"]
 
 #: Longest deadline accepted: seven days (a job's own delay is at most one day).
 MAX_CANCEL_AFTER = 7 * 86400.0
@@ -55,12 +55,29 @@ def requested_cancel_after(header: str | None, raw_body: bytes) -> float | None:
     return min(found, default=None)
 
 
-def _body_value(raw_body: bytes) -> object:
+def refuse_key(raw_body: bytes) -> None:
+    """What a server without deadlines (``PLAIN``) does with the body key: refuses it, as an
+    unknown key (the header it ignores, as any unknown header).
+
+    Raises:
+        ApiError: 400, the body has a ``cancel_after`` key.
+    """
+    if CANCEL_AFTER_KEY.encode() in raw_body and _body_value(raw_body, present=True) is not None:
+        raise ApiError(400, "bad_request", f"unknown keys in body: {CANCEL_AFTER_KEY}")
+
+
+def _body_value(raw_body: bytes, *, present: bool = False) -> object:
+    """The body's ``cancel_after`` (None when absent or null); with ``present``, True when the
+    key is there at all."""
     try:
         body = json.loads(raw_body)
     except (ValueError, RecursionError):
         return None  # the start route answers the malformed body
-    return body.get(CANCEL_AFTER_KEY) if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        return None
+    if present:
+        return True if CANCEL_AFTER_KEY in body else None
+    return body.get(CANCEL_AFTER_KEY)
 
 
 def _checked(seconds: float, where: str) -> float:

@@ -15,8 +15,9 @@ The artifact is ``OUTPUT_SIZE`` bytes, served as ``application/octet-stream`` (i
 video) in 64 KiB chunks generated as they are sent, never held whole: a body of blocks that
 depends only on the size (each 64 KiB block is a fixed random pattern stamped with its index, so
 a byte served at the wrong offset changes the checksum), then a 64-byte tail derived from the job
-id. The SHA-256 of the body is computed once per process and size; each job's digest is that
-state copied and fed its tail: O(1) per status read however large the output.
+id. The SHA-256 of the body is computed once per process and size (when the app is built, up
+to :data:`EAGER_HASH_LIMIT`); each job's digest is that state copied and fed its tail: O(1) per
+status read however large the output, and nothing to store with the job.
 
 Downloads support ``HEAD``, one ``Range`` (206, or 416 with ``Content-Range: bytes */size``),
 a strong ``ETag`` (the digest) and ``If-Range``. Faults: ``FAULT_OUTPUT_LATE`` hides the output
@@ -47,7 +48,8 @@ from vtwait.server.settings import Settings
 from vtwait.server.state import current_state
 from vtwait.server.stores.base import JOB_ID_RE
 
-__all__ = ["BLOCK", "CONTENT_TYPE", "TAIL", "Outputs", "artifact_chunks", "outputs_api"]
+__all__ = ["BLOCK", "CONTENT_TYPE", "EAGER_HASH_LIMIT", "TAIL", "Outputs", "artifact_chunks",
+           "outputs_api"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +59,18 @@ CONTENT_TYPE = "application/octet-stream"
 BLOCK = 64 * 1024
 #: Bytes of the job-specific tail (the whole artifact when it is shorter).
 TAIL = 64
+#: Largest body hashed when the app is built; a larger one is hashed at the first status read
+#: of a completed job (once per process), so a server of a 16 GiB OUTPUT_SIZE starts at once.
+EAGER_HASH_LIMIT = 256 * 1024 * 1024
 #: Jobs remembered as already dropped by FAULT_OUTPUT_DROP (oldest forgotten first).
 _DROPPED_MEMORY = 100_000
 
 _BASE_BLOCK = random.Random("vtwait-output-block").randbytes(BLOCK)
 _EXPIRES_RE = re.compile(r"[0-9]{1,12}")
 _SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
-_RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+# At most 19 digits a bound (int() refuses over 4,300, and no artifact is 10**19 bytes): a
+# longer one makes the header malformed, and a malformed Range is ignored.
+_RANGE_RE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")
 
 outputs_api = Blueprint("outputs", __name__)
 
@@ -122,7 +129,9 @@ class Outputs:
         self._hash_lock = threading.Lock()
         self._dropped: collections.OrderedDict[str, None] = collections.OrderedDict()
         body = settings.output_size - min(TAIL, settings.output_size)
-        if body <= 16 * BLOCK:  # small: hash now (big ones at first use, once)
+        if body <= EAGER_HASH_LIMIT:
+            # Now, at start, not in the first status read after a completion: under gevent a
+            # 64 MiB hash (~0.2-0.5 s) would stall every request of the worker.
             _body_hash(body)
 
     def sha256(self, job_id: str) -> str:

@@ -13,15 +13,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from flask import Flask
+
 from vtwait.server.stores.base import JOB_ID_RE
 
-__all__ = ["ADMIN_PREFIX", "ROUTE_NAMES", "job_id_of", "route_of"]
+__all__ = ["ADMIN_PREFIX", "ROUTE_NAMES", "endpoint_routes", "job_id_of", "route_of",
+           "route_of_request"]
 
 #: Every path of the control API starts with this.
 ADMIN_PREFIX = "/_admin/"
 #: The names a fault rule or a journal filter may give (``*``: any).
 ROUTE_NAMES = ("start", "status", "cancel", "events", "jobs", "outputs")
 
+_ENDPOINT_ROUTES_KEY = "vtwait.endpoint_routes"
 _PATH_RE = re.compile(r"/(start|status|events|jobs|outputs)(?:/([^/]*))?(/cancel)?/?")
 
 
@@ -32,6 +36,21 @@ def route_of(path: str) -> str | None:
     if match is None:
         return None
     return "cancel" if match[3] else match[1]
+
+
+def endpoint_routes(app: Flask) -> dict[str, str]:
+    """The route names of endpoints on other paths than the native ones (a dialect's views,
+    ``DIALECT=google``'s ``/v1/operations/<id>`` is ``status``): endpoint -> name."""
+    table: dict[str, str] = app.extensions.setdefault(_ENDPOINT_ROUTES_KEY, {})
+    return table
+
+
+def route_of_request(app: Flask, path: str, endpoint: str | None) -> str | None:
+    """:func:`route_of` the path, or else the route name its endpoint was given."""
+    route = route_of(path)
+    if route is None and endpoint is not None:
+        route = app.extensions.get(_ENDPOINT_ROUTES_KEY, {}).get(endpoint)
+    return route
 
 
 def job_id_of(path: str, args: Mapping[str, str] | None = None) -> str | None:

@@ -23,6 +23,7 @@ import vtwait.server.webhooks as webhooks
 from vtwait.server.admin.scripts import Script, ScriptBook, ScriptError
 from vtwait.server.errors import ApiError
 from vtwait.server.settings import Settings
+from vtwait.server.start_body import check_unknown_keys
 from vtwait.server.state import current_state
 from vtwait.server.stores.base import JOB_ID_RE, JobPhase, JobResult, StoreFullError
 
@@ -89,6 +90,8 @@ def start() -> Response:
     # Issue 16: read before the job exists, so that a bad value starts nothing.
     hold = None if settings.plain else _start_hold()
     raw = _read_body()
+    if settings.plain:
+        deadlines.refuse_key(raw)
     cancel_after = None if settings.plain else deadlines.requested_cancel_after(
         request.headers.get("Cancel-After"), raw)
     delay, outcome, callback_url, callback_id = _parse_start_body(raw, settings.webhook_hosts)
@@ -241,9 +244,7 @@ def _parse_start_body(
         raise ApiError(400, "bad_request", "body is not valid JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_request", "body must be a JSON object")
-    unknown = sorted(set(body) - _START_KEYS)
-    if unknown:
-        raise ApiError(400, "bad_request", f"unknown keys in body: {', '.join(unknown)}")
+    check_unknown_keys(body, _START_KEYS)  # ignored and logged once, or a 400 with STRICT_BODY
     delay = body.get("delay")
     if delay is not None:
         if isinstance(delay, bool) or not isinstance(delay, (int, float)):

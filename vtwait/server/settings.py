@@ -74,6 +74,10 @@ DEFAULT_OUTPUT_TTL = 3600.0
 DEFAULT_OUTPUT_SIZE = 1 << 20
 #: Largest OUTPUT_SIZE: 16 GiB (the artifact is generated as it is sent, never held whole).
 MAX_OUTPUT_SIZE = 1 << 34
+#: The API shapes the simulator can answer in (``DIALECT``): ``native`` is its own API; each other
+#: one is a public service's long-running-operation API (``vtwait/server/dialects/``).
+DIALECTS = ("native", "azure", "google", "replicate", "openai", "heygen")
+DEFAULT_DIALECT = "native"
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -138,6 +142,10 @@ class Settings:
     output_size: int = DEFAULT_OUTPUT_SIZE
     fault_output_late: float = 0.0
     fault_output_drop: int = 0
+    strict_body: bool = False
+    # Not in repr, never logged: a secret like API_PASSWORD.
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+    dialect: str = DEFAULT_DIALECT
 
     def __post_init__(self) -> None:
         for name in ("api_username", "api_password", "log_file", "webhook_secret", "output_secret"):
@@ -185,6 +193,7 @@ class Settings:
                 f"MIN_DELAY must not exceed MAX_DELAY, got {self.min_delay:g} > {self.max_delay:g}"
             )
         _check_job_store(self.job_store)
+        _check_dialect_and_key(self)
         self._check_control_settings()
         _check_clock(self.clock, self.job_store)
 
@@ -295,7 +304,8 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("MAX_JOBS", "int", "most live jobs; past it POST /start answers 429"),
     _Option("SEED", "int", "seed for job durations, outcomes and fault dice (reproducible runs)"),
     _Option("LOG_FILE", "str", "also append logs to this file"),
-    _Option("PLAIN", "bool", "no hints (Retry-After, eta_seconds) and no long-poll"),
+    _Option("PLAIN", "bool", "no hints (Retry-After, eta_seconds), no long-poll, no job lifecycle "
+            "(Prefer on start, Cancel-After, outputs, GET /jobs)"),
     _Option("ETA_NOISE", "float", "relative error in [0, 1) of eta_seconds"),
     _Option("FAULT_503", "float", "rate in [0, 1] of status requests answered 503"),
     _Option("FAULT_429", "float", "rate in [0, 1] of status requests answered 429"),
@@ -333,6 +343,10 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("FAULT_OUTPUT_LATE", "float", "seconds after completed before a job's output exists"),
     _Option("FAULT_OUTPUT_DROP", "int", "drop an output download's connection once per job after "
             "this many bytes; 0: off"),
+    _Option("STRICT_BODY", "bool", "unknown POST /start body keys are a 400 (off: ignored, logged)"),
+    _Option("API_KEY", "str", "key accepted as Bearer or X-Api-Key beside Basic (env or .env only)",
+            False),
+    _Option("DIALECT", "str", "API shape: native, azure, google, replicate, openai or heygen"),
 )
 
 # (field, maximum, maximum excluded); every number is finite and at least 0.
@@ -370,6 +384,22 @@ def mask_url(url: str) -> str:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _check_dialect_and_key(settings: Settings) -> None:
+    """DIALECT names a known dialect; API_KEY is a string of printable ASCII (an empty one is
+    unset). STRICT_BODY is a bool."""
+    if not isinstance(settings.strict_body, bool):
+        raise ConfigError(f"STRICT_BODY must be true or false, got {settings.strict_body!r}")
+    if settings.dialect not in DIALECTS:
+        raise ConfigError(f"DIALECT must be one of {', '.join(DIALECTS)}, got {settings.dialect!r}")
+    key = settings.api_key
+    if key == "":
+        object.__setattr__(settings, "api_key", None)
+    elif key is not None and (not isinstance(key, str)
+                              or not all(33 <= ord(c) <= 126 for c in key)):
+        # The message never quotes the value: it is a secret, even when malformed.
+        raise ConfigError("API_KEY must be printable ASCII without spaces")
 
 
 def _check_job_store(value: Any) -> None:

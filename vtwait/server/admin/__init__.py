@@ -23,8 +23,9 @@ from vtwait.server.admin.journal import Journal
 from vtwait.server.admin.routes import ADMIN_BLUEPRINT, admin_api, check_caller
 from vtwait.server.admin.scripts import ScriptBook
 from vtwait.server.faults import Faults
-from vtwait.server.routenames import ADMIN_PREFIX, job_id_of, route_of
+from vtwait.server.routenames import ADMIN_PREFIX, job_id_of, route_of_request
 from vtwait.server.settings import Settings
+from vtwait.server.stores.base import JOB_ID_RE
 
 __all__ = ["ADMIN_BLUEPRINT", "AdminState", "install"]
 
@@ -74,7 +75,8 @@ def install(app: Flask, admin: AdminState) -> None:
         if not faults.enabled:
             return None
         path = request.path
-        return faults.inject(route_of(path), job_id_of(path, request.args))
+        return faults.inject(route_of_request(app, path, request.endpoint),
+                             job_id_of(path, request.args) or _view_job_id())
 
     @app.after_request
     def _journal_and_trickle(response: Response) -> Response:
@@ -82,8 +84,8 @@ def install(app: Flask, admin: AdminState) -> None:
         if not path.startswith(ADMIN_PREFIX):
             started = g.get("started")
             elapsed_ms = 0.0 if started is None else (time.perf_counter() - started) * 1000
-            route = route_of(path)
-            job_id = job_id_of(path, request.args)
+            route = route_of_request(app, path, request.endpoint)
+            job_id = job_id_of(path, request.args) or _view_job_id()
             if job_id is None and route == "start" and response.is_json \
                     and not response.is_streamed:
                 doc = response.get_json(silent=True)
@@ -94,3 +96,9 @@ def install(app: Flask, admin: AdminState) -> None:
                            duration_ms=elapsed_ms, headers=request.headers.items(),
                            at=wall_clock())  # answered: a held long-poll's end, virtual or not
         return faults.trickle(response)
+
+
+def _view_job_id() -> str | None:
+    """The job a dialect's view names in its path (``/v1/operations/<job_id>``), if any."""
+    job_id = (request.view_args or {}).get("job_id")
+    return job_id if isinstance(job_id, str) and JOB_ID_RE.fullmatch(job_id) else None

@@ -362,16 +362,12 @@ class MemoryJobStore(JobStore):
         clock.add_schedule(self.next_due, self.process_due)
 
     def next_due(self) -> float | None:
-        """The earliest time (``clock``) a job is due or a finished job expires, or None."""
+        """The next time (``clock``) the timer thread would wake: a job due, a finished job
+        expiring, or anything else it waits for; None when nothing is scheduled. At most an
+        hour ahead (the timer's own cap), so a long advance also stops once an hour."""
         with self._cond:
-            pending = [due for due, _, job in self._due[:1] if job.result is JobResult.PENDING]
-            if self._due and not pending:  # a lazy entry of a job a read finished: look further
-                pending = [min((due for due, _, job in self._due
-                                if job.result is JobResult.PENDING), default=math.inf)]
-            deadlines = [d for d in pending if d != math.inf]
-            if self._expiry:
-                deadlines.append(self._expiry[0][0])
-            return min(deadlines, default=None)
+            timeout = self._next_timeout()
+            return None if timeout is None else self._clock() + timeout
 
     def shutdown(self) -> None:
         """Stops the worker thread (joins it) and releases every held request."""
@@ -581,8 +577,7 @@ class MemoryJobStore(JobStore):
         heap, budget = self._deadlines, ADVANCE_SLICE
         while budget and heap and heap[0][0] <= now:
             job = heapq.heappop(heap)[2]
-            if job.result is JobResult.PENDING and job.phase is not JobPhase.RUNNING \
-                    or job.result is JobResult.PENDING and job.due > job.deadline:
+            if job.result is JobResult.PENDING and job.due > job.deadline:  # queued: due is inf
                 events += self._cancel(job, now, "deadline")
                 budget -= 1
         wall = None
@@ -643,8 +638,7 @@ class MemoryJobStore(JobStore):
 
     def _finish_if_due(self, job: _Job, now: float) -> list[JobEvent]:
         """Finishes a job a read found due at once (its heap entry stays); logs the changes."""
-        if job.result is JobResult.PENDING and job.deadline <= now and (
-                job.phase is JobPhase.QUEUED or job.due > job.deadline):
+        if job.result is JobResult.PENDING and job.deadline <= now and job.due > job.deadline:
             return self._logged(self._cancel(job, now, "deadline"), now)  # its heap entry stays
         if job.phase is not JobPhase.RUNNING or job.due > now:
             return []
