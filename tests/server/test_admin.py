@@ -310,8 +310,9 @@ def test_journal_is_a_bounded_ring(make_app: Callable[..., Flask]) -> None:
 def test_no_secret_reaches_the_journal_or_the_logs(make_app: Callable[..., Flask],
                                                    caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    password, key = "api-pass-word-1", "key-abcdef-999"
-    client = make_app(admin_settings(api_username="alice", api_password=password)).test_client()
+    password, key, api_key = "api-pass-word-1", "key-abcdef-999", "the-api-key-4242"
+    client = make_app(admin_settings(api_username="alice", api_password=password,
+                                     api_key=api_key)).test_client()
     client.set_cookie("session", "cookie-secret-77")
     basic = "Basic " + base64.b64encode(f"alice:{password}".encode()).decode()
     wrong = "Basic " + base64.b64encode(b"alice:wrong-pass-22").decode()
@@ -319,16 +320,18 @@ def test_no_secret_reaches_the_journal_or_the_logs(make_app: Callable[..., Flask
         client.post("/start", headers={"Authorization": auth, "X-Api-Key": key,
                                        "X-Echo": f"see {password} here",
                                        "Idempotency-Key": "not-a-secret"})
+    client.get("/status", headers={"X-Trace": f"k={api_key}"})  # a key where none belongs
     client.get("/_admin/requests", headers={"Authorization": "Bearer wrong-token-xyz"})
     entries = client.get("/_admin/requests", headers=ADMIN).get_json()["requests"]
-    assert [e["status"] for e in entries] == [201, 401, 401]
+    assert [e["status"] for e in entries] == [201, 401, 401, 401]
+    assert entries[3]["headers"]["X-Trace"] == "[redacted]"
     headers = entries[0]["headers"]
     assert headers["Authorization"] == "Basic [redacted]"
     assert headers["X-Api-Key"] == headers["Cookie"] == headers["X-Echo"] == "[redacted]"
     assert headers["Idempotency-Key"] == "not-a-secret"
     text = json.dumps(entries) + "\n".join(r.getMessage() for r in caplog.records)
     for secret in (password, "wrong-pass-22", basic[6:], wrong[6:], TOKEN, "wrong-token-xyz",
-                   key, "cookie-secret-77"):
+                   key, "cookie-secret-77", api_key):
         assert secret not in text
 
 
