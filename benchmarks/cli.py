@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 #: Mode name -> module (in ``benchmarks``), in the order of ``--help`` and of the report page.
 MODES = {"strategies": "strategies", "scale": "scale", "many": "many", "redis": "redis_store",
          "learned": "learned", "ratelimit": "ratelimit", "download": "download",
-         "testspeed": "testspeed", "dialects": "dialects"}
+         "testspeed": "testspeed", "dialects": "dialects", "tracing": "tracing"}
 #: The mode run when the command line names none (``python bench.py --quick``).
 DEFAULT_MODE = "strategies"
 _REPORT = "report"

@@ -31,7 +31,7 @@ RESULTS_DIR = Path("docs/bench-results")
 PAGE = Path("docs/benchmarks.md")
 #: The order of the sections: the modes' order in ``bench.py --help``.
 MODE_ORDER = ("strategies", "scale", "many", "redis", "learned", "ratelimit", "download",
-              "testspeed", "dialects")
+              "testspeed", "dialects", "tracing")
 
 
 def load(paths: Sequence[Path]) -> list[dict[str, Any]]:

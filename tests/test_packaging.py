@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 PROJECT: dict[str, Any] = PYPROJECT["project"]
 EXTRAS: dict[str, list[str]] = PROJECT["optional-dependencies"]
-RUNTIME_EXTRAS = ("server", "async", "cli", "redis")
+RUNTIME_EXTRAS = ("server", "async", "cli", "redis", "otel")
 PIN_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)$")
 #: Imported by vtwait only inside ``try/except ImportError`` (the feature degrades without it).
 OPTIONAL_IMPORTS = {"yaml"}  # vtwait/server/app.py: /openapi.json needs PyYAML, /openapi.yaml not

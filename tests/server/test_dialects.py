@@ -101,9 +101,10 @@ SHAPES: dict[str, Shape] = {
 def make_dialect_app() -> Iterator[Callable[..., tuple[Flask, FakeClock]]]:
     apps: list[Flask] = []
 
-    def factory(dialect: str, **overrides: Any) -> tuple[Flask, FakeClock]:
+    def factory(dialect: str, *, store: Callable[[Settings], Settings] = lambda s: s,
+                **overrides: Any) -> tuple[Flask, FakeClock]:
         clock = FakeClock()
-        settings = fast_settings(dialect=dialect, api_key=KEY, **overrides)
+        settings = store(fast_settings(dialect=dialect, api_key=KEY, **overrides))
         app = server.create_app(settings, clock=clock.monotonic, wall_clock=clock.wall,
                                 start_worker=False)
         apps.append(app)
@@ -132,10 +133,12 @@ def test_every_dialect_has_a_shape_here() -> None:
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_each_state_reads_in_the_dialects_words(make_dialect_app, dialect: str) -> None:
-    """Queued, running, succeeded, failed and cancelled jobs, each read from its status monitor."""
+def test_each_state_reads_in_the_dialects_words(make_dialect_app, with_store,
+                                                 dialect: str) -> None:
+    """Queued, running, succeeded, failed and cancelled jobs, each read from its status monitor
+    (on both stores)."""
     shape = SHAPES[dialect]
-    app, clock = make_dialect_app(dialect)
+    app, clock = make_dialect_app(dialect, store=with_store)
     client = app.test_client()
     urls = {
         "succeeded": start(client, shape, {"delay": 1, "outcome": "completed"}),
@@ -147,7 +150,8 @@ def test_each_state_reads_in_the_dialects_words(make_dialect_app, dialect: str) 
     assert store.cancel(job_of(urls["cancelled"])) is not None
     clock.advance(2)
     store.process_due()
-    queued_app, _ = make_dialect_app(dialect, concurrency=1)  # the default job holds the slot
+    # The default job holds the one slot.
+    queued_app, _ = make_dialect_app(dialect, store=with_store, concurrency=1)
     queued_client = queued_app.test_client()
     urls_queued = start(queued_client, shape, {"delay": 1})
     seen = {state: shape.word(client.get(url, headers=shape.auth).get_json())
@@ -385,6 +389,32 @@ def test_the_request_log_shows_the_query_as_sent(make_dialect_app, caplog) -> No
     url = start(client, shape, {"delay": 10})
     assert client.get(url + "?wait=5&x=1", headers=shape.auth).status_code == 200
     assert any(f"GET {url}?wait=5&x=1 200" in r.getMessage() for r in caplog.records)
+
+
+def test_the_output_url_lands_where_each_service_puts_it() -> None:
+    """A completed document with the lifecycle contract's ``output`` (issue 16): each dialect
+    names its URL in its own field."""
+    from vtwait.server.dialects import azure, google, heygen, openai, replicate
+
+    url = "http://127.0.0.1:8000/outputs/abc?expires=1900000000&signature=00"
+    doc = {"job_id": "abc", "result": "completed", "phase": "completed", "progress": 1.0,
+           "created_at": 1_700_000_000.0, "started_at": 1_700_000_000.5,
+           "finished_at": 1_700_000_004.0,
+           "output": {"url": url, "expires_at": 1_900_000_000, "content_type": "video/mp4",
+                      "size": 10, "sha256": "0" * 64}}
+    app = Flask(__name__)
+    app.register_blueprint(replicate.blueprint)
+    with app.test_request_context():
+        assert replicate.prediction(doc)["output"] == url
+    assert azure.status_monitor(doc)["result"]["outputUrl"] == url
+    assert google.operation_of(doc)["response"]["outputUri"] == url
+    assert openai.video(doc)["expires_at"] == 1_900_000_000
+    assert heygen.video_status(doc)["video_url"] == url
+    assert heygen.video_status(doc)["duration"] == 3.5
+    del doc["output"]  # not produced yet: no URL, in every shape
+    assert azure.status_monitor(doc)["result"]["outputUrl"] is None
+    assert "outputUri" not in google.operation_of(doc)["response"]
+    assert heygen.video_status(doc)["video_url"] is None
 
 
 def test_fault_rules_and_the_journal_name_a_dialects_routes(make_dialect_app) -> None:

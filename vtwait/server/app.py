@@ -45,7 +45,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
@@ -55,9 +55,11 @@ import vtwait.server.cors as cors
 import vtwait.server.metrics as metrics
 import vtwait.server.ratelimit as rate_limits
 import vtwait.server.request_ids as request_ids
+import vtwait.server.tracing as tracing
 import vtwait.server.webhooks as webhooks
 from vtwait.server.auth import api_key_ok, auth_required, challenges, credentials_wanted
 from vtwait.server.clock import Clock, SystemClock, VirtualClock
+from vtwait.server.dashboard import register_dashboard
 from vtwait.server.dialects import current_dialect, install_dialect
 from vtwait.server.errors import ApiError, code_for_status, error_body, error_response
 from vtwait.server.events import register_event_stream
@@ -96,6 +98,7 @@ def create_app(
     wall_clock: Callable[[], float] = time.time,
     start_worker: bool = True,
     timebase: Clock | None = None,
+    tracer_provider: Any = None,
 ) -> Flask:
     """Builds the Flask app with its own job store and starts the default job.
 
@@ -108,6 +111,8 @@ def create_app(
         timebase: the clock everything waits on (``app_state(app).clock``); ``None`` builds one
             from ``CLOCK``. A virtual one replaces ``clock`` and ``wall_clock`` and runs the
             store's due work itself when advanced (no timer thread).
+        tracer_provider: an OpenTelemetry tracer provider to trace with (``tracing.py``); None
+            reads the ``OTEL_*`` environment variables (unset: no tracing, no cost).
 
     Returns:
         The app. Its parts are ``app_state(app)``; call ``store.shutdown()`` and
@@ -126,6 +131,7 @@ def create_app(
         clock, wall_clock = timebase.monotonic, timebase.time
     store = open_store(settings, clock=clock, wall_clock=wall_clock, timebase=timebase)
     measured = metrics.install(app, store)  # before the default job, so that it is counted
+    register_dashboard(app, store, settings, wall_clock=wall_clock)  # GET /: the live page
     if (settings.api_username is None) != (settings.api_password is None):
         logger.warning("only one of API_USERNAME / API_PASSWORD is set: authentication is OFF")
     store.start(default=True)
@@ -158,6 +164,9 @@ def create_app(
         faults=faults, rate_limiter=limiter,
         streams=register_event_stream(app, store, settings, timebase), admin=control,
         clock=timebase, outputs=outputs, signing_secret=signing_secret)
+    tracing.install(app, store, sender, max_jobs=settings.max_jobs,  # first hooks: 401s too
+                    provider=tracing.provider_from_env() if tracer_provider is None
+                    else tracer_provider)
     app.register_blueprint(api)
     app.register_blueprint(listing_api)
     app.register_blueprint(outputs_api)

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vtwait.server.logformat import formatter_for
 from vtwait.server.settings import DEFAULT_ENV_FILE, OPTIONS, ConfigError, Settings, mask_url
 
 __all__ = [
@@ -68,8 +69,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
             "Each setting is also read from the environment and from a .env file in the working "
             "directory (the environment wins; flags win over both). Credentials come only from "
             "the environment or .env, never from flags (they would show in `ps`): "
-            "API_USERNAME, API_PASSWORD, and JOB_STORE (memory, or a redis:// URL that may carry "
-            "a password). A bad setting exits with status 2."
+            "API_USERNAME, API_PASSWORD, API_KEY, and JOB_STORE (memory, or a redis:// URL that "
+            "may carry a password). A bad setting exits with status 2."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -100,9 +101,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(log_file: str | None) -> None:
-    """Sends the ``vtwait.server`` logs (INFO and up) to stderr and, if given, to ``log_file``."""
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(log_file: str | None, log_format: str = "text") -> None:
+    """Sends the ``vtwait.server`` logs (INFO and up) to stderr and, if given, to ``log_file``,
+    as text or as one JSON object a line (``LOG_FORMAT``, ``logformat.py``)."""
+    formatter = formatter_for(log_format)
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("--dev-server serves from one process; drop --workers")
         serving.check_workers(settings, args.workers)
         check_store(settings)  # Redis answers, before any worker starts
-        configure_logging(settings.log_file)
+        configure_logging(settings.log_file, settings.log_format)
     except (ConfigError, StoreUnavailableError, OSError) as exc:  # messages mask passwords
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

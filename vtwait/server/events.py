@@ -28,7 +28,9 @@ The job timer never writes to a socket; it only appends to the log and wakes the
 that falls more than ``EVENT_RETENTION`` events behind is ended (its resume then gets a 410); one
 whose write stalls for ``EVENT_SEND_TIMEOUT`` s (it stopped reading) is dropped by a send timeout
 on its socket; one that went away is found out by its next write, a heartbeat at the latest.
-``store.shutdown()`` ends every stream cleanly. All durations are in seconds.
+``store.shutdown()`` ends every stream cleanly, and so does ``EVENT_MAX_AGE`` (when set) after
+that long: the client reconnects and resumes after its last event id. All durations are in
+seconds.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import re
 import socket
 import threading
@@ -191,6 +194,10 @@ class EventStreams:
                 sock.settimeout(settings.event_send_timeout)
             yield opening.encode()
             last_write = now()
+            # EVENT_MAX_AGE: a stream ends after that long, as behind a proxy that rotates
+            # connections, and its client resumes with Last-Event-ID. On the stream's clock, as
+            # the heartbeat.
+            ends_at = last_write + settings.event_max_age if settings.event_max_age else math.inf
             while True:
                 if batch:
                     position = batch[-1].event_id
@@ -202,7 +209,11 @@ class EventStreams:
                 elif now() - last_write >= heartbeat:
                     yield b": ping\n\n"
                     last_write = now()
-                silence = max(heartbeat - (now() - last_write), 0.0)
+                moment = now()
+                if moment >= ends_at:
+                    ended = f"EVENT_MAX_AGE of {settings.event_max_age:g} s reached"
+                    break
+                silence = min(max(heartbeat - (moment - last_write), 0.0), ends_at - moment)
                 batch = store.wait_events(position, BATCH_EVENTS, silence)
         except StoreClosedError:
             ended = "server stopping"

@@ -146,6 +146,8 @@ class Settings:
     # Not in repr, never logged: a secret like API_PASSWORD.
     api_key: str | None = dataclasses.field(default=None, repr=False)
     dialect: str = DEFAULT_DIALECT
+    event_max_age: float = 0.0
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         for name in ("api_username", "api_password", "log_file", "webhook_secret", "output_secret"):
@@ -194,6 +196,8 @@ class Settings:
             )
         _check_job_store(self.job_store)
         _check_dialect_and_key(self)
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"LOG_FORMAT must be text or json, got {self.log_format!r}")
         self._check_control_settings()
         _check_clock(self.clock, self.job_store)
 
@@ -347,6 +351,8 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("API_KEY", "str", "key accepted as Bearer or X-Api-Key beside Basic (env or .env only)",
             False),
     _Option("DIALECT", "str", "API shape: native, azure, google, replicate, openai or heygen"),
+    _Option("EVENT_MAX_AGE", "float", "seconds until the server ends an event stream (it resumes); 0: never"),
+    _Option("LOG_FORMAT", "str", "text, or json: one JSON object a line (trace ids when tracing)"),
 )
 
 # (field, maximum, maximum excluded); every number is finite and at least 0.
@@ -369,6 +375,7 @@ _NUMBER_RANGES: tuple[tuple[str, float, bool], ...] = (
     ("event_send_timeout", math.inf, False),
     ("output_ttl", math.inf, False),
     ("fault_output_late", math.inf, False),
+    ("event_max_age", math.inf, False),
 )
 
 

@@ -24,6 +24,7 @@ refuses the others when the job starts. All durations are in seconds.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime
 import heapq
@@ -77,6 +78,7 @@ class _Delivery:
     msg_id: str
     job_id: str
     attempt: int = 1
+    trace_parent: Any = None  # the tracing context this webhook continues (tracing.py), if any
 
 
 _AUTHORITY_RE = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]*))?")
@@ -199,6 +201,8 @@ class WebhookSender:
         self._closed = False
         self._timebase = SystemClock() if timebase is None else timebase
         self._timebase.add_busy(self._busy)
+        #: Traces each attempt when set (``tracing.ServerTracing``: ``parent_of``, ``attempt``).
+        self.tracing: Any = None
 
     def on_event(self, event: JobEvent) -> None:
         """Store listener: queues the webhook of a job that ended with a ``callback_url``."""
@@ -208,8 +212,11 @@ class WebhookSender:
 
     def submit(self, url: str, doc: Mapping[str, Any]) -> bool:
         """Queues ``doc`` for delivery to ``url``; returns ``False`` if it was dropped."""
+        job_id = str(doc.get("job_id"))
+        tracing = self.tracing
         delivery = _Delivery(url, json.dumps(doc, separators=(",", ":")),
-                             f"msg_{uuid.uuid4().hex}", str(doc.get("job_id")))
+                             f"msg_{uuid.uuid4().hex}", job_id,
+                             trace_parent=None if tracing is None else tracing.parent_of(job_id))
         with self._cond:
             if self._closed or len(self._due) + self._in_flight >= self._max_pending:
                 logger.warning("webhook %s for job %s dropped: %s", delivery.msg_id,
@@ -302,13 +309,20 @@ class WebhookSender:
         }
         where = (f"webhook {delivery.msg_id} for job {delivery.job_id} to "
                  f"{_shown(delivery.url)}, attempt {delivery.attempt}/{self.max_attempts}")
-        try:
-            answer = session.post(delivery.url, data=delivery.body.encode(), headers=headers,
-                                  timeout=self.timeout, allow_redirects=False)
-        except requests.RequestException as exc:
-            logger.warning("%s: failed (%s)", where, type(exc).__name__)
-            return False
-        answer.close()
+        tracing = self.tracing
+        with (contextlib.nullcontext(None) if tracing is None else
+              tracing.attempt(delivery.trace_parent, delivery.url, headers, delivery.attempt)) as record:
+            try:
+                answer = session.post(delivery.url, data=delivery.body.encode(), headers=headers,
+                                      timeout=self.timeout, allow_redirects=False)
+            except requests.RequestException as exc:
+                logger.warning("%s: failed (%s)", where, type(exc).__name__)
+                if record is not None:
+                    record(None, exc)
+                return False
+            answer.close()
+            if record is not None:
+                record(answer.status_code, None)
         if 200 <= answer.status_code < 300:
             logger.info("%s: delivered (%d)", where, answer.status_code)
             return True

@@ -131,7 +131,10 @@ def call_native(view: Callable[..., Response], *args: Any,
     environ["wsgi.input"] = io.BytesIO(data)
     environ["CONTENT_LENGTH"] = str(len(data))
     environ["CONTENT_TYPE"] = "application/json"
-    environ.pop("wsgi.input_terminated", None)
+    # The new body ends where the stream ends, chunked or not (werkzeug reads none of a chunked
+    # body without this flag).
+    environ["wsgi.input_terminated"] = True
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
     environ.pop("HTTP_PREFER", None)
     current = request._get_current_object()  # type: ignore[attr-defined]
     sent = current.query_string
