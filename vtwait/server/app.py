@@ -17,6 +17,7 @@ Routes (``routes.py``, a Blueprint):
 * ``GET /healthz`` answers ``{"status": "ok"}``, without authentication.
 * ``GET /metrics`` answers Prometheus metrics (``metrics.py``), without authentication.
 * ``GET /events`` is the job event stream (Server-Sent Events; ``events.py``).
+* ``/_admin/...`` is the control API for tests (``admin/``): on only with ``ADMIN_TOKEN``.
 * ``GET /openapi.yaml`` and ``GET /openapi.json`` answer the API description (``openapi.yaml``,
   package data beside this module), without authentication; the JSON form needs PyYAML.
 
