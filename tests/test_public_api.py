@@ -36,6 +36,7 @@ PUBLIC = [
     "RetryPolicy",
     "ServerError",
     "ServerUnreachableError",
+    "StartBatchError",
     "TranslationStatusClient",
     "VideoTranslationClient",
     "VideoTranslationError",

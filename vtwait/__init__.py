@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         RetryPolicy,
         ServerError,
         ServerUnreachableError,
+        StartBatchError,
         VideoTranslationError,
         WaitTimeout,
         WebhookVerificationError,
@@ -81,6 +82,7 @@ __all__ = [
     "ProtocolError",
     "WaitTimeout",
     "BatchError",
+    "StartBatchError",
     "WebhookVerificationError",
 ]
 

@@ -20,6 +20,7 @@ from vtwait.core.errors import (
     ProtocolError,
     ServerError,
     ServerUnreachableError,
+    StartBatchError,
     VideoTranslationError,
     WaitTimeout,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "ServerUnreachableError",
+    "StartBatchError",
     "VideoTranslationError",
     "WaitTimeout",
     "WebhookVerificationError",

@@ -52,6 +52,7 @@ from werkzeug.exceptions import HTTPException
 import vtwait.server.metrics as metrics
 import vtwait.server.ratelimit as rate_limits
 import vtwait.server.webhooks as webhooks
+from vtwait.server.batch_start import start_batch
 from vtwait.server.errors import ApiError, code_for_status, error_body, error_response
 from vtwait.server.events import register_event_stream
 from vtwait.server.faults import Faults
@@ -130,6 +131,8 @@ def create_app(
         faults=Faults(settings), rate_limiter=limiter,
         streams=register_event_stream(app, store, settings))
     app.register_blueprint(api)
+    # POST /start/batch (issue 19): its own module, added beside the blueprint's routes.
+    app.add_url_rule("/start/batch", "start_batch", start_batch, methods=["POST"])
     _add_hooks(app, settings, limiter)
     _add_error_handlers(app)
     return app

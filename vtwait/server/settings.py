@@ -63,6 +63,8 @@ DEFAULT_EVENT_SEND_TIMEOUT = 30.0
 DEFAULT_MAX_STREAMS = 1000
 #: Most ``job_id`` values in one ``GET /events``; past it the request is a 400.
 DEFAULT_MAX_STREAM_JOBS = 1000
+#: Most jobs one ``POST /start/batch`` starts; past it the request is a 400 (issue 19).
+DEFAULT_MAX_BATCH_START = 1000
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -116,6 +118,7 @@ class Settings:
     event_send_timeout: float = DEFAULT_EVENT_SEND_TIMEOUT
     max_streams: int = DEFAULT_MAX_STREAMS
     max_stream_jobs: int = DEFAULT_MAX_STREAM_JOBS
+    max_batch_start: int = DEFAULT_MAX_BATCH_START
 
     def __post_init__(self) -> None:
         for name in ("api_username", "api_password", "log_file", "webhook_secret"):
@@ -145,6 +148,7 @@ class Settings:
                 raise ConfigError(f"{name.upper()} must be more than 0, got 0")
         if self.seed is not None:
             _check_int("seed", self.seed, None)
+        _check_int("max_batch_start", self.max_batch_start, 1)
         if self.idle_timeout == 0:
             raise ConfigError("IDLE_TIMEOUT must be more than 0, got 0")
         for name in ("plain", "events"):
@@ -257,6 +261,7 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("EVENT_SEND_TIMEOUT", "float", "seconds a stalled event stream write waits, then drops"),
     _Option("MAX_STREAMS", "int", "most event streams open at once; past it GET /events is a 429"),
     _Option("MAX_STREAM_JOBS", "int", "most job_id values in one GET /events (more is a 400)"),
+    _Option("MAX_BATCH_START", "int", "most jobs one POST /start/batch starts (more is a 400)"),
 )
 
 # (field, maximum, maximum excluded); every number is finite and at least 0.
