@@ -20,6 +20,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 import vtwait.server.webhooks as webhooks
 from vtwait.server.errors import ApiError
+from vtwait.server.lean import json_response
 from vtwait.server.settings import Settings
 from vtwait.server.state import current_state
 from vtwait.server.stores.base import JOB_ID_RE, JobPhase, JobResult, StoreFullError
@@ -150,8 +151,7 @@ def _status_answer(doc: dict[str, Any], settings: Settings, status: int) -> Resp
     if settings.plain:
         doc.pop("eta_seconds", None)
     eta = doc.get("eta_seconds")
-    response = jsonify(doc)
-    response.status_code = status
+    response = json_response(doc, status)  # jsonify's bytes, without its provider (issue 19)
     if eta is not None:
         response.headers["Retry-After"] = str(max(1, math.ceil(eta)))
     return response
@@ -223,10 +223,15 @@ def _parse_start_body(
 def _requested_wait() -> float | None:
     """The long-poll wait asked by ``?wait=N`` and ``Prefer: wait=N`` (the smaller), or None."""
     waits = []
-    query = request.args.get("wait")
+    # From the WSGI environ (issue 19's lean path): request.args parses the whole query and
+    # request.headers walks every header, on each status request, though most ask neither. The
+    # server joins repeated Prefer headers into one HTTP_PREFER, as getlist() saw them.
+    environ = request.environ
+    query = request.args.get("wait") if environ.get("QUERY_STRING") else None
     if query is not None:
         waits.append(_parse_wait(query, "wait"))
-    prefer = _prefer_wait(request.headers.getlist("Prefer"))
+    raw_prefer = environ.get("HTTP_PREFER")
+    prefer = None if raw_prefer is None else _prefer_wait([raw_prefer])
     if prefer is not None:
         waits.append(_parse_wait(prefer, "Prefer: wait"))
     return min(waits, default=None)
