@@ -21,6 +21,18 @@ Wire format (``text/event-stream``)::
 
     : ping                                        after EVENT_HEARTBEAT s without a write
 
+With ``?batch=1`` (opt-in, issue 19: a plain ``EventSource`` never asks it), the changes found in
+one read of the log go as one event, their documents as a JSON array in the order of their ids,
+the event's id the last of them (a resume after it misses none)::
+
+    id: 1700000000000045
+    event: statuses
+    data: [{"job_id": "...", "result": "completed", ...}, {"job_id": "...", ...}]
+
+The snapshot stays one ``status`` (or ``not_found``) event per listed job. 10,000 changes at once
+are then some 20 events, not 10,000: a client parses one line per batch instead of four per
+change (``docs/server.md``).
+
 How a stream works: every change is written once into the store's event log (ids assigned in the
 same atomic step as the change). A stream is a generator that *pulls* from that shared log at its
 own pace: it holds no queue of its own, so a slow reader costs one batch of memory, not a backlog.
@@ -125,6 +137,7 @@ class EventStreams:
                 return error_response(400, "bad_request", f"{where} must be an event id (decimal digits)")
         raw = header if header is not None else query  # what EventSource sends on reconnect wins
         resume = int(raw) if raw else None
+        batched = request.args.get("batch", "") in ("1", "true")  # several changes an event
         slot = self._take_slot()
         if slot is None:
             return error_response(429, "too_many_streams",
@@ -148,7 +161,7 @@ class EventStreams:
         environ = request.environ
         sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
         body = self._stream(opening, set(job_ids), resume if resume is not None else last,
-                            first, sock, slot)
+                            first, sock, slot, batched)
         response = Response(body, 200, mimetype="text/event-stream")
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Accel-Buffering"] = "no"  # tell a proxy not to buffer the stream
@@ -174,6 +187,7 @@ class EventStreams:
         batch: list[LoggedEvent],
         sock: socket.socket | None,
         slot: _Slot,
+        batched: bool = False,
     ) -> Iterator[bytes]:
         """The body: the opening, then each logged event after ``position`` (of ``wanted`` jobs,
         all if empty), pings in the silences, until the store closes or the client goes."""
@@ -189,9 +203,10 @@ class EventStreams:
             while True:
                 if batch:
                     position = batch[-1].event_id
-                    chosen = [_change(e) for e in batch if not wanted or e.job_id in wanted]
+                    chosen = [e for e in batch if e.job_id in wanted] if wanted else batch
                     if chosen:
-                        yield "".join(chosen).encode()
+                        yield (_changes(chosen) if batched else
+                               "".join([_change(e) for e in chosen])).encode()
                         written += len(chosen)
                         last_write = time.monotonic()
                 elif time.monotonic() - last_write >= heartbeat:
@@ -234,6 +249,13 @@ class _Slot:
 
 def _change(event: LoggedEvent) -> str:
     return f"id: {event.event_id}\nevent: status\ndata: {event.data}\n\n"
+
+
+def _changes(events: list[LoggedEvent]) -> str:
+    """Several changes as one ``statuses`` event (``?batch=1``): their documents as a JSON array,
+    each already compact one-line JSON in the log, so joined without decoding."""
+    return (f"id: {events[-1].event_id}\nevent: statuses\n"
+            f"data: [{','.join([e.data for e in events])}]\n\n")
 
 
 def _snapshot(job_id: str, doc: dict[str, Any] | None) -> str:
