@@ -68,6 +68,7 @@ from vtwait.server.stores.base import (
     StoreClosedError,
     StoreUnavailableError,
 )
+from vtwait.server.stream_router import StreamRouter
 
 __all__ = ["RECONNECT_MS", "EventStreams", "open_streams", "register_event_stream"]
 
@@ -110,6 +111,8 @@ class EventStreams:
         self.settings = settings
         self._lock = threading.Lock()
         self._open = 0
+        #: Hands each change to the filtered streams of its job only (issue 19).
+        self.router = StreamRouter(store)
 
     @property
     def open(self) -> int:
@@ -195,6 +198,9 @@ class EventStreams:
         heartbeat = settings.event_heartbeat
         old_timeout = sock.gettimeout() if sock is not None else None
         written, ended = 0, "client gone"
+        # A filtered stream is woken by the router with its jobs' changes only; it reads the
+        # log itself up to feed.log_until, and for good once its inbox overflowed.
+        feed = self.router.subscribe(frozenset(wanted), position) if wanted else None
         try:
             if sock is not None:  # a write that stalls this long raises, and the server drops us
                 sock.settimeout(settings.event_send_timeout)
@@ -213,7 +219,18 @@ class EventStreams:
                     yield b": ping\n\n"
                     last_write = time.monotonic()
                 silence = max(heartbeat - (time.monotonic() - last_write), 0.0)
-                batch = store.wait_events(position, BATCH_EVENTS, silence)
+                if feed is not None and feed.overflowed:
+                    self.router.unsubscribe(feed)
+                    feed = None
+                if feed is None:
+                    batch = store.wait_events(position, BATCH_EVENTS, silence)
+                elif position < feed.log_until:  # the changes before the router had us
+                    batch = [e for e in store.events_after(position, BATCH_EVENTS)
+                             if e.event_id <= feed.log_until]
+                    if not batch:
+                        position = feed.log_until
+                else:
+                    batch = [e for e in feed.take(silence) if e.event_id > position]
         except StoreClosedError:
             ended = "server stopping"
         except EventIdExpiredError:
@@ -228,6 +245,8 @@ class EventStreams:
                     sock.shutdown(socket.SHUT_RDWR)
             raise
         finally:
+            if feed is not None:
+                self.router.unsubscribe(feed)
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.settimeout(old_timeout)
