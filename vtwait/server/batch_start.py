@@ -62,8 +62,8 @@ def start_batch() -> Response:
         raise ApiError(400, "bad_request", "body is not valid JSON") from None
     except RecursionError:
         raise ApiError(400, "bad_request", "body is not valid JSON: nested too deeply") from None
-    items = body.get("jobs") if isinstance(body, dict) else None
-    if not isinstance(items, list) or len(body) != 1:  # "jobs" and nothing else
+    items = body.get("jobs") if isinstance(body, dict) and len(body) == 1 else None
+    if not isinstance(items, list):  # {"jobs": [...]} and nothing else
         raise ApiError(400, "bad_request", 'body must be {"jobs": [<start body>, ...]}')
     if len(items) > cap:
         raise ApiError(400, "bad_request",
