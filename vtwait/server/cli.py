@@ -103,10 +103,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def configure_logging(log_file: str | None) -> None:
     """Sends the ``vtwait.server`` logs (INFO and up) to stderr and, if given, to ``log_file``."""
     formatter = _SecondCachingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The logging HOWTO's "Optimization": no record of the caller's frame, thread or process,
-    # which no line here shows; a few percent of a status request, each logging one line.
-    logging._srcfile = None  # type: ignore[attr-defined]
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
