@@ -28,7 +28,7 @@ import shlex
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,7 +349,9 @@ class MeasuredServer:
     """
 
     def __init__(self, name: str, args: Sequence[object], *, workdir: Path,
-                 env: Mapping[str, str] | None = None, startup_timeout: float = 30.0):
+                 env: Mapping[str, str] | None = None, startup_timeout: float = 30.0,
+                 launcher: Callable[[Path], Any] | None = None):
+        self.launcher = launcher  #: starts another server than server.py (with url, port, pid)
         self.name = name
         self.args = [str(a) for a in args]
         self.env = dict(env or {})
@@ -359,8 +361,10 @@ class MeasuredServer:
     def __enter__(self) -> MeasuredServer:
         logger.info("starting server %s: server.py %s", self.name, shlex.join(self.args))
         try:
-            self.process = testing.ServerProcess.start(
-                *self.args, env=self.env, log_path=self.log_path, timeout=self.startup_timeout)
+            self.process = (self.launcher(self.log_path) if self.launcher is not None else
+                            testing.ServerProcess.start(*self.args, env=self.env,
+                                                        log_path=self.log_path,
+                                                        timeout=self.startup_timeout))
         except RuntimeError as exc:
             raise BenchError(f"server {self.name} did not start ({exc}); its log ends with:\n"
                              f"{self.log_tail()}") from exc

@@ -44,6 +44,7 @@ PUBLIC = [
     "RetryPolicy",
     "ServerError",
     "ServerUnreachableError",
+    "StartBatchError",
     "StatusMapping",
     "TranslationStatusClient",
     "UnsupportedFeatureError",

@@ -82,7 +82,8 @@ def test_quick_scale_reports_every_figure(tmp_path: Path) -> None:
     report = json.loads(json_path.read_text())
     scale = report["scale"]
     assert [t["server"] for t in scale["throughput"]] == ["python server.py",
-                                                           "python server.py --dev-server"]
+                                                           "python server.py --dev-server",
+                                                           "minimal Flask route (calibration)"]
     for throughput in scale["throughput"]:
         assert_figures(throughput, THROUGHPUT_FIGURES, throughput["server"])
         assert throughput["requests"] > 0 and throughput["generator"]

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN_FIGURES = ("jobs", "start_s", "status_requests", "stream_requests", "requests_per_job",
+RUN_FIGURES = ("jobs", "start_s", "start_requests", "status_requests", "stream_requests",
+               "requests_per_job",
                "wall_s", "client_cpu_s", "client_peak_rss_mb", "client_threads_max",
                "server_cpu_s", "server_peak_rss_mb")
 

@@ -150,7 +150,8 @@ def test_a_storm_of_503s_is_one_warning_then_a_count(call, caplog):
             return jsonify(error={"code": "busy", "message": "busy"}), 503
         return jsonify(result="completed")
 
-    caplog.set_level(logging.DEBUG, logger="vtwait")
+    for name in ("vtwait.client.sync", "vtwait.client.aio"):  # whatever another test set
+        caplog.set_level(logging.DEBUG, logger=name)
     clock = FakeClock()
     retry = RetryPolicy(max_retries=25, backoff_jitter=0.0, backoff_max=0.01)
     with serve_wsgi(app) as url:

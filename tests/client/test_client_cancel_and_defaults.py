@@ -153,7 +153,7 @@ CALLS = {
     "get_status": ({"job_id": "j1"}, response(200, final())),
     "wait_for_completion": ({"job_id": "j1"}, response(200, final())),
     "cancel": ({"job_id": "j1"}, response(200, CANCELED)),
-    "start_jobs": ({"count": 1}, response(201, pending())),
+    "start_jobs": ({"count": 1}, response(200, {"jobs": [pending()]})),  # POST /start/batch
     "wait_many": ({"job_ids": ["j1"]}, response(200, final())),
     "as_completed": ({"job_ids": ["j1"]}, response(200, final())),
     "submit": ({}, response(201, pending())),
@@ -187,8 +187,16 @@ def test_none_for_any_method_argument_means_its_default(method, name):
         call: Call = session.calls[0]
         headers = {k: v for k, v in call.kwargs.get("headers", {}).items()
                    if k != "Idempotency-Key"}
-        sent.append((call.method, call.url, call.kwargs.get("json"), headers))
+        sent.append((call.method, call.url, _without_keys(call.kwargs.get("json")), headers))
     assert sent[0] == sent[1]
+
+
+def _without_keys(body: object) -> object:
+    """A request body without the idempotency keys a batch start makes afresh for each call."""
+    if isinstance(body, dict) and isinstance(body.get("jobs"), list):
+        return {"jobs": [{k: v for k, v in item.items() if k != "idempotency_key"}
+                         for item in body["jobs"]]}
+    return body
 
 
 def test_every_public_method_with_optional_arguments_is_in_the_table():

@@ -256,7 +256,8 @@ def test_a_batch_state_follows_its_batch_and_round_trips():
     again.bind(resumed)
     assert resumed.chunks[0].last_event_id == "17"
     params, headers = resumed.stream_request(resumed.chunks[0])
-    assert headers["Last-Event-ID"] == "17" and params == [("job_id", "b"), ("job_id", "c")]
+    assert headers["Last-Event-ID"] == "17" and params == [("job_id", "b"), ("job_id", "c"),
+                                                                ("batch", "1")]
     assert again.statuses()["a"].done
 
 

@@ -42,7 +42,7 @@ def test_ids_are_chunked_by_1000_and_duplicates_waited_for_once():
     batch = ManyJobs(ids + ids[:10])
     assert [len(chunk.job_ids) for chunk in batch.chunks] == [1000, 1000, 500]
     params, headers = batch.stream_request(batch.chunks[2])
-    assert params == [("job_id", f"j{n}") for n in range(2000, 2500)]
+    assert params == [*(("job_id", f"j{n}") for n in range(2000, 2500)), ("batch", "1")]
     assert headers["Accept"] == "text/event-stream" and "Last-Event-ID" not in headers
     assert len(batch.pending) == 2500
 
@@ -85,7 +85,8 @@ def test_a_dropped_stream_resumes_from_the_last_id_with_the_pending_ids_only():
     step = batch.on_stream_end(chunk, received=True, retry_ms=parser.retry)
     assert (step.action, step.delay) == (StreamAction.RETRY, 0.25)
     params, headers = batch.stream_request(chunk)
-    assert params == [("job_id", "a"), ("job_id", "c")] and headers["Last-Event-ID"] == "17"
+    assert params == [("job_id", "a"), ("job_id", "c"), ("batch", "1")]
+    assert headers["Last-Event-ID"] == "17"
 
 
 def test_streams_that_keep_failing_back_off_then_fall_back_to_polling():
@@ -118,7 +119,7 @@ def test_410_reads_each_pending_job_then_opens_a_fresh_stream():
     assert batch.on_status("a", status("a")) is not None
     assert batch.on_status("b", status("b", "pending")) is None
     params, headers = batch.stream_request(chunk)
-    assert params == [("job_id", "b")] and "Last-Event-ID" not in headers
+    assert params == [("job_id", "b"), ("batch", "1")] and "Last-Event-ID" not in headers
 
 
 @pytest.mark.parametrize(("code", "content_type"), [(404, "application/json"),
@@ -181,3 +182,33 @@ def test_a_status_without_the_id_is_filed_under_the_id_asked_for():
     batch = ManyJobs(["a"])
     ended = batch.on_status("a", JobStatus(job_id=None, result=JobResult.COMPLETED))
     assert ended is not None and ended.job_id == "a" and batch.results()["a"] is ended
+
+
+def test_a_statuses_event_carries_several_changes_in_order():
+    """?batch=1 (issue 19): one event, a list of documents, each recorded as a status event's."""
+    batch = ManyJobs(["a", "b", "c"])
+    chunk = batch.chunks[0]
+    docs = [{"job_id": "b", "result": "pending", "progress": 0.5},
+            {"job_id": "c", "result": "error"}, {"job_id": "zzz", "result": "completed"},
+            {"result": "completed"}, {"job_id": "a", "result": "completed"},
+            {"job_id": "b", "result": "completed"}, {"job_id": "a", "result": "error"}]
+    last = batch.on_event(chunk, SSEEvent("statuses", json.dumps(docs), "9", True))
+    assert [(s.job_id, s.result) for s in batch.take_ready()] == [
+        ("c", JobResult.ERROR), ("a", JobResult.COMPLETED), ("b", JobResult.COMPLETED)]
+    assert last is not None and last.job_id == "b"
+    assert batch.done and chunk.last_event_id == "9"
+
+
+def test_a_statuses_event_that_is_not_a_list_is_ignored():
+    batch = ManyJobs(["a"])
+    chunk = batch.chunks[0]
+    for data in ('{"job_id": "a", "result": "completed"}', "[1, 2]", "not json"):
+        assert batch.on_event(chunk, SSEEvent("statuses", data, "", False)) is None
+    assert batch.pending == {"a": None}
+
+
+def test_streams_ask_for_batched_events_unless_told_not_to():
+    batch = ManyJobs(["a"])
+    assert ("batch", "1") in batch.stream_request(batch.chunks[0])[0]
+    batch.batched_events = False
+    assert batch.stream_request(batch.chunks[0])[0] == [("job_id", "a")]

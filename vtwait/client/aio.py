@@ -32,6 +32,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Mapping,
     Sequence,
 )
 from dataclasses import dataclass
@@ -46,7 +47,9 @@ from vtwait.client.base import (
     STREAM_READ_TIMEOUT,
     BatchAdapter,
     ClientConfig,
+    job_start_body,
     start_body,
+    started_ids,
 )
 from vtwait.client.history import DurationHistory
 from vtwait.client.tracing import ClientTracing
@@ -69,6 +72,7 @@ from vtwait.core.policy import (
 )
 from vtwait.core.quiet import RepeatedWarnings
 from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
+from vtwait.core.starts import batch_limit, batch_start_body, offers_batch, read_batch_answer
 from vtwait.core.status import JobStatus, decode_json
 
 __all__ = ["AsyncVideoTranslationClient"]
@@ -197,16 +201,36 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
     async def start_jobs(self, count: int, *, delay: float | None = None,
                          outcome: str | None = None,
                          concurrency: int = DEFAULT_START_CONCURRENCY) -> list[str]:
-        """Start ``count`` jobs, at most ``concurrency`` at a time; their ids in order."""
+        """Start ``count`` jobs; their ids in order (see :meth:`start_many`)."""
         require(isinstance(count, int) and count >= 0, "count", count, "must be an int >= 0")
+        return await self.start_many([{"delay": delay, "outcome": outcome}] * count,
+                                     concurrency=concurrency)
+
+    async def start_many(self, jobs: Iterable[Mapping[str, Any]], *,
+                         concurrency: int = DEFAULT_START_CONCURRENCY) -> list[str]:
+        """Start one job per mapping of :meth:`start_job`'s arguments; their ids, in order.
+
+        Batches of ``batch_start_size`` jobs, one after another, when the server offers
+        ``POST /start/batch``; else one request per job, at most ``concurrency`` at a time (see
+        ``VideoTranslationClient.start_many``).
+
+        Raises:
+            StartBatchError: some jobs could not be started; the others were (``job_ids``).
+            TypeError: a mapping holds a key :meth:`start_job` does not take.
+        """
         require(concurrency >= 1, "concurrency", concurrency, "must be >= 1")
-        gate = asyncio.Semaphore(concurrency)
-
-        async def start() -> str:
-            async with gate:
-                return await self.start_job(delay=delay, outcome=outcome)
-
-        return list(await asyncio.gather(*(start() for _ in range(count))))
+        bodies = [job_start_body(job) for job in jobs]
+        job_ids: list[str | None] = [None] * len(bodies)
+        failed: dict[int, VideoTranslationError] = {}
+        offset = 0
+        while offset < len(bodies):
+            if self._batch_start_offered is False:
+                await self._start_each(bodies, offset, concurrency, job_ids, failed)
+                break
+            chunk = bodies[offset:offset + self.batch_start_size]
+            if await self._start_batch(chunk, offset, job_ids, failed):
+                offset += len(chunk)
+        return started_ids(job_ids, failed)
 
     async def get_status(self, job_id: str | JobRef | None = None) -> JobStatus:
         """One status request. ``job_id=None`` asks the server's single-job ``GET /status``."""
@@ -337,6 +361,48 @@ class AsyncVideoTranslationClient(AsyncLifecycle):
         received_at = self._clock()
         return self._read_status(_json(answer, job_id=job_id), answer.headers,
                                  job_id, answer.url), sent_at, received_at
+
+    async def _start_each(self, bodies: list[dict[str, Any] | None], offset: int,
+                          concurrency: int, job_ids: list[str | None],
+                          failed: dict[int, VideoTranslationError]) -> None:
+        """One ``POST /start`` per job from ``offset`` on, ``concurrency`` at a time."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def start(index: int) -> None:
+            async with gate:
+                try:
+                    job_ids[index] = await self.start_job(**(bodies[index] or {}))
+                except VideoTranslationError as exc:
+                    failed[index] = exc
+
+        await asyncio.gather(*(start(index) for index in range(offset, len(bodies))))
+
+    async def _start_batch(self, bodies: list[dict[str, Any] | None], offset: int,
+                           job_ids: list[str | None],
+                           failed: dict[int, VideoTranslationError]) -> bool:
+        """One ``POST /start/batch``; False when it started nothing (no route, or a lower cap:
+        the caller goes on one job at a time, or in smaller batches)."""
+        ticket = await self._pace(math.inf)
+        sent_at = self._clock()
+        url = self.base_url + self.start_batch_url
+        answer = await self._send(
+            "POST", url, json=batch_start_body(bodies, [uuid.uuid4().hex for _ in bodies]),
+            ticket=ticket, accept=(400, 404, 405))
+        received_at = self._clock()
+        if not offers_batch(answer.status):
+            logger.info("no batch start at %s: one request per job", self.start_batch_url)
+            self._batch_start_offered = False
+            return False
+        limit = batch_limit(answer.status, answer.headers)
+        if limit is not None and limit < len(bodies):
+            self.batch_start_size = limit
+            return False
+        if answer.status == 400:
+            raise error_for_answer("POST", url, 400, error_message(answer.body, ""), job_id=None)
+        self._batch_start_offered = True
+        started = read_batch_answer(_json(answer, job_id=None), count=len(bodies))
+        self._note_batch(started, offset, sent_at, received_at, job_ids, failed)
+        return True
 
     async def _pace(self, deadline: float, not_before: float = -math.inf) -> int | None:
         """Sleep until the next request may go (the rate limit) and book it; its ticket.

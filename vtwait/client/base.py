@@ -35,7 +35,7 @@ from vtwait.core.dialects import (
     read_job_status,
     start_answer_ref,
 )
-from vtwait.core.errors import ProtocolError, ServerError
+from vtwait.core.errors import ProtocolError, ServerError, StartBatchError, VideoTranslationError
 from vtwait.core.learned import DurationLearner
 from vtwait.core.planner import JobWait, WaitPlanner
 from vtwait.core.policy import (
@@ -48,10 +48,11 @@ from vtwait.core.policy import (
 )
 from vtwait.core.ratelimit import RateLimit, RatePacer, parse_rate_limit
 from vtwait.core.retry import asked_delay
+from vtwait.core.starts import DEFAULT_BATCH_SIZE, BatchStarted
 from vtwait.core.status import JobResult, JobStatus, parse_retry_after, with_answer_headers
 
 __all__ = ["DEFAULT_CANCEL_URL", "DEFAULT_STATUS_URL", "STREAM_READ_TIMEOUT", "BatchAdapter",
-           "ClientBase", "ClientConfig", "start_body"]
+           "ClientBase", "ClientConfig", "job_start_body", "start_body", "started_ids"]
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,22 @@ def start_body(delay: float | None, outcome: str | None, callback_url: str | Non
     return body or None
 
 
+def job_start_body(job: Mapping[str, Any]) -> dict[str, Any] | None:
+    """:func:`start_body` of one mapping of ``start_job``'s arguments (``start_many``'s items).
+
+    Raises:
+        TypeError: the mapping holds a key ``start_job`` does not take.
+    """
+    unknown = sorted(set(job) - _START_ARGUMENTS)
+    if unknown:
+        raise TypeError(f"start_many: unknown start_job arguments {unknown}")
+    return start_body(job.get("delay"), job.get("outcome"), job.get("callback_url"),
+                      job.get("callback_id"))
+
+
+_START_ARGUMENTS = frozenset({"delay", "outcome", "callback_url", "callback_id"})
+
+
 class ClientBase:
     """What a client is beyond its transport: its settings as attributes, status URLs, the
     per-job wait (:meth:`_new_wait`), the rate-pacing rule, and the learned schedule's
@@ -187,6 +204,12 @@ class ClientBase:
     events_url = "/events"
     #: Whether waits for many jobs try the event stream first (False: per-job waits only).
     use_event_stream = True
+    #: Where batch starts go (``POST /start/batch``), and how many jobs one carries at most (a
+    #: server with a lower cap names it, and the client sends smaller batches from then on).
+    start_batch_url = "/start/batch"
+    batch_start_size = DEFAULT_BATCH_SIZE
+    #: Whether the server has the batch route: None until asked, False once it answered 404/405.
+    _batch_start_offered: bool | None = None
 
     def __init__(self, config: ClientConfig, *, history: DurationHistory | None,
                  history_path: str | os.PathLike[str] | None) -> None:
@@ -442,6 +465,30 @@ class ClientBase:
             status = JobStatus(job_id, JobResult.PENDING)
         self._learner.note_start(job_id, replace(status, retry_after=hint), sent_at=sent_at,
                                  received_at=received_at)
+
+    def _note_batch(self, started: BatchStarted, offset: int, sent_at: float,
+                    received_at: float, job_ids: list[str | None],
+                    failed: dict[int, VideoTranslationError]) -> None:
+        """Files one batch answer's items at ``offset`` in the whole start's ``job_ids`` and
+        ``failed``, and tells the duration model of each job it started."""
+        for index, job_id in enumerate(started.job_ids):
+            job_ids[offset + index] = job_id
+            if job_id is not None:
+                self._note_start(job_id, started.documents[index], None, sent_at, received_at)
+        for index, error in started.failed.items():
+            failed[offset + index] = error
+        logger.info("batch start: %d jobs started, %d failed",
+                    len(started.job_ids) - len(started.failed), len(started.failed))
+
+
+def started_ids(job_ids: list[str | None], failed: dict[int, VideoTranslationError]) -> list[str]:
+    """The ids of a whole start (``start_jobs`` / ``start_many``), or its StartBatchError."""
+    if failed:
+        first = min(failed)
+        raise StartBatchError(
+            f"{len(failed)} of {len(job_ids)} jobs could not be started (the others were: "
+            f"see job_ids); the first, #{first}: {failed[first]}", job_ids=job_ids, failed=failed)
+    return [job_id for job_id in job_ids if job_id is not None]
 
 
 _Client = TypeVar("_Client", bound=ClientBase)

@@ -45,7 +45,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urljoin
@@ -59,7 +59,9 @@ from vtwait.client.base import (
     STREAM_READ_TIMEOUT,
     BatchAdapter,
     ClientConfig,
+    job_start_body,
     start_body,
+    started_ids,
 )
 from vtwait.client.credentials import Credentials
 from vtwait.client.history import DurationHistory
@@ -84,6 +86,7 @@ from vtwait.core.policy import (
 )
 from vtwait.core.quiet import RepeatedWarnings
 from vtwait.core.retry import RetryState, error_for_answer, error_message, is_transient
+from vtwait.core.starts import batch_limit, batch_start_body, offers_batch, read_batch_answer
 from vtwait.core.status import JobStatus, decode_json
 
 __all__ = ["TranslationStatusClient", "VideoTranslationClient"]
@@ -352,9 +355,38 @@ class VideoTranslationClient(SyncLifecycle):
 
     def start_jobs(self, count: int, *, delay: float | None = None,
                    outcome: str | None = None) -> list[str]:
-        """Start ``count`` jobs one after another, each with its own Idempotency-Key; their ids."""
+        """Start ``count`` jobs, each with its own idempotency key; their ids (see
+        :meth:`start_many`: batches of ``batch_start_size`` when the server offers them)."""
         require(isinstance(count, int) and count >= 0, "count", count, "must be an int >= 0")
-        return [self.start_job(delay=delay, outcome=outcome) for _ in range(count)]
+        return self.start_many([{"delay": delay, "outcome": outcome}] * count)
+
+    def start_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Start one job per mapping of :meth:`start_job`'s arguments; their ids, in order.
+
+        With a server that offers ``POST /start/batch``, up to ``batch_start_size`` jobs go in one
+        request (each with its own idempotency key, so a retried batch starts nothing twice);
+        with one that does not (404/405, remembered), one request per job.
+
+        Raises:
+            StartBatchError: some jobs could not be started; the others were (``job_ids``).
+            TypeError: a mapping holds a key :meth:`start_job` does not take.
+        """
+        bodies = [job_start_body(job) for job in jobs]
+        job_ids: list[str | None] = [None] * len(bodies)
+        failed: dict[int, VideoTranslationError] = {}
+        offset = 0
+        while offset < len(bodies):
+            if self._batch_start_offered is False:
+                for index in range(offset, len(bodies)):
+                    try:
+                        job_ids[index] = self._start_one(bodies[index])
+                    except VideoTranslationError as exc:
+                        failed[index] = exc
+                break
+            chunk = bodies[offset:offset + self.batch_start_size]
+            if self._start_batch(chunk, offset, job_ids, failed):
+                offset += len(chunk)
+        return started_ids(job_ids, failed)
 
     # -------------------------------------------------------------------------------- internals
     def _as_completed(self, job_ids: Iterable[str], *, timeout: float,
@@ -366,6 +398,37 @@ class VideoTranslationClient(SyncLifecycle):
         job_ids = unique_job_ids(job_ids)
         traced = _TracedTransport(self._transport, self._tracing, len(job_ids))
         return traced.run(threads.as_completed(traced, job_ids, timeout=timeout, state=state))
+
+    def _start_one(self, body: Mapping[str, Any] | None) -> str:
+        return self.start_job(**(body or {}))
+
+    def _start_batch(self, bodies: list[dict[str, Any] | None], offset: int,
+                     job_ids: list[str | None], failed: dict[int, VideoTranslationError]) -> bool:
+        """One ``POST /start/batch``; False when it started nothing (no route, or a lower cap:
+        the caller goes on one job at a time, or in smaller batches)."""
+        self._pace()
+        sent_at = self._clock()
+        response = self._send(
+            "POST", self.base_url + self.start_batch_url,
+            json=batch_start_body(bodies, [uuid.uuid4().hex for _ in bodies]),
+            timeout=self.request_timeout, paced=True, accept=(400, 404, 405))
+        received_at = self._clock()
+        if not offers_batch(response.status_code):
+            logger.info("no batch start at %s: one request per job", self.start_batch_url)
+            self._batch_start_offered = False
+            return False
+        limit = batch_limit(response.status_code, response.headers)
+        if limit is not None and limit < len(bodies):
+            self.batch_start_size = limit
+            return False
+        if response.status_code == 400:
+            raise error_for_answer("POST", response.url, 400,
+                                   error_message(response.content, response.reason or ""),
+                                   job_id=None)
+        self._batch_start_offered = True
+        started = read_batch_answer(_json(response, job_id=None), count=len(bodies))
+        self._note_batch(started, offset, sent_at, received_at, job_ids, failed)
+        return True
 
     def _nap(self, seconds: float) -> None:
         """Every sleep of the client: the injected sleep, remembered as time that has passed."""

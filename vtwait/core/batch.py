@@ -139,6 +139,8 @@ class ManyJobs:
         self._rng = rng or random.Random()
         self._chunk_of = {job_id: n // chunk_size for n, job_id in enumerate(ids)}
         self._left = [len(chunk.job_ids) for chunk in self.chunks]  # pending per chunk
+        #: Ask streams for several changes per event (``?batch=1``, a ``statuses`` event).
+        self.batched_events = True
 
     # ------------------------------------------------------------------------------ outcomes
     @property
@@ -229,6 +231,8 @@ class ManyJobs:
     def stream_request(self, chunk: StreamChunk) -> tuple[list[tuple[str, str]], dict[str, str]]:
         """Query parameters and headers of ``GET /events`` for ``chunk`` (its pending ids only)."""
         params = [("job_id", job_id) for job_id in self.pending_in(chunk)]
+        if self.batched_events:  # several changes per event (issue 19); servers without it
+            params.append(("batch", "1"))  # ignore the parameter and send one event each
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if chunk.last_event_id:
             headers["Last-Event-ID"] = chunk.last_event_id
@@ -262,7 +266,7 @@ class ManyJobs:
         chunk.failures = 0
         if event.has_id:
             chunk.last_event_id = event.last_event_id
-        if event.event not in ("status", "not_found"):
+        if event.event not in ("status", "not_found", "statuses"):
             return None  # an event kind this client does not know: ignored
         try:
             document = json.loads(event.data)
@@ -270,6 +274,8 @@ class ManyJobs:
             logger.warning("event stream: unreadable %s event ignored: %.120r", event.event,
                            event.data)
             return None
+        if event.event == "statuses":
+            return self._on_statuses(document)
         if event.event == "not_found":
             job_id = document.get("job_id") if isinstance(document, dict) else None
             if isinstance(job_id, str) and job_id in self.pending:
@@ -287,6 +293,23 @@ class ManyJobs:
         if status.job_id is None:
             return None
         return self.on_status(status.job_id, status)
+
+    def _on_statuses(self, documents: object) -> JobStatus | None:
+        """Several changes in one event (``?batch=1``): each document as a ``status`` event's;
+        returns the last final status they carry, if any (every one is in take_ready())."""
+        if not isinstance(documents, list):
+            logger.warning("event stream: statuses event without a list ignored")
+            return None
+        last = None
+        for document in documents:
+            try:
+                status = read_job_status(document, job_id=None)  # its links (output) too
+            except ProtocolError as exc:
+                logger.warning("event stream: status in a statuses event ignored: %s", exc)
+                continue
+            if status.job_id is not None:
+                last = self.on_status(status.job_id, status) or last
+        return last
 
     def on_stream_end(self, chunk: StreamChunk, *, received: bool,
                       retry_ms: int | None = None) -> StreamStep:

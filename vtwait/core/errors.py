@@ -13,6 +13,7 @@ class subclasses it too::
     ├── ProtocolError            an answer with no usable status in it (also ValueError)
     ├── WaitTimeout              deadline or attempt budget spent (also TimeoutError)
     ├── BatchError               some jobs of a batch could not be waited for (the rest ended)
+    ├── StartBatchError          some jobs of a batch start failed (the rest started)
     ├── WebhookVerificationError a forged, stale or malformed webhook delivery (also ValueError)
     ├── UnsupportedFeatureError  the server lacks what the call needs (``feature`` names it)
     ├── NoOutputError            the job has no output to download (failed, or none appeared)
@@ -40,6 +41,7 @@ __all__ = [
     "ServerError",
     "ServerUnreachableError",
     "UnsupportedFeatureError",
+    "StartBatchError",
     "VideoTranslationError",
     "WaitTimeout",
     "WebhookVerificationError",
@@ -123,6 +125,21 @@ class BatchError(VideoTranslationError):
         super().__init__(message)
         self.failed = dict(failed)
         self.finished = dict(finished)
+
+
+class StartBatchError(VideoTranslationError):
+    """Some jobs of ``start_jobs`` / ``start_many`` could not be started; every other one was.
+
+    ``job_ids`` holds one entry per job asked for, in order: its id, or None where it failed;
+    ``failed`` maps the index of each job that failed to its error (e.g. :class:`ServerError` for
+    a server full of jobs, :class:`InvalidRequestError` for a refused body).
+    """
+
+    def __init__(self, message: str, *, job_ids: list[str | None],
+                 failed: Mapping[int, VideoTranslationError]):
+        super().__init__(message)
+        self.job_ids = list(job_ids)
+        self.failed = dict(failed)
 
 
 class WebhookVerificationError(VideoTranslationError, ValueError):

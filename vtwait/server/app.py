@@ -17,6 +17,7 @@ Routes (``routes.py``, a Blueprint):
 * ``GET /healthz`` answers ``{"status": "ok"}``, without authentication.
 * ``GET /metrics`` answers Prometheus metrics (``metrics.py``), without authentication.
 * ``GET /events`` is the job event stream (Server-Sent Events; ``events.py``).
+* ``/_admin/...`` is the control API for tests (``admin/``): on only with ``ADMIN_TOKEN``.
 * ``GET /openapi.yaml`` and ``GET /openapi.json`` answer the API description (``openapi.yaml``,
   package data beside this module), without authentication; the JSON form needs PyYAML.
 
@@ -57,12 +58,14 @@ import vtwait.server.request_ids as request_ids
 import vtwait.server.tracing as tracing
 import vtwait.server.webhooks as webhooks
 from vtwait.server.auth import api_key_ok, auth_required, challenges, credentials_wanted
+from vtwait.server.batch_start import start_batch
 from vtwait.server.clock import Clock, SystemClock, VirtualClock
 from vtwait.server.dashboard import register_dashboard
 from vtwait.server.dialects import current_dialect, install_dialect
 from vtwait.server.errors import ApiError, code_for_status, error_body, error_response
 from vtwait.server.events import register_event_stream
 from vtwait.server.faults import Faults
+from vtwait.server.lean import LeanFlask
 from vtwait.server.listing import listing_api
 from vtwait.server.outputs import Outputs, outputs_api
 from vtwait.server.routenames import ADMIN_PREFIX
@@ -121,7 +124,7 @@ def create_app(
         StoreUnavailableError: ``JOB_STORE`` names a Redis that cannot be reached.
     """
     settings = Settings.from_env() if settings is None else settings
-    app = Flask(__name__)
+    app = LeanFlask(__name__)  # Flask minus per-request work this API never needs (issue 19)
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
     app.json.sort_keys = False  # type: ignore[attr-defined]
     if timebase is None:
@@ -172,6 +175,8 @@ def create_app(
     cors.install(app, settings.cors_origin_set)  # before auth: preflights carry no credentials
     install_dialect(app, settings)  # DIALECT's routes and error envelope (dialects/)
     request_ids.install(app)
+    # POST /start/batch (issue 19): its own module, added beside the blueprint's routes.
+    app.add_url_rule("/start/batch", "start_batch", start_batch, methods=["POST"])
     _add_hooks(app, settings, limiter)
     admin.install(app, control)  # after auth: faults play on authenticated requests only
     _add_error_handlers(app)
@@ -209,13 +214,17 @@ def _add_hooks(app: Flask, settings: Settings, limiter: rate_limits.RequestLimit
 
     @app.after_request
     def _log_request(response: Response) -> Response:
-        path = request.path
-        if request.query_string:
-            path += "?" + request.query_string.decode("latin-1")
-        status = "dropped" if g.get("dropped") else response.status_code
-        elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        logger.info("%s %s %s %.1fms", request.method, path, status, elapsed_ms)
-        if request.endpoint != "api.healthz" and response.mimetype == "application/json":
+        # The request and g looked up once (each proxy access is a context-var lookup), and the
+        # Content-Type compared, not parsed: issue 19's lean path, same line and headers.
+        req, ctx_g = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
+        path = req.path
+        if req.query_string:
+            path += "?" + req.query_string.decode("latin-1")
+        status = "dropped" if ctx_g.get("dropped") else response.status_code
+        elapsed_ms = (time.perf_counter() - ctx_g.get("started", time.perf_counter())) * 1000
+        logger.info("%s %s %s %.1fms", req.method, path, status, elapsed_ms)
+        content_type = response.headers.get("Content-Type", "")
+        if req.endpoint != "api.healthz" and content_type.partition(";")[0] == "application/json":
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 

@@ -33,7 +33,7 @@ ALLOWED_HEADERS = ("Authorization, Content-Type, Prefer, Idempotency-Key, Last-E
 #: Answer headers a script may read: hints, rate limits, paging, output downloads, replays.
 EXPOSED_HEADERS = ("Retry-After, Location, Operation-Location, Link, Preference-Applied, "
                    "Idempotent-Replayed, RateLimit, RateLimit-Policy, ETag, Content-Range, "
-                   "Accept-Ranges, Content-Length, WWW-Authenticate")
+                   "Accept-Ranges, Content-Length, Content-Disposition, WWW-Authenticate")
 #: Seconds a browser may cache a preflight's answer.
 MAX_AGE = 600
 

@@ -21,6 +21,18 @@ Wire format (``text/event-stream``)::
 
     : ping                                        after EVENT_HEARTBEAT s without a write
 
+With ``?batch=1`` (opt-in, issue 19: a plain ``EventSource`` never asks it), the changes found in
+one read of the log go as one event, their documents as a JSON array in the order of their ids,
+the event's id the last of them (a resume after it misses none)::
+
+    id: 1700000000000045
+    event: statuses
+    data: [{"job_id": "...", "result": "completed", ...}, {"job_id": "...", ...}]
+
+The snapshot stays one ``status`` (or ``not_found``) event per listed job. 10,000 changes at once
+are then some 20 events, not 10,000: a client parses one line per batch instead of four per
+change (``docs/server.md``).
+
 How a stream works: every change is written once into the store's event log (ids assigned in the
 same atomic step as the change). A stream is a generator that *pulls* from that shared log at its
 own pace: it holds no queue of its own, so a slow reader costs one batch of memory, not a backlog.
@@ -59,6 +71,7 @@ from vtwait.server.stores.base import (
     StoreClosedError,
     StoreUnavailableError,
 )
+from vtwait.server.stream_router import StreamRouter
 
 __all__ = ["RECONNECT_MS", "EventStreams", "open_streams", "register_event_stream"]
 
@@ -106,6 +119,8 @@ class EventStreams:
         self.clock = SystemClock() if clock is None else clock
         self._lock = threading.Lock()
         self._open = 0
+        #: Hands each change to the filtered streams of its job only (issue 19).
+        self.router = StreamRouter(store)
 
     @property
     def open(self) -> int:
@@ -133,6 +148,7 @@ class EventStreams:
                 return error_response(400, "bad_request", f"{where} must be an event id (decimal digits)")
         raw = header if header is not None else query  # what EventSource sends on reconnect wins
         resume = int(raw) if raw else None
+        batched = request.args.get("batch", "") in ("1", "true")  # several changes an event
         slot = self._take_slot()
         if slot is None:
             return error_response(429, "too_many_streams",
@@ -156,7 +172,7 @@ class EventStreams:
         environ = request.environ
         sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
         body = self._stream(opening, set(job_ids), resume if resume is not None else last,
-                            first, sock, slot)
+                            first, sock, slot, batched)
         response = Response(body, 200, mimetype="text/event-stream")
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Accel-Buffering"] = "no"  # tell a proxy not to buffer the stream
@@ -182,6 +198,7 @@ class EventStreams:
         batch: list[LoggedEvent],
         sock: socket.socket | None,
         slot: _Slot,
+        batched: bool = False,
     ) -> Iterator[bytes]:
         """The body: the opening, then each logged event after ``position`` (of ``wanted`` jobs,
         all if empty), pings in the silences, until the store closes or the client goes."""
@@ -189,6 +206,12 @@ class EventStreams:
         heartbeat = settings.event_heartbeat
         old_timeout = sock.gettimeout() if sock is not None else None
         written, ended = 0, "client gone"
+        # A filtered stream is woken by the router with its jobs' changes only; it reads the
+        # log itself up to feed.log_until, and for good once its inbox overflowed.
+        # The router's inboxes wait in real time: on a virtual clock a stream waits on the store,
+        # which follows that clock.
+        feed = (self.router.subscribe(frozenset(wanted), position)
+                if wanted and not self.clock.virtual else None)
         try:
             if sock is not None:  # a write that stalls this long raises, and the server drops us
                 sock.settimeout(settings.event_send_timeout)
@@ -201,9 +224,10 @@ class EventStreams:
             while True:
                 if batch:
                     position = batch[-1].event_id
-                    chosen = [_change(e) for e in batch if not wanted or e.job_id in wanted]
+                    chosen = [e for e in batch if e.job_id in wanted] if wanted else batch
                     if chosen:
-                        yield "".join(chosen).encode()
+                        yield (_changes(chosen) if batched else
+                               "".join([_change(e) for e in chosen])).encode()
                         written += len(chosen)
                         last_write = now()
                 elif now() - last_write >= heartbeat:
@@ -214,7 +238,18 @@ class EventStreams:
                     ended = f"EVENT_MAX_AGE of {settings.event_max_age:g} s reached"
                     break
                 silence = min(max(heartbeat - (moment - last_write), 0.0), ends_at - moment)
-                batch = store.wait_events(position, BATCH_EVENTS, silence)
+                if feed is not None and feed.overflowed:
+                    self.router.unsubscribe(feed)
+                    feed = None
+                if feed is None:
+                    batch = store.wait_events(position, BATCH_EVENTS, silence)
+                elif position < feed.log_until:  # the changes before the router had us
+                    batch = [e for e in store.events_after(position, BATCH_EVENTS)
+                             if e.event_id <= feed.log_until]
+                    if not batch:
+                        position = feed.log_until
+                else:
+                    batch = [e for e in feed.take(silence) if e.event_id > position]
         except StoreClosedError:
             ended = "server stopping"
         except EventIdExpiredError:
@@ -229,6 +264,8 @@ class EventStreams:
                     sock.shutdown(socket.SHUT_RDWR)
             raise
         finally:
+            if feed is not None:
+                self.router.unsubscribe(feed)
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.settimeout(old_timeout)
@@ -250,6 +287,13 @@ class _Slot:
 
 def _change(event: LoggedEvent) -> str:
     return f"id: {event.event_id}\nevent: status\ndata: {event.data}\n\n"
+
+
+def _changes(events: list[LoggedEvent]) -> str:
+    """Several changes as one ``statuses`` event (``?batch=1``): their documents as a JSON array,
+    each already compact one-line JSON in the log, so joined without decoding."""
+    return (f"id: {events[-1].event_id}\nevent: statuses\n"
+            f"data: [{','.join([e.data for e in events])}]\n\n")
 
 
 def _snapshot(job_id: str, doc: dict[str, Any] | None) -> str:

@@ -25,6 +25,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -126,13 +127,25 @@ def install(app: Flask, store: JobStore) -> Metrics:
     def _metrics_start() -> None:
         g.metrics_started = time.perf_counter()
 
+    # The labelled children by (route, method, status) and by route, found once each: labels()
+    # builds and checks its key on every call, a few percent of a status request (issue 19).
+    counted: dict[tuple[str, str, int], Any] = {}
+    timed: dict[str, Any] = {}
+
     @app.after_request
     def _metrics_count(response: Response) -> Response:
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        measured.requests.labels(route, request.method, str(response.status_code)).inc()
+        key = (route, request.method, response.status_code)
+        counter = counted.get(key)
+        if counter is None:
+            counter = counted[key] = measured.requests.labels(route, key[1], str(key[2]))
+        counter.inc()
         began = g.get("metrics_started")
         if began is not None:
-            measured.duration.labels(route).observe(time.perf_counter() - began)
+            histogram = timed.get(route)
+            if histogram is None:
+                histogram = timed[route] = measured.duration.labels(route)
+            histogram.observe(time.perf_counter() - began)
         return response
 
     @app.get("/metrics")

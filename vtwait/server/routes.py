@@ -22,6 +22,7 @@ import vtwait.server.deadlines as deadlines
 import vtwait.server.webhooks as webhooks
 from vtwait.server.admin.scripts import Script, ScriptBook, ScriptError
 from vtwait.server.errors import ApiError
+from vtwait.server.lean import json_response
 from vtwait.server.settings import Settings
 from vtwait.server.start_body import check_unknown_keys
 from vtwait.server.state import current_state
@@ -181,19 +182,35 @@ def _status(job_id: str) -> Response:
     return response
 
 
-def _status_answer(doc: dict[str, Any], settings: Settings, status: int) -> Response:
-    """The status document as a response, with hints on a pending job unless PLAIN."""
-    admin = current_state().admin
-    if admin is not None:  # a scripted job shows its timeline's phase and progress
-        doc = admin.scripts.overlay(doc)
+def answer_document(doc: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """A store's status document as the API shows it: a scripted job's phase and progress, no
+    ETA when PLAIN, a completed job's signed output URL."""
+    state = current_state()
+    if state.admin is not None:  # a scripted job shows its timeline's phase and progress
+        doc = state.admin.scripts.overlay(doc)
     if settings.plain:
         doc.pop("eta_seconds", None)
-    outputs = current_state().outputs
-    if outputs is not None:
-        outputs.attach(doc, request.host_url)
+    if state.outputs is not None:
+        state.outputs.attach(doc, request.host_url)
+    return doc
+
+
+def start_options(raw: bytes, settings: Settings) -> tuple[float | None, Script | None]:
+    """What a start body asks beyond delay and outcome: its deadline (``cancel_after``; the
+    ``Cancel-After`` header is the single start's own) and its script. Raises ApiError."""
+    state = current_state()
+    if settings.plain:
+        deadlines.refuse_key(raw)
+    cancel_after = None if settings.plain else deadlines.requested_cancel_after(None, raw)
+    script = None if state.admin is None else _start_script(state.admin.scripts, raw)
+    return cancel_after, script
+
+
+def _status_answer(doc: dict[str, Any], settings: Settings, status: int) -> Response:
+    """The status document as a response, with hints on a pending job unless PLAIN."""
+    doc = answer_document(doc, settings)
     eta = doc.get("eta_seconds")
-    response = jsonify(doc)
-    response.status_code = status
+    response = json_response(doc, status)  # jsonify's bytes, without its provider (issue 19)
     if eta is not None:
         response.headers["Retry-After"] = str(max(1, math.ceil(eta)))
     return response
@@ -271,10 +288,15 @@ def _parse_start_body(
 def _requested_wait() -> float | None:
     """The long-poll wait asked by ``?wait=N`` and ``Prefer: wait=N`` (the smaller), or None."""
     waits = []
-    query = request.args.get("wait")
+    # From the WSGI environ (issue 19's lean path): request.args parses the whole query and
+    # request.headers walks every header, on each status request, though most ask neither. The
+    # server joins repeated Prefer headers into one HTTP_PREFER, as getlist() saw them.
+    environ = request.environ
+    query = request.args.get("wait") if environ.get("QUERY_STRING") else None
     if query is not None:
         waits.append(_parse_wait(query, "wait"))
-    prefer = _prefer_wait(request.headers.getlist("Prefer"))
+    raw_prefer = environ.get("HTTP_PREFER")
+    prefer = None if raw_prefer is None else _prefer_wait([raw_prefer])
     if prefer is not None:
         waits.append(_parse_wait(prefer, "Prefer: wait"))
     return min(waits, default=None)

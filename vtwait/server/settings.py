@@ -78,6 +78,8 @@ MAX_OUTPUT_SIZE = 1 << 34
 #: one is a public service's long-running-operation API (``vtwait/server/dialects/``).
 DIALECTS = ("native", "azure", "google", "replicate", "openai", "heygen")
 DEFAULT_DIALECT = "native"
+#: Most jobs one ``POST /start/batch`` starts; past it the request is a 400 (issue 19).
+DEFAULT_MAX_BATCH_START = 1000
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -148,6 +150,7 @@ class Settings:
     dialect: str = DEFAULT_DIALECT
     event_max_age: float = 0.0
     log_format: str = "text"
+    max_batch_start: int = DEFAULT_MAX_BATCH_START
 
     def __post_init__(self) -> None:
         for name in ("api_username", "api_password", "log_file", "webhook_secret", "output_secret"):
@@ -184,6 +187,7 @@ class Settings:
                               f"{self.output_size!r}")
         if self.output_ttl < 1:  # expiry is in whole seconds: a shorter URL could be born dead
             raise ConfigError(f"OUTPUT_TTL must be at least 1, got {self.output_ttl!r}")
+        _check_int("max_batch_start", self.max_batch_start, 1)
         if self.idle_timeout == 0:
             raise ConfigError("IDLE_TIMEOUT must be more than 0, got 0")
         for name in ("plain", "events"):
@@ -353,6 +357,7 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("DIALECT", "str", "API shape: native, azure, google, replicate, openai or heygen"),
     _Option("EVENT_MAX_AGE", "float", "seconds until the server ends an event stream (it resumes); 0: never"),
     _Option("LOG_FORMAT", "str", "text, or json: one JSON object a line (trace ids when tracing)"),
+    _Option("MAX_BATCH_START", "int", "most jobs one POST /start/batch starts (more is a 400)"),
 )
 
 # (field, maximum, maximum excluded); every number is finite and at least 0.

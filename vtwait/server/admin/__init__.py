@@ -55,7 +55,7 @@ class AdminState:
               wall_clock: Callable[[], float], secrets: tuple[str | None, ...] = ()) -> AdminState:
         """The control API's parts; ``secrets`` are redacted from the journal wherever they
         appear (the API and admin credentials are always among them)."""
-        known = [settings.admin_token, settings.api_password, *secrets]
+        known = [settings.admin_token, settings.api_password, settings.api_key, *secrets]
         if settings.auth_enabled:
             pair = f"{settings.api_username}:{settings.api_password}".encode()
             known.append(base64.b64encode(pair).decode())
@@ -94,7 +94,7 @@ def install(app: Flask, admin: AdminState) -> None:
             journal.record(method=request.method, path=path, route=route, job_id=job_id,
                            status=0 if g.get("dropped") else response.status_code,
                            duration_ms=elapsed_ms, headers=request.headers.items(),
-                           at=wall_clock() - elapsed_ms / 1000)
+                           at=wall_clock())  # answered: a held long-poll's end, virtual or not
         return faults.trickle(response)
 
 

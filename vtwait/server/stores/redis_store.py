@@ -326,6 +326,7 @@ class RedisJobStore(JobStore):
         forgotten = int(self._guard(self._reset_script, keys=[], args=[self._prefix]))
         self._wake_all()
         return forgotten
+
     def list_jobs(
         self,
         *,
