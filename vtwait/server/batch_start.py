@@ -38,6 +38,7 @@ from vtwait.server.routes import (
     MAX_CONTENT_LENGTH,
     _parse_start_body,
     answer_document,
+    read_chunked_body,
     start_options,
 )
 from vtwait.server.state import AppState, current_state
@@ -131,13 +132,7 @@ def _read_body(limit: int) -> bytes:
         if length > limit:
             raise too_large
         return bytes(stream.read(length)) if length else b""
-    body = bytearray()
-    while len(body) <= limit:
-        try:
-            chunk = stream.read(limit + 1 - len(body))
-        except Exception:  # a malformed chunk (each server raises its own), or the client left
-            raise ApiError(400, "bad_request", "malformed chunked body") from None
-        if not chunk:
-            return bytes(body)
-        body += chunk
-    raise too_large
+    body = read_chunked_body(limit)
+    if body is None:
+        raise too_large
+    return body

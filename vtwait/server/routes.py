@@ -233,17 +233,26 @@ def _read_body() -> bytes:
     """
     if not request.environ.get("wsgi.input_terminated"):
         return request.get_data(cache=False)  # werkzeug answers 413 to a long Content-Length
+    body = read_chunked_body(MAX_CONTENT_LENGTH)
+    if body is None:
+        raise RequestEntityTooLarge()
+    return body
+
+
+def read_chunked_body(limit: int) -> bytes | None:
+    """A chunked request body of at most ``limit`` bytes; None when it is longer (read one byte
+    past the limit, no further). Raises ApiError 400 for a malformed chunk."""
     stream = request.environ["wsgi.input"]
     body = bytearray()
-    while len(body) <= MAX_CONTENT_LENGTH:
+    while len(body) <= limit:
         try:
-            chunk = stream.read(MAX_CONTENT_LENGTH + 1 - len(body))
+            chunk = stream.read(limit + 1 - len(body))
         except Exception:  # a malformed chunk (each server raises its own), or the client left
             raise ApiError(400, "bad_request", "malformed chunked body") from None
         if not chunk:
             return bytes(body)
         body += chunk
-    raise RequestEntityTooLarge()
+    return None
 
 
 def _parse_start_body(
