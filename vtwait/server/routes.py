@@ -190,8 +190,8 @@ def answer_document(doc: dict[str, Any], settings: Settings) -> dict[str, Any]:
         doc = state.admin.scripts.overlay(doc)
     if settings.plain:
         doc.pop("eta_seconds", None)
-    if state.outputs is not None:
-        state.outputs.attach(doc, request.host_url)
+    if state.outputs is not None and doc.get("phase") == "completed":
+        state.outputs.attach(doc, request.host_url)  # host_url costs: only for an output
     return doc
 
 
