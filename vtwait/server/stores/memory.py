@@ -42,6 +42,7 @@ from vtwait.server.stores.base import (
     StoreFullError,
     listing_position,
 )
+from vtwait.server.stores.queue_eta import estimate_queue_starts
 
 __all__ = ["ADVANCE_SLICE", "MemoryJobStore", "estimate_queue_starts"]
 
@@ -55,27 +56,6 @@ ADVANCE_SLICE = 256
 _END_PHASE = {JobResult.COMPLETED: JobPhase.COMPLETED, JobResult.ERROR: JobPhase.ERROR}
 #: Compact one-line JSON, as logged events keep it (one encoder, not one per call).
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def estimate_queue_starts(slots_free: list[float], durations: list[float]) -> list[float]:
-    """When each queued job should start, if every job takes what it is expected to take.
-
-    Args:
-        slots_free: when each running slot frees (one entry per slot of ``CONCURRENCY``; a free
-            slot is "now").
-        durations: the expected durations of the queued jobs, in queue order.
-
-    Returns:
-        The start times, in the same order and on the same clock as ``slots_free``.
-    """
-    heap = list(slots_free)
-    heapq.heapify(heap)
-    starts = []
-    for duration in durations:
-        start = heapq.heappop(heap)
-        starts.append(start)
-        heapq.heappush(heap, start + duration)
-    return starts
 
 
 @dataclasses.dataclass(slots=True, eq=False)
