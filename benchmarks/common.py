@@ -46,8 +46,11 @@ __all__ = [
     "OptionError",
     "Spread",
     "Target",
+    "add_sized_options",
     "bench_workdir",
+    "chosen_names",
     "cpu_seconds",
+    "fill_defaults",
     "finish",
     "machine_info",
     "markdown_table",
@@ -417,3 +420,32 @@ class MeasuredServer:
             time.sleep(0.1)
             history.append(self.threads())
         return history[-1]
+
+
+# ------------------------------------------------------------------------ mode options
+def add_sized_options(parser: argparse.ArgumentParser,
+                      specs: Sequence[tuple[str, type, str]],
+                      defaults: Mapping[str, float], quick: Mapping[str, float]) -> None:
+    """A mode's size options (``--jobs``, ``--min-delay``, ...): ``(name, type, text)`` each,
+    unset by default so that :func:`fill_defaults` picks the full run's or ``--quick``'s value;
+    the help names both."""
+    for name, kind, text in specs:
+        key = name.replace("-", "_")
+        parser.add_argument(f"--{name}", type=kind, help=f"{text} (default: "
+                            f"{defaults[key]:g}; --quick: {quick[key]:g})")
+
+
+def fill_defaults(options: argparse.Namespace, defaults: Mapping[str, Any],
+                  quick: Mapping[str, Any]) -> None:
+    """Sets each option left unset to the full run's value, or ``--quick``'s."""
+    for key, value in {**defaults, **(quick if options.quick else {})}.items():
+        if getattr(options, key) is None:
+            setattr(options, key, value)
+
+
+def chosen_names(text: str, known: Sequence[str], option: str) -> list[str]:
+    """The comma-separated names of ``--<option>``, in order; OptionError for none or unknown."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names or set(names) - set(known):
+        raise OptionError(f"--{option}: choose from {', '.join(known)}")
+    return names

@@ -42,7 +42,10 @@ from benchmarks.common import (
     OptionError,
     Spread,
     Target,
+    add_sized_options,
     bench_workdir,
+    chosen_names,
+    fill_defaults,
     finish,
     markdown_table,
     start_together,
@@ -196,12 +199,10 @@ def _detection_delays(url: str, dialect: str,
 # ---------------------------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The dialects mode's own options."""
-    for name, kind, text in (("jobs", int, "jobs per dialect, all started at once"),
-                             ("min-delay", float, "shortest job, seconds"),
-                             ("max-delay", float, "longest job, seconds")):
-        key = name.replace("-", "_")
-        parser.add_argument(f"--{name}", type=kind, help=f"{text} (default: "
-                            f"{DIALECT_DEFAULTS[key]:g}; --quick: {DIALECT_QUICK[key]:g})")
+    add_sized_options(parser, (("jobs", int, "jobs per dialect, all started at once"),
+                               ("min-delay", float, "shortest job, seconds"),
+                               ("max-delay", float, "longest job, seconds")),
+                      DIALECT_DEFAULTS, DIALECT_QUICK)
     parser.add_argument("--dialects", default=",".join(START_URLS),
                         help="comma-separated, in order (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the job plan and the "
@@ -210,13 +211,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(options: argparse.Namespace) -> int:
     """``python bench.py dialects ...``; returns the exit status."""
-    defaults = DIALECT_QUICK if options.quick else DIALECT_DEFAULTS
-    for key, value in defaults.items():
-        if getattr(options, key) is None:
-            setattr(options, key, value)
-    dialects = [d.strip() for d in options.dialects.split(",") if d.strip()]
-    if not dialects or set(dialects) - set(START_URLS):
-        raise OptionError(f"--dialects: choose from {', '.join(START_URLS)}")
+    fill_defaults(options, DIALECT_DEFAULTS, DIALECT_QUICK)
+    dialects = chosen_names(options.dialects, list(START_URLS), "dialects")
     if options.jobs < 1 or not 0 < options.min_delay <= options.max_delay:
         raise OptionError("need --jobs >= 1 and 0 < --min-delay <= --max-delay")
     plan = plan_jobs(options.jobs, seed=options.seed, min_delay=options.min_delay,

@@ -56,6 +56,7 @@ from benchmarks.common import (
     OptionError,
     Target,
     bench_workdir,
+    fill_defaults,
     finish,
     markdown_table,
     save_figure,
@@ -301,9 +302,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(options: argparse.Namespace) -> int:
     """``python bench.py learned ...``; returns the exit status."""
-    for key, value in (LEARNED_QUICK if options.quick else LEARNED_DEFAULTS).items():
-        if getattr(options, key) is None:
-            setattr(options, key, value)
+    fill_defaults(options, LEARNED_DEFAULTS, LEARNED_QUICK)
     if options.jobs < 1 or not 0 < options.min_delay <= options.max_delay or options.shift <= 0:
         raise OptionError("need --jobs >= 1, 0 < --min-delay <= --max-delay and --shift > 0")
     plan = plan_jobs(options.jobs, seed=options.seed, min_delay=options.min_delay,

@@ -51,7 +51,10 @@ from benchmarks.common import (
     OptionError,
     Spread,
     Target,
+    add_sized_options,
     bench_workdir,
+    chosen_names,
+    fill_defaults,
     finish,
     markdown_table,
     start_together,
@@ -225,13 +228,11 @@ def run_way(way: str, plan: Sequence[PlannedJob], *, rate: int, seed: int, workd
 # ---------------------------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ratelimit mode's own options."""
-    for name, kind, text in (("jobs", int, "jobs, all started at once"),
-                             ("rate", int, "the server's RATE_LIMIT, requests/s (burst as many)"),
-                             ("min-delay", float, "shortest job, seconds"),
-                             ("max-delay", float, "longest job, seconds")):
-        key = name.replace("-", "_")
-        parser.add_argument(f"--{name}", type=kind, help=f"{text} (default: "
-                            f"{RATELIMIT_DEFAULTS[key]:g}; --quick: {RATELIMIT_QUICK[key]:g})")
+    add_sized_options(parser, (("jobs", int, "jobs, all started at once"),
+                               ("rate", int, "the server's RATE_LIMIT, requests/s (burst as many)"),
+                               ("min-delay", float, "shortest job, seconds"),
+                               ("max-delay", float, "longest job, seconds")),
+                      RATELIMIT_DEFAULTS, RATELIMIT_QUICK)
     parser.add_argument("--ways", default=",".join(WAYS),
                         help="comma-separated, in order (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the job plan and the "
@@ -240,13 +241,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(options: argparse.Namespace) -> int:
     """``python bench.py ratelimit ...``; returns the exit status."""
-    defaults = RATELIMIT_QUICK if options.quick else RATELIMIT_DEFAULTS
-    for key, value in defaults.items():
-        if getattr(options, key) is None:
-            setattr(options, key, value)
-    ways = [w.strip() for w in options.ways.split(",") if w.strip()]
-    if not ways or set(ways) - set(WAYS):
-        raise OptionError(f"--ways: choose from {', '.join(WAYS)}")
+    fill_defaults(options, RATELIMIT_DEFAULTS, RATELIMIT_QUICK)
+    ways = chosen_names(options.ways, list(WAYS), "ways")
     if options.jobs < 1 or options.rate < 1 or not 0 < options.min_delay <= options.max_delay:
         raise OptionError("need --jobs >= 1, --rate >= 1 and 0 < --min-delay <= --max-delay")
     for name in ("vtwait.client", "urllib3"):

@@ -54,6 +54,7 @@ from benchmarks.common import (
     Target,
     bench_workdir,
     cpu_seconds,
+    fill_defaults,
     finish,
     parse_wrk,
     process_tree,
@@ -370,9 +371,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(options: argparse.Namespace) -> int:
     """``python bench.py redis ...``; returns the exit status."""
-    for key, value in (QUICK if options.quick else DEFAULTS).items():
-        if getattr(options, key) is None:
-            setattr(options, key, value)
+    fill_defaults(options, DEFAULTS, QUICK)
     if min(options.waiters, options.connections, options.cross) < 1 or options.seconds <= 0:
         raise OptionError("sizes must be at least 1, --seconds above 0")
     for tool in ("wrk", "redis-server"):

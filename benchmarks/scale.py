@@ -54,6 +54,7 @@ from benchmarks.common import (
     Spread,
     Target,
     bench_workdir,
+    fill_defaults,
     finish,
     markdown_table,
     parse_wrk,
@@ -632,9 +633,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(options: argparse.Namespace) -> int:
     """``python bench.py scale ...``; returns the exit status."""
-    for key, value in (QUICK if options.quick else DEFAULTS).items():
-        if getattr(options, key) is None:
-            setattr(options, key, value)
+    fill_defaults(options, DEFAULTS, QUICK)
     if min(options.pending, options.waiters, options.connections) < 1 or options.rounds < 3:
         raise OptionError("--pending, --waiters and --connections must be at least 1, --rounds 3")
     if options.seconds <= 0 or options.job_ttl <= 0:

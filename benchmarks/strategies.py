@@ -53,6 +53,7 @@ from benchmarks.common import (
     Spread,
     Target,
     bench_workdir,
+    fill_defaults,
     finish,
     markdown_table,
     save_figure,
@@ -370,12 +371,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _resolve(options: argparse.Namespace) -> list[str]:
     """Fill unset sizes from the full or quick defaults, check them; the strategies' names."""
-    defaults = dict(STRATEGY_DEFAULTS)
-    if options.quick:
-        defaults.update(STRATEGY_QUICK)
-    for key, value in defaults.items():
-        if getattr(options, key) is None:
-            setattr(options, key, value)
+    fill_defaults(options, STRATEGY_DEFAULTS, STRATEGY_QUICK)
     if options.jobs < 1:
         raise OptionError("--jobs must be at least 1")
     if not 0 < options.min_delay <= options.max_delay:
